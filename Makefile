@@ -1,0 +1,44 @@
+# Centinela: `make run` serves the app, `make test` runs every test. Nothing else to install.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8501
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install install-dev chromium lint bench clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . || $(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+## Serve the app at http://localhost:$(PORT) on $${CENTINELA_DB:-./centinela.duckdb}; demo data on first start.
+run: install
+	$(BIN)/streamlit run app.py --server.port $(PORT)
+
+## Install test dependencies (and Debian's chromium if missing), then run the whole suite.
+test: install-dev chromium
+	$(BIN)/python -m pytest
+
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+## Print the foundation benchmark figures (1M generated transactions).
+bench: install
+	$(BIN)/python benchmarks/bench_foundation.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,37 @@
+"""The column-mapping editor: one selectbox per role, pre-filled with the guess."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from data.ingest import FileInfo
+from data.mapping import ROLES, ColumnMapping
+
+NONE = "(none)"
+
+
+def mapping_editor(info: FileInfo, key: str) -> ColumnMapping:
+    """Render the mapping for `info` (inside a form) and return what the user chose."""
+    guess = info.guessed_mapping()
+    options = [NONE, *info.column_names]
+    roles: dict[str, str] = {}
+    left, right = st.columns(2)
+    for i, role in enumerate(ROLES):
+        current = guess.roles.get(role.name)
+        box = left if i % 2 == 0 else right
+        chosen = box.selectbox(
+            role.title + (" *" if role.required else ""),
+            options,
+            index=options.index(current) if current in options else 0,
+            key=f"{key}-role-{role.name}",
+            help=role.help,
+        )
+        if chosen != NONE:
+            roles[role.name] = chosen
+    types = dict(info.columns)
+    categorical = st.multiselect("Keep as categorical columns", info.column_names, default=guess.categorical,
+                                 key=f"{key}-categorical", help="Text columns such as payment method or channel.")
+    numeric = st.multiselect("Keep as numeric columns", info.column_names, default=guess.numeric,
+                             key=f"{key}-numeric",
+                             help="Numbers such as balance or age. " + ", ".join(f"{c}: {types[c]}" for c in guess.numeric[:4]))
+    return ColumnMapping(roles, categorical, numeric)

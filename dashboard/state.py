@@ -1,0 +1,53 @@
+"""The user's current selections. Only selections live in session state; data lives in DuckDB."""
+
+from __future__ import annotations
+
+import duckdb
+import streamlit as st
+
+from data.datasets import Dataset, list_datasets
+
+DATASET_KEY = "active_dataset"
+PENDING_KEY = "next_active_dataset"
+FLASH_KEY = "flash_messages"
+
+
+def dataset_selector(conn: duckdb.DuckDBPyConnection) -> Dataset | None:
+    """Sidebar picker for the active dataset, remembered in the URL so a reload keeps it."""
+    datasets = list_datasets(conn)
+    if not datasets:
+        st.sidebar.info("No datasets yet.")
+        return None
+    names = [d.name for d in datasets]
+    pending = st.session_state.pop(PENDING_KEY, None)
+    wanted = pending or st.session_state.get(DATASET_KEY) or st.query_params.get("dataset")
+    if wanted not in names:
+        wanted = names[-1]
+    st.session_state[DATASET_KEY] = wanted
+    chosen = st.sidebar.selectbox("Active dataset", names, key=DATASET_KEY, help="Every page works on this dataset.")
+    st.query_params["dataset"] = chosen
+    return next(d for d in datasets if d.name == chosen)
+
+
+def set_active_dataset(name: str) -> None:
+    """Make `name` the active dataset from the next run on (after creating or restoring one).
+
+    The selector widget has already been drawn this run, so the choice waits in its own key.
+    """
+    st.session_state[PENDING_KEY] = name
+
+
+def flash(kind: str, message: str) -> None:
+    """A message to show at the top of the next run (survives the rerun after an action)."""
+    st.session_state.setdefault(FLASH_KEY, []).append((kind, message))
+
+
+def show_flashes() -> None:
+    for kind, message in st.session_state.pop(FLASH_KEY, []):
+        getattr(st, kind)(message)
+
+
+def active_dataset(conn: duckdb.DuckDBPyConnection) -> Dataset | None:
+    """The active dataset without drawing a widget (for pages that only read it)."""
+    name = st.session_state.get(DATASET_KEY)
+    return next((d for d in list_datasets(conn) if d.name == name), None)

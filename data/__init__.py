@@ -1,0 +1,1 @@
+"""Everything about rows: the DuckDB store, datasets, import, synthetic data and features."""

@@ -1,0 +1,186 @@
+"""`centinela`: the command line for scripted use and batch jobs.
+
+Every command works on the database in $CENTINELA_DB (default ./centinela.duckdb), prints
+progress on long work to stderr, and on bad input exits with status 2 and the same message
+the app shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from data.datasets import delete_dataset, get_dataset, list_datasets
+from data.db import DatabaseInUseError, connect, database_path, quote_ident, sql_string
+from data.errors import DataError
+from data.features import compute_features, feature_catalogue
+from data.ingest import ENCODINGS, import_file, inspect_file
+from data.synthetic import SyntheticConfig, store_synthetic
+
+
+class _Progress:
+    """Progress lines on stderr, e.g. `[ 45%] Checking 1,000,000 rows`."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if not self.quiet:
+            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="centinela", description=__doc__.splitlines()[0])
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate a synthetic Peru dataset")
+    gen.add_argument("--rows", type=int, default=200_000, help="number of transactions (default 200,000)")
+    gen.add_argument("--name", required=True, help="dataset name")
+    gen.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    gen.add_argument("--fraud-rate", type=float, default=0.005, help="share of fraudulent transactions (default 0.005)")
+    gen.add_argument("--days", type=int, default=90, help="length of the period in days (default 90)")
+    gen.add_argument("--start", type=date.fromisoformat, default=date(2026, 8, 1), help="first day, YYYY-MM-DD")
+    gen.add_argument("--no-features", action="store_true", help="do not compute features afterwards")
+
+    imp = sub.add_parser("import", help="import a CSV or Parquet file as a dataset")
+    imp.add_argument("path", type=Path)
+    imp.add_argument("--name", required=True, help="dataset name")
+    imp.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
+                     help="set a role's column (ROLE= unmaps it; categorical=a,b and numeric=c,d set extras); repeatable")
+    imp.add_argument("--encoding", choices=ENCODINGS, default="utf-8", help="CSV text encoding (default utf-8)")
+    imp.add_argument("--skip-bad-rows", action="store_true",
+                     help="leave out rows whose timestamp or amount does not parse (they are counted and listed)")
+    imp.add_argument("--show-mapping", action="store_true", help="print the guessed mapping and stop")
+    imp.add_argument("--no-features", action="store_true", help="do not compute features afterwards")
+
+    lst = sub.add_parser("datasets", help="list datasets")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+
+    feat = sub.add_parser("features", help="compute a dataset's features and print the catalogue")
+    feat.add_argument("name")
+    feat.add_argument("--label-delay-days", type=int, default=7,
+                      help="labels are used by features only once this many days old (default 7)")
+    feat.add_argument("--show", action="store_true", help="print the catalogue without computing")
+    feat.add_argument("--json", action="store_true", help="print JSON")
+
+    exp = sub.add_parser("export", help="write a dataset to CSV or Parquet")
+    exp.add_argument("name")
+    exp.add_argument("--out", type=Path, required=True, help="file ending in .csv or .parquet")
+
+    rm = sub.add_parser("delete", help="move a dataset to the trash (restorable from the Data page)")
+    rm.add_argument("name")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    progress = _Progress(args.quiet)
+    try:
+        conn = connect()
+    except DatabaseInUseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    try:
+        return _run(args, conn, progress)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # configuration out of range (rows, fraud rate, delay)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+
+
+def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
+    if args.command == "generate":
+        cfg = SyntheticConfig(rows=args.rows, seed=args.seed, fraud_rate=args.fraud_rate, start=args.start, days=args.days)
+        dataset = store_synthetic(conn, args.name, cfg, progress=progress)
+        print(f"generated {dataset.name!r}: {dataset.row_count:,} rows, {dataset.min_ts} to {dataset.max_ts}")
+        if not args.no_features:
+            _features(conn, dataset, 7, progress)
+        return 0
+
+    if args.command == "import":
+        info = inspect_file(conn, args.path, encoding=args.encoding)
+        mapping = info.guessed_mapping().with_overrides(args.map, info.column_names)
+        if args.show_mapping:
+            print(json.dumps({"roles": mapping.roles, "categorical": mapping.categorical, "numeric": mapping.numeric}, indent=2))
+            return 0
+        result = import_file(conn, args.path, args.name, mapping, encoding=info.encoding,
+                             skip_bad_rows=args.skip_bad_rows, progress=progress)
+        print(f"imported {result.dataset.name!r}: {result.rows_stored:,} of {result.rows_read:,} rows "
+              f"in {result.seconds:.1f} s")
+        for note in result.notes:
+            print(f"note: {note}")
+        for p in result.problems:
+            print(f"problem: column '{p['column']}' ({p['role']}): {p['count']:,} values did not parse, "
+                  f"first rows {', '.join(f'{r:,}' for r in p['rows'])}; {p['action']}")
+        if not args.no_features:
+            _features(conn, result.dataset, 7, progress)
+        return 0
+
+    if args.command == "datasets":
+        rows = [
+            {"name": d.name, "rows": d.row_count, "from": str(d.min_ts), "to": str(d.max_ts),
+             "label_column": d.import_report.get("mapping", {}).get("roles", {}).get("label")
+             or ("is_fraud" if d.has_role("label") else None), "source": d.source}
+            for d in list_datasets(conn)
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print(f"no datasets in {database_path()}; try: centinela generate --rows 200000 --name demo")
+        else:
+            print(f"{'name':<24} {'rows':>12}  {'from':<19}  {'to':<19}  label column")
+            for r in rows:
+                print(f"{r['name']:<24} {r['rows']:>12,}  {r['from']:<19}  {r['to']:<19}  {r['label_column'] or '-'}")
+        return 0
+
+    if args.command == "features":
+        dataset = get_dataset(conn, args.name)
+        if not args.show:
+            _features(conn, dataset, args.label_delay_days, progress)
+        catalogue = feature_catalogue(conn, dataset)
+        if args.json:
+            print(catalogue.to_json(orient="records", indent=2))
+        else:
+            for row in catalogue.itertuples():
+                why = f"  ({row.reason})" if row.reason else ""
+                print(f"{row.status:<12} {row.feature:<24} [{row.unit}] {row.description}{why}")
+        return 0
+
+    if args.command == "export":
+        dataset = get_dataset(conn, args.name)
+        suffix = args.out.suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise DataError("the output must end in .csv or .parquet.", file=str(args.out))
+        columns = ", ".join(quote_ident(c.name) for c in dataset.columns if c.name != "tx_row")
+        fmt = "(HEADER, FORMAT csv)" if suffix == ".csv" else "(FORMAT parquet)"
+        progress(0.1, f"Writing {dataset.row_count:,} rows to {args.out}")
+        # COPY takes no parameter for its target, so the path goes in as an escaped literal.
+        conn.execute(f"COPY (SELECT {columns} FROM {dataset.table} ORDER BY tx_row) TO {sql_string(str(args.out))} {fmt}")
+        print(f"wrote {dataset.row_count:,} rows to {args.out}")
+        return 0
+
+    if args.command == "delete":
+        dataset = delete_dataset(conn, args.name)
+        print(f"moved {dataset.name!r} to the trash; restore it from the Data page")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _features(conn, dataset, delay: int, progress: _Progress) -> None:
+    fs = compute_features(conn, dataset, label_delay_days=delay, progress=progress)
+    print(f"features: {len(fs.computed)} computed in {fs.seconds:.1f} s" + (f", {len(fs.skipped)} skipped" if fs.skipped else ""))
+    for name, reason in fs.skipped.items():
+        print(f"skipped {name}: {reason}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

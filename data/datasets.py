@@ -1,0 +1,219 @@
+"""The dataset registry: named transaction tables that coexist in one database.
+
+Each dataset's rows live in their own table `tx_<id>` with canonical column names (see
+`data.mapping.ROLES`) plus the extra columns it was imported with. Creating a dataset is one
+transaction: either the table and its registry row both exist afterwards, or neither does.
+Deleting moves a dataset to the trash (undoable) until it is purged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from data.db import checked_ident, fetch_one, quote_ident, transaction
+from data.errors import DataError
+
+NAME_PATTERN = re.compile(r"^[\w][\w .\-()]{0,63}$", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class StoredColumn:
+    """A column of a dataset table: its stored name, role (or extra kind) and where it came from."""
+
+    name: str
+    role: str  # a role name from data.mapping.ROLES, or "categorical" / "numeric"
+    source: str | None  # the file's column, or None when generated
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: int
+    name: str
+    table_name: str
+    source: str
+    created_at: datetime
+    row_count: int
+    min_ts: datetime | None
+    max_ts: datetime | None
+    columns: tuple[StoredColumn, ...]
+    import_report: dict[str, Any]
+
+    @property
+    def table(self) -> str:
+        """The dataset table's name, quoted for SQL."""
+        return checked_ident(self.table_name)
+
+    def has_role(self, role: str) -> bool:
+        return any(c.role == role for c in self.columns)
+
+    def column_for(self, role: str) -> str | None:
+        return next((c.name for c in self.columns if c.role == role), None)
+
+    def extras(self, kind: str) -> list[str]:
+        return [c.name for c in self.columns if c.role == kind]
+
+    @property
+    def label_column(self) -> str | None:
+        return self.column_for("label")
+
+
+def validate_name(name: str) -> str:
+    """Dataset names: 1-64 letters, digits, spaces and . - _ ( ); shown everywhere, so kept plain."""
+    cleaned = (name or "").strip()
+    if not NAME_PATTERN.match(cleaned):
+        raise DataError(
+            f"dataset name {name!r} is not allowed.",
+            hint="Use 1-64 letters, digits, spaces, dots, dashes, underscores or parentheses, "
+            "starting with a letter or digit.",
+        )
+    return cleaned
+
+
+_COLUMNS = "id, name, table_name, source, created_at, row_count, min_ts, max_ts, columns, import_report"
+
+
+def _from_row(row: tuple) -> Dataset:
+    cols = tuple(StoredColumn(**c) for c in json.loads(row[8]))
+    return Dataset(*row[:8], columns=cols, import_report=json.loads(row[9]))
+
+
+def list_datasets(conn: duckdb.DuckDBPyConnection, *, deleted: bool = False) -> list[Dataset]:
+    """Datasets in creation order; `deleted=True` lists the trash instead."""
+    condition = "deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL"
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM datasets WHERE {condition} ORDER BY id").fetchall()
+    return [_from_row(r) for r in rows]
+
+
+def get_dataset(conn: duckdb.DuckDBPyConnection, name: str | int) -> Dataset:
+    """A live dataset by name or id; DataError naming the available ones if there is none."""
+    key = "id" if isinstance(name, int) else "name"
+    row = fetch_one(conn, f"SELECT {_COLUMNS} FROM datasets WHERE {key} = ? AND deleted_at IS NULL", [name])
+    if row is None:
+        names = [d.name for d in list_datasets(conn)]
+        raise DataError(
+            f"no dataset named {name!r}.",
+            hint=f"Available: {', '.join(names)}." if names else "There are no datasets yet: generate or import one.",
+        )
+    return _from_row(row)
+
+
+@dataclass
+class NewDataset:
+    """A dataset being created: its table exists only inside the open transaction."""
+
+    id: int
+    name: str
+    table_name: str
+    source: str
+    columns: list[StoredColumn] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table(self) -> str:
+        return checked_ident(self.table_name)
+
+
+@contextmanager
+def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str) -> Iterator[NewDataset]:
+    """Open a transaction for a new dataset; the block creates `table` and fills in `columns`.
+
+    When the block ends the dataset is registered and committed; if it raises, everything it
+    did is rolled back and the database is exactly as before.
+    """
+    name = validate_name(name)
+    with transaction(conn):
+        clash = fetch_one(conn, "SELECT id, deleted_at FROM datasets WHERE name = ?", [name])
+        if clash and clash[1] is None:
+            raise DataError(f"a dataset named {name!r} already exists.",
+                            hint="Choose another name, or delete the existing dataset first.")
+        if clash:  # the name is in the trash: the user deleted it, so the new one takes its place
+            _purge(conn, clash[0])
+        dataset_id = fetch_one(conn, "SELECT nextval('dataset_ids')")[0]
+        pending = NewDataset(dataset_id, name, f"tx_{dataset_id}", source)
+        yield pending
+        row_count, min_ts, max_ts = fetch_one(conn, f"SELECT count(*), min(ts), max(ts) FROM {pending.table}")
+        if row_count == 0:
+            raise DataError("no rows to store.", hint="The source has no usable data rows.")
+        conn.execute(
+            "INSERT INTO datasets VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, NULL)",
+            [dataset_id, name, pending.table_name, source, row_count, min_ts, max_ts,
+             json.dumps([c.as_dict() for c in pending.columns]), json.dumps(pending.report, default=str)],
+        )
+
+
+def delete_dataset(conn: duckdb.DuckDBPyConnection, name: str) -> Dataset:
+    """Move a dataset to the trash; `restore_dataset` undoes it until `purge_deleted` runs."""
+    dataset = get_dataset(conn, name)
+    conn.execute("UPDATE datasets SET deleted_at = current_timestamp::TIMESTAMP WHERE id = ?", [dataset.id])
+    return dataset
+
+
+def restore_dataset(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> Dataset:
+    """Take a dataset back out of the trash."""
+    found = conn.execute(
+        "UPDATE datasets SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL RETURNING id", [dataset_id]
+    ).fetchall()
+    if not found:
+        raise DataError(f"dataset {dataset_id} is not in the trash.")
+    return get_dataset(conn, dataset_id)
+
+
+def purge_deleted(conn: duckdb.DuckDBPyConnection) -> int:
+    """Drop every dataset in the trash for good, with its features and labels."""
+    ids = [r[0] for r in conn.execute("SELECT id FROM datasets WHERE deleted_at IS NOT NULL").fetchall()]
+    for dataset_id in ids:
+        with transaction(conn):
+            _purge(conn, dataset_id)
+    return len(ids)
+
+
+def _purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
+    table = conn.execute("SELECT table_name FROM datasets WHERE id = ?", [dataset_id]).fetchall()[0][0]
+    feature_table = fetch_one(conn, "SELECT table_name FROM feature_sets WHERE dataset_id = ?", [dataset_id])
+    if feature_table:
+        conn.execute(f"DROP TABLE IF EXISTS {checked_ident(feature_table[0])}")
+    conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table)}")
+    conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM labels WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+
+
+def missing_values(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:
+    """Missing values per stored column, in one scan."""
+    names = [c.name for c in dataset.columns]
+    counts = ", ".join(f"count({quote_ident(n)})" for n in names)
+    filled = conn.execute(f"SELECT {counts} FROM {dataset.table}").fetchall()[0]
+    roles = {c.name: c.role for c in dataset.columns}
+    frame = pd.DataFrame({"column": names, "role": [roles[n] for n in names], "filled": filled})
+    frame["missing"] = dataset.row_count - frame["filled"]
+    frame["missing_pct"] = frame["missing"] / max(dataset.row_count, 1) * 100
+    return frame[["column", "role", "missing", "missing_pct"]]
+
+
+def sample_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, limit: int = 100, offset: int = 0) -> pd.DataFrame:
+    """One page of rows in time order."""
+    names = ", ".join(quote_ident(c.name) for c in dataset.columns)
+    return conn.execute(
+        f"SELECT {names} FROM {dataset.table} ORDER BY ts, tx_row LIMIT ? OFFSET ?", [int(limit), int(offset)]
+    ).df()
+
+
+def label_summary(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, Any]:
+    """Ground-truth label counts, if the dataset has a label column."""
+    if not dataset.has_role("label"):
+        return {}
+    fraud, known = conn.execute(f"SELECT count(*) FILTER (is_fraud), count(is_fraud) FROM {dataset.table}").fetchall()[0]
+    return {"fraud": fraud, "labelled": known, "fraud_rate": fraud / known if known else None}
+

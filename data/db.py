@@ -1,0 +1,163 @@
+"""The DuckDB store: opening the file, schema migrations, identifier safety and transactions.
+
+One connection per process (the app caches it with `st.cache_resource`); each thread works
+through its own `connection.cursor()`, which DuckDB makes safe to use concurrently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_DB_PATH = "centinela.duckdb"
+DB_ENV_VAR = "CENTINELA_DB"
+
+# Each migration moves the schema up one version. Append; never edit a released one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name VARCHAR NOT NULL UNIQUE,
+            table_name VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            row_count BIGINT NOT NULL,
+            min_ts TIMESTAMP,
+            max_ts TIMESTAMP,
+            columns JSON NOT NULL,
+            import_report JSON NOT NULL,
+            deleted_at TIMESTAMP
+        )""",
+        "CREATE SEQUENCE dataset_ids START 1",
+        """CREATE TABLE feature_sets (
+            dataset_id INTEGER PRIMARY KEY,
+            table_name VARCHAR NOT NULL,
+            computed_at TIMESTAMP NOT NULL,
+            params JSON NOT NULL,
+            computed JSON NOT NULL,
+            skipped JSON NOT NULL,
+            seconds DOUBLE NOT NULL
+        )""",
+        # Analyst labels are append-only: the latest row per transaction is the current label.
+        """CREATE TABLE labels (
+            dataset_id INTEGER NOT NULL,
+            transaction_id VARCHAR NOT NULL,
+            label VARCHAR NOT NULL CHECK (label IN ('fraud', 'legitimate', 'unsure')),
+            analyst VARCHAR NOT NULL,
+            note VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+ProgressFn = Callable[[float, str], None]
+
+
+def no_progress(fraction: float, message: str) -> None:
+    """Progress sink for callers that do not report progress."""
+
+
+def database_path() -> Path:
+    """The database file: `$CENTINELA_DB`, else ./centinela.duckdb."""
+    return Path(os.environ.get(DB_ENV_VAR) or DEFAULT_DB_PATH)
+
+
+class DatabaseInUseError(RuntimeError):
+    """Another process holds the database file open for writing."""
+
+
+def connect(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the database file and migrate it to the current schema."""
+    target = Path(path) if path is not None else database_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = duckdb.connect(str(target))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise DatabaseInUseError(
+                f"{target}: the database is open in another process (is the app running?). "
+                f"Stop it or point {DB_ENV_VAR} at another file."
+            ) from exc
+        raise
+    migrate(conn)
+    return conn
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The schema version the database is at; 0 for a new file."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Apply every migration the database lacks, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
+    )
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {current} is newer than this Centinela ({SCHEMA_VERSION}); upgrade"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        with transaction(conn):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, current_timestamp)", [version])
+    return SCHEMA_VERSION
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All-or-nothing: commit when the block ends, roll back everything if it raises."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for SQL; embedded quotes are doubled so no name can break out."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"invalid SQL identifier: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def checked_ident(name: str) -> str:
+    """An identifier the app itself made (table names): must be plain, returned quoted."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"unexpected identifier: {name!r}")
+    return quote_ident(name)
+
+
+def sql_string(value: str) -> str:
+    """A string literal, for the few places DuckDB takes no parameter (table-function options)."""
+    if "\x00" in value:
+        raise ValueError("NUL byte in SQL string")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def fetch_one(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
+    """The first row of a query, or None; reads the whole result so the connection is left idle.
+
+    DuckDB 2 refuses some calls (register, unregister) while a result is partly read, and
+    `fetchone()` leaves it so.
+    """
+    rows = conn.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None

@@ -1,0 +1,248 @@
+"""Engineered features, computed in DuckDB SQL with window functions.
+
+Every feature looks only backwards in time: customer history windows exclude the current
+transaction, expanding statistics stop at the previous one, and the merchant fraud rate uses
+only labels of transactions at least `label_delay_days` old, as a fraud team would have them.
+Features a dataset cannot support (no customer id, no coordinates, no labels) are skipped
+with the reason recorded, never silently filled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from data.datasets import Dataset
+from data.db import ProgressFn, checked_ident, fetch_one, no_progress, quote_ident, transaction
+from data.geography import EARTH_RADIUS_KM
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    description: str
+    unit: str
+    sql: str  # expression over the `base` CTE; may use the named windows below
+    needs: tuple[str, ...] = ()  # roles the dataset must have: customer_id, merchant_id, device_id, coords, labels
+    params: int = 0  # how many parameters the expression takes (see `_feature_params`)
+
+
+def _haversine(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
+    return (
+        f"2 * {EARTH_RADIUS_KM} * asin(sqrt(pow(sin(radians({lat2} - {lat1}) / 2), 2) + "
+        f"cos(radians({lat1})) * cos(radians({lat2})) * pow(sin(radians({lon2} - {lon1}) / 2), 2)))"
+    )
+
+
+def _per_customer(expr: str) -> str:
+    # Rows without a customer would otherwise share one giant NULL partition.
+    return f"CASE WHEN customer_id IS NOT NULL THEN {expr} END"
+
+
+CATALOGUE: tuple[Feature, ...] = (
+    Feature("amount", "Transaction amount", "PEN", "amount"),
+    Feature("log_amount", "Natural log of 1 + amount, tames the long tail", "log PEN", "ln(1 + amount)"),
+    Feature("hour", "Hour of the day the transaction happened", "hour 0-23", "hour(ts)"),
+    Feature("day_of_week", "Day of the week (1 = Monday, 7 = Sunday)", "day", "isodow(ts)"),
+    Feature("is_weekend", "Saturday or Sunday", "0/1", "CAST(isodow(ts) >= 6 AS INTEGER)"),
+    Feature("is_night", "Between 00:00 and 05:59", "0/1", "CAST(hour(ts) < 6 AS INTEGER)"),
+    Feature("secs_since_prev", "Seconds since the customer's previous transaction", "s",
+            _per_customer("epoch(ts) - epoch(lag(ts) OVER cust)"), ("customer_id",)),
+    Feature("cust_count_1h", "Customer's other transactions in the hour up to this one", "count",
+            _per_customer("count(*) OVER cust_1h"), ("customer_id",)),
+    Feature("cust_count_24h", "Customer's other transactions in the 24 h up to this one", "count",
+            _per_customer("count(*) OVER cust_24h"), ("customer_id",)),
+    Feature("cust_count_7d", "Customer's other transactions in the 7 days up to this one", "count",
+            _per_customer("count(*) OVER cust_7d"), ("customer_id",)),
+    Feature("cust_mean_amount_1h", "Customer's mean amount over the previous hour", "PEN",
+            _per_customer("avg(amount) OVER cust_1h"), ("customer_id",)),
+    Feature("cust_mean_amount_24h", "Customer's mean amount over the previous 24 h", "PEN",
+            _per_customer("avg(amount) OVER cust_24h"), ("customer_id",)),
+    Feature("cust_mean_amount_7d", "Customer's mean amount over the previous 7 days", "PEN",
+            _per_customer("avg(amount) OVER cust_7d"), ("customer_id",)),
+    Feature("cust_history_count", "Customer's transactions before this one", "count",
+            _per_customer("count(*) OVER cust_before"), ("customer_id",)),
+    Feature("amount_ratio_customer", "Amount divided by the customer's mean of earlier amounts", "ratio",
+            _per_customer("amount / nullif(avg(amount) OVER cust_before, 0)"), ("customer_id",)),
+    Feature("amount_zscore_customer", "Standard deviations above the customer's earlier amounts (3+ earlier)", "z",
+            _per_customer("CASE WHEN count(*) OVER cust_before >= 3 THEN "
+                          "(amount - avg(amount) OVER cust_before) / nullif(stddev_samp(amount) OVER cust_before, 0) END"),
+            ("customer_id",)),
+    Feature("amount_ratio_merchant", "Amount divided by the merchant's mean of earlier amounts", "ratio",
+            "CASE WHEN merchant_id IS NOT NULL THEN amount / nullif(avg(amount) OVER merch_before, 0) END",
+            ("merchant_id",)),
+    Feature("distance_from_usual_km", "Distance from the mean location of the customer's earlier transactions", "km",
+            _per_customer(_haversine("avg(lat) OVER cust_before", "avg(lon) OVER cust_before", "lat", "lon")),
+            ("customer_id", "coords")),
+    Feature("speed_from_prev_kmh", "Distance from the previous transaction divided by the time since it", "km/h",
+            _per_customer(f"({_haversine('lag(lat) OVER cust', 'lag(lon) OVER cust', 'lat', 'lon')}) / "
+                          "(greatest(epoch(ts) - epoch(lag(ts) OVER cust), 60) / 3600.0)"),
+            ("customer_id", "coords")),
+    Feature("is_new_device", "First time this customer uses this device (after earlier transactions)", "0/1",
+            "CASE WHEN customer_id IS NOT NULL AND device_id IS NOT NULL THEN "
+            "CAST(row_number() OVER cust_device = 1 AND row_number() OVER cust > 1 AS INTEGER) END",
+            ("customer_id", "device_id")),
+    Feature("merchant_fraud_rate", "Merchant's fraud rate among its labelled transactions from delay+28 to delay days "
+            "earlier (labels younger than the delay are not known yet)", "share",
+            "CASE WHEN merchant_id IS NOT NULL THEN avg(known_fraud) OVER merch_labels END",
+            ("merchant_id", "labels")),
+)
+FEATURE_BY_NAME = {f.name: f for f in CATALOGUE}
+MERCHANT_RATE_WINDOW_DAYS = 28
+
+WINDOWS = """
+WINDOW
+  cust AS (PARTITION BY customer_id ORDER BY ts, tx_row),
+  cust_before AS (PARTITION BY customer_id ORDER BY ts, tx_row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+  cust_1h AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
+  cust_24h AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 24 HOUR PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
+  cust_7d AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 7 DAY PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
+  cust_device AS (PARTITION BY customer_id, device_id ORDER BY ts, tx_row),
+  merch_before AS (PARTITION BY merchant_id ORDER BY ts, tx_row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+  merch_labels AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
+      to_days(CAST(? AS INTEGER)) PRECEDING AND to_days(CAST(? AS INTEGER)) PRECEDING)
+"""
+
+
+@dataclass
+class FeatureSet:
+    """What was computed for a dataset, what was skipped and why."""
+
+    dataset_id: int
+    table_name: str
+    computed: list[str]
+    skipped: dict[str, str]
+    params: dict[str, Any]
+    seconds: float
+    computed_at: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def table(self) -> str:
+        return checked_ident(self.table_name)
+
+
+def availability(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, str | None]:
+    """Per feature: None if the dataset can support it, else the reason it cannot."""
+    has_labels = dataset.has_role("label") or conn.execute(
+        "SELECT count(*) > 0 FROM labels WHERE dataset_id = ?", [dataset.id]
+    ).fetchall()[0][0]
+    has_coords = dataset.has_role("lat") and dataset.has_role("lon") and conn.execute(
+        f"SELECT count(*) FILTER (lat IS NOT NULL AND lon IS NOT NULL) > 0 FROM {dataset.table}"
+    ).fetchall()[0][0]
+    reasons = {
+        "customer_id": "no customer/card id column is mapped",
+        "merchant_id": "no merchant/terminal id column is mapped",
+        "device_id": "no device id column is mapped",
+        "coords": "no coordinates: map lat/lon, or a city/location column naming Peruvian places",
+        "labels": "no fraud labels yet: map a label column or label some cases",
+    }
+    present = {
+        "customer_id": dataset.has_role("customer_id"),
+        "merchant_id": dataset.has_role("merchant_id"),
+        "device_id": dataset.has_role("device_id"),
+        "coords": bool(has_coords),
+        "labels": bool(has_labels),
+    }
+    return {f.name: next((reasons[n] for n in f.needs if not present[n]), None) for f in CATALOGUE}
+
+
+def compute_features(
+    conn: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    *,
+    label_delay_days: int = 7,
+    progress: ProgressFn = no_progress,
+) -> FeatureSet:
+    """(Re)compute the feature table `feat_<dataset id>`, replacing any earlier one atomically."""
+    if not 0 <= int(label_delay_days) <= 365:
+        raise ValueError(f"label delay must be between 0 and 365 days, got {label_delay_days}")
+    delay = int(label_delay_days)
+    started = time.perf_counter()
+    progress(0.05, "Checking which features this dataset supports")
+    reasons = availability(conn, dataset)
+    chosen = [f for f in CATALOGUE if reasons[f.name] is None]
+    skipped = {name: reason for name, reason in reasons.items() if reason is not None}
+
+    def col(role: str, column: str, sql_type: str) -> str:
+        return f"t.{column}" if dataset.has_role(role) else f"CAST(NULL AS {sql_type})"
+
+    label_expr = "CAST(NULL AS DOUBLE)"
+    if "merchant_fraud_rate" not in skipped:
+        # The current label: the latest analyst label where there is one, else the ground truth.
+        truth = "CAST(t.is_fraud AS DOUBLE)" if dataset.has_role("label") else "CAST(NULL AS DOUBLE)"
+        label_expr = f"coalesce(CASE l.label WHEN 'fraud' THEN 1.0 WHEN 'legitimate' THEN 0.0 END, {truth})"
+    base = f"""
+    WITH latest AS (
+        SELECT transaction_id, arg_max(label, created_at) AS label FROM labels WHERE dataset_id = ? GROUP BY 1
+    ), base AS (
+        SELECT t.tx_row, t.ts, t.amount,
+               {col('customer_id', 'customer_id', 'VARCHAR')} AS customer_id,
+               {col('merchant_id', 'merchant_id', 'VARCHAR')} AS merchant_id,
+               {col('device_id', 'device_id', 'VARCHAR')} AS device_id,
+               {col('lat', 'lat', 'DOUBLE')} AS lat, {col('lon', 'lon', 'DOUBLE')} AS lon,
+               {label_expr} AS known_fraud
+        FROM {dataset.table} t LEFT JOIN latest l USING (transaction_id)
+    )"""
+    select = ", ".join(f"CAST({f.sql} AS DOUBLE) AS {quote_ident(f.name)}" for f in chosen)
+    table_name = f"feat_{dataset.id}"
+    sql = f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
+    params = [dataset.id, delay + MERCHANT_RATE_WINDOW_DAYS, delay]
+
+    progress(0.15, f"Computing {len(chosen)} features over {dataset.row_count:,} rows")
+    with transaction(conn):
+        conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table_name)}")
+        conn.execute(f"CREATE TABLE {checked_ident(table_name)} AS {sql}", params)
+        seconds = time.perf_counter() - started
+        conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset.id])
+        conn.execute(
+            "INSERT INTO feature_sets VALUES (?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?)",
+            [dataset.id, table_name, json.dumps({"label_delay_days": delay}),
+             json.dumps([f.name for f in chosen]), json.dumps(skipped), seconds],
+        )
+    progress(1.0, f"Computed {len(chosen)} features in {seconds:.1f} s")
+    return load_feature_set(conn, dataset)  # type: ignore[return-value]
+
+
+def load_feature_set(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> FeatureSet | None:
+    """The stored feature set of a dataset, or None if features were never computed."""
+    row = fetch_one(
+        conn,
+        "SELECT table_name, computed, skipped, params, seconds, computed_at FROM feature_sets WHERE dataset_id = ?",
+        [dataset.id],
+    )
+    if row is None:
+        return None
+    return FeatureSet(dataset.id, row[0], json.loads(row[1]), json.loads(row[2]), json.loads(row[3]), row[4], row[5])
+
+
+def feature_catalogue(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:
+    """Every feature with its description and unit, and for this dataset: computed, or why not."""
+    stored = load_feature_set(conn, dataset)
+    reasons = availability(conn, dataset)
+    rows = []
+    for f in CATALOGUE:
+        if stored and f.name in stored.computed:
+            status, reason = "computed", ""
+        elif reasons[f.name]:
+            status, reason = "skipped", reasons[f.name]
+        elif stored and f.name in stored.skipped:
+            status, reason = "stale", f"was skipped ({stored.skipped[f.name]}); recompute to add it"
+        else:
+            status, reason = "not computed", "compute features to add it"
+        rows.append({"feature": f.name, "description": f.description, "unit": f.unit, "status": status, "reason": reason})
+    return pd.DataFrame(rows)
+
+
+def feature_frame(conn: duckdb.DuckDBPyConnection, feature_set: FeatureSet, limit: int | None = None) -> pd.DataFrame:
+    """Feature rows in transaction order (for detectors and tests)."""
+    sql = f"SELECT * FROM {feature_set.table} ORDER BY tx_row"
+    if limit is not None:
+        return conn.execute(sql + " LIMIT ?", [int(limit)]).df()
+    return conn.execute(sql).df()

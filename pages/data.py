@@ -1,0 +1,224 @@
+"""Data: look at the active dataset, import files, generate synthetic data, manage datasets."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.connection import get_cursor
+from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
+from dashboard.mapping_editor import mapping_editor
+from dashboard.progress import progress_status
+from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
+from dashboard.uploads import discard_upload, stage_upload
+from data.datasets import (
+    delete_dataset,
+    label_summary,
+    list_datasets,
+    missing_values,
+    purge_deleted,
+    restore_dataset,
+    sample_rows,
+)
+from data.errors import DataError
+from data.features import compute_features, feature_catalogue
+from data.ingest import ENCODINGS, import_file, inspect_file
+from data.synthetic import SyntheticConfig, store_synthetic
+
+PAGE_ROWS = 50
+
+conn = get_cursor()
+dataset = active_dataset(conn)
+st.title("Data")
+show_flashes()
+overview, importer, generator, manager = st.tabs(["Overview", "Import a file", "Generate synthetic data", "Manage datasets"])
+
+# ---------------------------------------------------------------------------------------------
+with overview:
+    if dataset is None:
+        st.info("There is no dataset yet. Import a file or generate synthetic data in the tabs above.")
+    else:
+        labels = label_summary(conn, dataset)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Rows", fmt_int(dataset.row_count))
+        c2.metric("From", fmt_ts(dataset.min_ts))
+        c3.metric("To", fmt_ts(dataset.max_ts))
+        c4.metric("Labelled fraud", f"{fmt_int(labels['fraud'])} ({fmt_pct(labels['fraud_rate'])})" if labels else "no label column",
+                  help="From the dataset's ground-truth label column, where it has one.")
+        st.caption(f"Source: {dataset.source} · created {fmt_ts(dataset.created_at)}")
+
+        report = dataset.import_report
+        skipped = report.get("rows_read", dataset.row_count) - dataset.row_count
+        if report.get("notes") or report.get("problems") or skipped:
+            with st.expander("Import report", expanded=bool(report.get("problems"))):
+                if skipped:
+                    st.warning(f"{skipped:,} of {report['rows_read']:,} rows were left out because their timestamp "
+                               "or amount did not parse; the first ones are listed below.")
+                for note in report.get("notes", []):
+                    st.info(note)
+                if report.get("problems"):
+                    st.dataframe(
+                        [{"column": p["column"], "role": p["role"], "values that did not parse": p["count"],
+                          "first rows": ", ".join(f"{r:,}" for r in p["rows"]), "first value": p["value"],
+                          "what happened": p["action"]} for p in report["problems"]],
+                        hide_index=True,
+                    )
+
+        left, right = st.columns([1, 2])
+        with left:
+            st.subheader("Missing values")
+            st.dataframe(
+                missing_values(conn, dataset), hide_index=True, height=380,
+                column_config={"missing_pct": st.column_config.ProgressColumn("missing %", format="%.1f%%",
+                                                                               min_value=0, max_value=100)},
+            )
+        with right:
+            st.subheader("Rows")
+            pages = max(1, -(-dataset.row_count // PAGE_ROWS))
+            page = st.number_input(f"Page (of {pages:,}, {PAGE_ROWS} rows each, in time order)", 1, pages, 1)
+            rows = sample_rows(conn, dataset, PAGE_ROWS, (page - 1) * PAGE_ROWS)
+            st.dataframe(rows, hide_index=True, height=380)
+            st.download_button("Download this page as CSV", rows.to_csv(index=False).encode(),
+                               file_name=f"{dataset.name}-page-{page}.csv", mime="text/csv")
+
+        st.subheader("Features")
+        catalogue = feature_catalogue(conn, dataset)
+        st.dataframe(catalogue, hide_index=True, column_config={"reason": st.column_config.TextColumn(width="large")})
+        with st.form("features-form", border=False):
+            delay = st.number_input("Label delay (days)", 0, 365, 7,
+                                    help="Features use a label only once its transaction is this many days old, "
+                                    "as fraud is confirmed with a delay in real life.")
+            if st.form_submit_button("Compute features", type="primary"):
+                with progress_status(f"Computing features for {dataset.name}") as report_progress:
+                    fs = compute_features(conn, dataset, label_delay_days=int(delay), progress=report_progress)
+                flash("success", f"Computed {len(fs.computed)} features in {fs.seconds:.1f} s.")
+                st.rerun()
+
+# ---------------------------------------------------------------------------------------------
+with importer:
+    limit_mb = st.get_option("server.maxUploadSize")
+    source = st.radio("Source", ["Upload a file", "A path on this server"], horizontal=True,
+                      help="Large files are faster from a path: nothing is copied.")
+    encoding = st.selectbox("Text encoding (CSV)", ENCODINGS, help="Windows exports are often latin-1. UTF-16 is detected by itself.")
+    path: Path | None = None
+    display_name = None
+    if source == "Upload a file":
+        uploaded = st.file_uploader(f"CSV or Parquet file (up to {limit_mb:,} MB)", key="upload")
+        if uploaded is not None:
+            path, display_name = stage_upload(uploaded), uploaded.name
+        else:
+            discard_upload()
+    else:
+        typed = st.text_input("Path to a CSV or Parquet file", placeholder="/data/transactions.csv").strip()
+        if typed:
+            path, display_name = Path(typed).expanduser(), Path(typed).name
+
+    if path is not None:
+        try:
+            info = inspect_file(conn, path, display_name, encoding)
+        except DataError as exc:
+            st.error(str(exc))
+            info = None
+        if info is not None:
+            st.caption(f"**{info.display_name}** · {info.format.upper()} · {fmt_bytes(info.size_bytes)} · "
+                       f"{len(info.columns)} columns" + (f" · delimiter {info.delimiter!r}" if info.delimiter else ""))
+            st.dataframe(info.preview, hide_index=True, height=240)
+            with st.form("import-form"):
+                default_name = Path(info.display_name).stem[:64]
+                name = st.text_input("Dataset name", value=default_name)
+                st.markdown("**Column mapping** — guessed from the names; \\* marks required roles.")
+                mapping = mapping_editor(info, "import")
+                skip_bad = st.checkbox("Skip rows whose timestamp or amount does not parse (they are counted and listed)")
+                if st.form_submit_button("Import", type="primary"):
+                    try:
+                        with progress_status(f"Importing {info.display_name}") as report_progress:
+                            result = import_file(conn, info.path, name, mapping, display_name=info.display_name,
+                                                 encoding=info.encoding, skip_bad_rows=skip_bad, progress=report_progress)
+                            compute_features(conn, result.dataset, progress=report_progress)
+                    except DataError as exc:
+                        st.error(str(exc))
+                        st.caption("Nothing was imported; the database is unchanged.")
+                    else:
+                        discard_upload()
+                        flash("success", f"Imported {result.rows_stored:,} of {result.rows_read:,} rows as "
+                                         f"'{result.dataset.name}' in {result.seconds:.1f} s.")
+                        for note in result.notes:
+                            flash("info", note)
+                        set_active_dataset(result.dataset.name)
+                        st.rerun()
+
+# ---------------------------------------------------------------------------------------------
+with generator:
+    st.write("Synthetic card and wallet transactions at Peruvian merchants, with labelled fraud from six "
+             "scenarios (card testing, account takeover, impossible travel, compromised terminal, amount "
+             "spike, off-hours). The same seed always gives the same data.")
+    with st.form("generate-form"):
+        a, b, c = st.columns(3)
+        name = a.text_input("Dataset name", value=f"synthetic-{len(list_datasets(conn)) + 1}")
+        rows = b.number_input("Transactions", 1_000, 5_000_000, 200_000, step=50_000)
+        seed = c.number_input("Seed", 0, 2**31 - 1, 42)
+        fraud_pct = a.number_input("Fraud rate (%)", 0.0, 20.0, 0.5, step=0.1)
+        days = b.number_input("Days", 1, 730, 90)
+        start = c.date_input("First day", date(2026, 8, 1))
+        if st.form_submit_button("Generate", type="primary"):
+            try:
+                with progress_status(f"Generating {rows:,} transactions") as report_progress:
+                    cfg = SyntheticConfig(rows=int(rows), seed=int(seed), fraud_rate=fraud_pct / 100, days=int(days), start=start)
+                    created = store_synthetic(conn, name, cfg, progress=report_progress)
+                    compute_features(conn, created, progress=report_progress)
+            except (DataError, ValueError) as exc:
+                st.error(str(exc))
+            else:
+                flash("success", f"Generated '{created.name}': {created.row_count:,} transactions.")
+                set_active_dataset(created.name)
+                st.rerun()
+
+# ---------------------------------------------------------------------------------------------
+with manager:
+    datasets = list_datasets(conn)
+    if datasets:
+        st.dataframe(
+            [{"name": d.name, "rows": d.row_count, "from": d.min_ts, "to": d.max_ts, "source": d.source,
+              "label column": "yes" if d.has_role("label") else "no", "created": d.created_at} for d in datasets],
+            hide_index=True,
+        )
+        with st.form("delete-form"):
+            target = st.selectbox("Dataset to delete", [d.name for d in datasets])
+            confirm = st.text_input("Type its name to confirm")
+            if st.form_submit_button("Move to trash"):
+                if confirm.strip() != target:
+                    st.error("The name typed does not match; nothing was deleted.")
+                else:
+                    deleted = delete_dataset(conn, target)
+                    st.session_state["undo_delete"] = deleted.id
+                    flash("success", f"Moved '{deleted.name}' to the trash.")
+                    st.rerun()
+    else:
+        st.info("No datasets. Import or generate one.")
+
+    undo_id = st.session_state.get("undo_delete")
+    if undo_id is not None and st.button("Undo the last delete", type="primary"):
+        restored = restore_dataset(conn, undo_id)
+        st.session_state.pop("undo_delete")
+        set_active_dataset(restored.name)
+        flash("success", f"Restored '{restored.name}'.")
+        st.rerun()
+
+    trash = list_datasets(conn, deleted=True)
+    if trash:
+        st.subheader("Trash")
+        for d in trash:
+            col_name, col_button = st.columns([4, 1])
+            col_name.write(f"**{d.name}** · {d.row_count:,} rows · {d.source}")
+            if col_button.button("Restore", key=f"restore-{d.id}"):
+                restore_dataset(conn, d.id)
+                set_active_dataset(d.name)
+                flash("success", f"Restored '{d.name}'.")
+                st.rerun()
+        if st.button("Empty trash", help="Deletes the datasets in the trash for good, with their features and labels."):
+            count = purge_deleted(conn)
+            st.session_state.pop("undo_delete", None)
+            flash("success", f"Deleted {count} dataset(s) for good.")
+            st.rerun()
