@@ -48,6 +48,10 @@ def show_flashes() -> None:
 
 
 def active_dataset(conn: duckdb.DuckDBPyConnection) -> Dataset | None:
-    """The active dataset without drawing a widget (for pages that only read it)."""
-    name = st.session_state.get(DATASET_KEY)
-    return next((d for d in list_datasets(conn) if d.name == name), None)
+    """The active dataset without drawing a widget: the sidebar's choice, else the URL's, else the newest."""
+    datasets = list_datasets(conn)
+    for name in (st.session_state.get(DATASET_KEY), st.query_params.get("dataset")):
+        found = next((d for d in datasets if d.name == name), None)
+        if found:
+            return found
+    return datasets[-1] if datasets else None

@@ -226,8 +226,12 @@ def _csv_error(exc: duckdb.Error, info: FileInfo) -> DataError:
     columns = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message)
     if columns:
         expected, found = int(columns.group(1)), int(columns.group(2))
+        header = ", ".join(info.column_names[:8])
+        # DuckDB stops counting one past the header's count, so "more" is all it knows then.
+        problem = (f"has {found} fields where the header has {expected} ({header})." if found < expected
+                   else f"has more fields than the header's {expected} ({header}).")
         return DataError(
-            f"has {found} fields where the header has {expected} ({', '.join(info.column_names[:8])}).",
+            problem,
             file=info.display_name, row=row,
             hint="Every row needs one value per header column: quote values that contain the delimiter "
             f"'{info.delimiter}', or fix the row.",

@@ -11,6 +11,7 @@ from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
 from dashboard.mapping_editor import mapping_editor
 from dashboard.progress import progress_status
+from dashboard.shell import ensure_demo_data
 from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
 from data.datasets import (
@@ -29,6 +30,7 @@ from data.synthetic import SyntheticConfig, store_synthetic
 
 PAGE_ROWS = 50
 
+ensure_demo_data()
 conn = get_cursor()
 dataset = active_dataset(conn)
 st.title("Data")
@@ -127,7 +129,7 @@ with importer:
             st.dataframe(info.preview, hide_index=True, height=240)
             with st.form("import-form"):
                 default_name = Path(info.display_name).stem[:64]
-                name = st.text_input("Dataset name", value=default_name)
+                name = st.text_input("Dataset name", value=default_name, key="import-name")
                 st.markdown("**Column mapping** — guessed from the names; \\* marks required roles.")
                 mapping = mapping_editor(info, "import")
                 skip_bad = st.checkbox("Skip rows whose timestamp or amount does not parse (they are counted and listed)")
@@ -156,7 +158,7 @@ with generator:
              "spike, off-hours). The same seed always gives the same data.")
     with st.form("generate-form"):
         a, b, c = st.columns(3)
-        name = a.text_input("Dataset name", value=f"synthetic-{len(list_datasets(conn)) + 1}")
+        name = a.text_input("Dataset name", value=f"synthetic-{len(list_datasets(conn)) + 1}", key="generate-name")
         rows = b.number_input("Transactions", 1_000, 5_000_000, 200_000, step=50_000)
         seed = c.number_input("Seed", 0, 2**31 - 1, 42)
         fraud_pct = a.number_input("Fraud rate (%)", 0.0, 20.0, 0.5, step=0.1)

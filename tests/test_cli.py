@@ -1,0 +1,90 @@
+"""The `centinela` command line, run as a separate process against $CENTINELA_DB."""
+
+from __future__ import annotations
+
+import json
+
+from data.datasets import get_dataset, list_datasets
+from data.db import connect
+from data.features import load_feature_set
+from tests.conftest import run_cli
+
+
+def test_generate_lists_and_computes_features(db_path):
+    result = run_cli("generate", "--rows", "3000", "--name", "cli-demo", "--seed", "5", "--fraud-rate", "0.01", db=db_path)
+    assert result.returncode == 0, result.stderr
+    assert "generated 'cli-demo': 3,000 rows" in result.stdout
+    assert "[" in result.stderr and "%]" in result.stderr  # progress lines
+    listed = json.loads(run_cli("datasets", "--json", db=db_path, check=True).stdout)
+    assert listed[0]["name"] == "cli-demo" and listed[0]["rows"] == 3000 and listed[0]["label_column"] == "is_fraud"
+    table = run_cli("datasets", db=db_path, check=True).stdout
+    assert "cli-demo" in table and "3,000" in table
+    conn = connect(db_path)
+    dataset = get_dataset(conn, "cli-demo")
+    assert dataset.row_count == 3000
+    assert conn.execute(f"SELECT count(*) FILTER (is_fraud) FROM {dataset.table}").fetchall()[0][0] == 30
+    assert load_feature_set(conn, dataset) is not None
+    conn.close()
+
+
+def test_same_seed_generates_identical_datasets(db_path, tmp_path):
+    for name in ("a", "b"):
+        run_cli("generate", "--rows", "2000", "--name", name, "--seed", "9", "--no-features", db=db_path, check=True)
+    for name in ("a", "b"):
+        run_cli("export", name, "--out", str(tmp_path / f"{name}.csv"), db=db_path, check=True)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_features_command_prints_the_catalogue(db_path):
+    run_cli("generate", "--rows", "2000", "--name", "f", "--no-features", db=db_path, check=True)
+    shown = json.loads(run_cli("features", "f", "--show", "--json", db=db_path, check=True).stdout)
+    assert {r["status"] for r in shown} == {"not computed"}
+    computed = run_cli("features", "f", "--label-delay-days", "3", db=db_path, check=True)
+    assert "computed" in computed.stdout and "amount_zscore_customer" in computed.stdout
+    rows = json.loads(run_cli("features", "f", "--show", "--json", db=db_path, check=True).stdout)
+    assert {r["status"] for r in rows} == {"computed"}
+
+
+def test_export_then_import_round_trips(db_path, tmp_path):
+    run_cli("generate", "--rows", "2500", "--name", "orig", "--no-features", db=db_path, check=True)
+    for suffix in (".csv", ".parquet"):
+        out = tmp_path / f"orig{suffix}"
+        run_cli("export", "orig", "--out", str(out), db=db_path, check=True)
+        run_cli("import", str(out), "--name", f"copy{suffix[1:]}", "--no-features", db=db_path, check=True)
+    conn = connect(db_path)
+    orig, copy_csv, copy_pq = (get_dataset(conn, n) for n in ("orig", "copycsv", "copyparquet"))
+    for copy in (copy_csv, copy_pq):
+        assert copy.row_count == orig.row_count
+        assert {c.role for c in copy.columns} == {c.role for c in orig.columns}
+        diff = conn.execute(
+            f"SELECT count(*) FROM (SELECT transaction_id, ts, amount, customer_id, is_fraud FROM {orig.table} "
+            f"EXCEPT SELECT transaction_id, ts, amount, customer_id, is_fraud FROM {copy.table})"
+        ).fetchall()[0][0]
+        assert diff == 0
+    conn.close()
+
+
+def test_delete_moves_to_trash(db_path):
+    run_cli("generate", "--rows", "1000", "--name", "gone", "--no-features", db=db_path, check=True)
+    assert "trash" in run_cli("delete", "gone", db=db_path, check=True).stdout
+    conn = connect(db_path)
+    assert list_datasets(conn) == [] and [d.name for d in list_datasets(conn, deleted=True)] == ["gone"]
+    conn.close()
+
+
+def test_bad_arguments_exit_nonzero_with_a_message(db_path):
+    missing = run_cli("features", "nope", db=db_path)
+    assert missing.returncode == 2 and "no dataset named 'nope'" in missing.stderr
+    rows = run_cli("generate", "--rows", "5", "--name", "x", db=db_path)
+    assert rows.returncode == 2 and "rows must be between" in rows.stderr
+    name = run_cli("generate", "--rows", "1000", "--name", "a/b", db=db_path)
+    assert name.returncode == 2 and "not allowed" in name.stderr
+    out = run_cli("export", "nope", "--out", "x.xlsx", db=db_path)
+    assert out.returncode == 2
+
+
+def test_cli_honours_centinela_db(tmp_path):
+    first, second = tmp_path / "one.duckdb", tmp_path / "two.duckdb"
+    run_cli("generate", "--rows", "1000", "--name", "only-here", "--no-features", db=first, check=True)
+    assert json.loads(run_cli("datasets", "--json", db=second, check=True).stdout) == []
+    assert [d["name"] for d in json.loads(run_cli("datasets", "--json", db=first, check=True).stdout)] == ["only-here"]
