@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.connection import get_cursor
-from dashboard.shell import ensure_demo_data
+from dashboard.shell import app_shell, ensure_demo_data
 from dashboard.state import dataset_selector
 from data.db import database_path
 
@@ -22,4 +22,5 @@ navigation = st.navigation(
         ],
     }
 )
-navigation.run()
+with app_shell():
+    navigation.run()

@@ -1,13 +1,16 @@
-"""What every page needs before it draws: a database with data in it.
+"""The frame every page runs in: app.py's navigation, sidebar and demo data.
 
-Called by app.py and again by each page, because Streamlit runs a page on its own when a
-fresh server's first request is a page URL (its pages/ folder compatibility mode); the
-check is one COUNT query.
+Streamlit has a compatibility mode for apps with a pages/ folder: on a fresh server whose
+first request is a page URL (say /data), it runs that page alone, and keeps doing so until
+app.py runs once. Pages therefore call `page_setup()`, which sends such a request through
+app.py; after that, the server stays in st.navigation mode.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import streamlit as st
 
@@ -36,3 +39,22 @@ def ensure_demo_data() -> None:
         with progress_status("Generating demo data") as report:
             create_demo(conn, report)
     st.rerun()
+
+
+_run = threading.local()
+
+
+@contextmanager
+def app_shell() -> Iterator[None]:
+    """app.py wraps `navigation.run()` in this, so pages know they run inside it."""
+    _run.inside = True
+    try:
+        yield
+    finally:
+        _run.inside = False
+
+
+def page_setup() -> None:
+    """First line of every page: make sure the page runs inside app.py."""
+    if not getattr(_run, "inside", False):
+        st.switch_page("app.py")

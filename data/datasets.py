@@ -210,6 +210,19 @@ def sample_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, limit: int = 
     ).df()
 
 
+def profile(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:
+    """Distinct customers, merchants, devices and places, and the amount distribution, in one scan."""
+    parts = [("Amount min (PEN)", "min(amount)"), ("Amount median (PEN)", "median(amount)"),
+             ("Amount 99th percentile (PEN)", "quantile_cont(amount, 0.99)"), ("Amount max (PEN)", "max(amount)")]
+    for role, label in (("customer_id", "Customers / cards"), ("merchant_id", "Merchants / terminals"),
+                        ("device_id", "Devices"), ("city", "Places")):
+        column = dataset.column_for(role)
+        if column:
+            parts.insert(0, (label, f"count(DISTINCT {quote_ident(column)})"))
+    values = fetch_one(conn, f"SELECT {', '.join(sql for _, sql in parts)} FROM {dataset.table}")
+    return pd.DataFrame({"measure": [label for label, _ in parts], "value": [float(v) if v is not None else None for v in values]})
+
+
 def label_summary(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, Any]:
     """Ground-truth label counts, if the dataset has a label column."""
     if not dataset.has_role("label"):

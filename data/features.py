@@ -130,12 +130,12 @@ class FeatureSet:
 
 def availability(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, str | None]:
     """Per feature: None if the dataset can support it, else the reason it cannot."""
-    has_labels = dataset.has_role("label") or conn.execute(
-        "SELECT count(*) > 0 FROM labels WHERE dataset_id = ?", [dataset.id]
-    ).fetchall()[0][0]
-    has_coords = dataset.has_role("lat") and dataset.has_role("lon") and conn.execute(
-        f"SELECT count(*) FILTER (lat IS NOT NULL AND lon IS NOT NULL) > 0 FROM {dataset.table}"
-    ).fetchall()[0][0]
+    has_labels = dataset.has_role("label") or fetch_one(
+        conn, "SELECT 1 FROM labels WHERE dataset_id = ? LIMIT 1", [dataset.id]
+    ) is not None
+    has_coords = dataset.has_role("lat") and dataset.has_role("lon") and fetch_one(
+        conn, f"SELECT 1 FROM {dataset.table} WHERE lat IS NOT NULL AND lon IS NOT NULL LIMIT 1"
+    ) is not None
     reasons = {
         "customer_id": "no customer/card id column is mapped",
         "merchant_id": "no merchant/terminal id column is mapped",

@@ -7,18 +7,17 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.cached import overview_of
 from dashboard.connection import get_cursor
-from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
+from dashboard.formatting import fmt_bytes, fmt_date, fmt_int, fmt_pct, fmt_ts
 from dashboard.mapping_editor import mapping_editor
 from dashboard.progress import progress_status
-from dashboard.shell import ensure_demo_data
+from dashboard.shell import page_setup
 from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
 from data.datasets import (
     delete_dataset,
-    label_summary,
     list_datasets,
-    missing_values,
     purge_deleted,
     restore_dataset,
     sample_rows,
@@ -30,7 +29,7 @@ from data.synthetic import SyntheticConfig, store_synthetic
 
 PAGE_ROWS = 50
 
-ensure_demo_data()
+page_setup()
 conn = get_cursor()
 dataset = active_dataset(conn)
 st.title("Data")
@@ -42,13 +41,15 @@ with overview:
     if dataset is None:
         st.info("There is no dataset yet. Import a file or generate synthetic data in the tabs above.")
     else:
-        labels = label_summary(conn, dataset)
-        c1, c2, c3, c4 = st.columns(4)
+        missing, dataset_profile, labels = overview_of(dataset)
+        c1, c2, c3, c4, c5 = st.columns(5)
         c1.metric("Rows", fmt_int(dataset.row_count))
-        c2.metric("From", fmt_ts(dataset.min_ts))
-        c3.metric("To", fmt_ts(dataset.max_ts))
-        c4.metric("Labelled fraud", f"{fmt_int(labels['fraud'])} ({fmt_pct(labels['fraud_rate'])})" if labels else "no label column",
-                  help="From the dataset's ground-truth label column, where it has one.")
+        c2.metric("From", fmt_date(dataset.min_ts), help=fmt_ts(dataset.min_ts))
+        c3.metric("To", fmt_date(dataset.max_ts), help=fmt_ts(dataset.max_ts))
+        c4.metric("Labelled fraud", fmt_int(labels["fraud"]) if labels else "—",
+                  help="Rows marked fraudulent in the dataset's ground-truth label column." if labels
+                  else "This dataset has no label column.")
+        c5.metric("Fraud rate", fmt_pct(labels["fraud_rate"]) if labels else "—")
         st.caption(f"Source: {dataset.source} · created {fmt_ts(dataset.created_at)}")
 
         report = dataset.import_report
@@ -68,22 +69,26 @@ with overview:
                         hide_index=True,
                     )
 
-        left, right = st.columns([1, 2])
+        st.subheader("Rows")
+        pages = max(1, -(-dataset.row_count // PAGE_ROWS))
+        page = st.number_input(f"Page (of {pages:,}, {PAGE_ROWS} rows each, in time order)", 1, pages, 1)
+        rows = sample_rows(conn, dataset, PAGE_ROWS, (page - 1) * PAGE_ROWS)
+        st.dataframe(rows, hide_index=True, height=300)
+        st.download_button("Download this page as CSV", rows.to_csv(index=False).encode(),
+                           file_name=f"{dataset.name}-page-{page}.csv", mime="text/csv")
+
+        left, right = st.columns(2)
         with left:
             st.subheader("Missing values")
             st.dataframe(
-                missing_values(conn, dataset), hide_index=True, height=380,
+                missing, hide_index=True, height=320,
                 column_config={"missing_pct": st.column_config.ProgressColumn("missing %", format="%.1f%%",
                                                                                min_value=0, max_value=100)},
             )
         with right:
-            st.subheader("Rows")
-            pages = max(1, -(-dataset.row_count // PAGE_ROWS))
-            page = st.number_input(f"Page (of {pages:,}, {PAGE_ROWS} rows each, in time order)", 1, pages, 1)
-            rows = sample_rows(conn, dataset, PAGE_ROWS, (page - 1) * PAGE_ROWS)
-            st.dataframe(rows, hide_index=True, height=380)
-            st.download_button("Download this page as CSV", rows.to_csv(index=False).encode(),
-                               file_name=f"{dataset.name}-page-{page}.csv", mime="text/csv")
+            st.subheader("Profile")
+            st.dataframe(dataset_profile, hide_index=True, height=320,
+                         column_config={"value": st.column_config.NumberColumn(format="localized")})
 
         st.subheader("Features")
         catalogue = feature_catalogue(conn, dataset)

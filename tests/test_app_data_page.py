@@ -9,10 +9,6 @@ from data.datasets import get_dataset, list_datasets
 from tests.conftest import ROOT, digest
 from tests.samples import write_shape
 
-from streamlit.runtime.pages_manager import PagesManager  # noqa: E402
-
-_ORIGINAL_INIT = PagesManager.__init__
-
 TIMEOUT = 120
 
 
@@ -22,7 +18,7 @@ def _server_like_navigation(monkeypatch):
 
     AppTest resets Streamlit's pages/-folder detection before each run, so with a pages/
     folder beside app.py its reruns would execute the page alone; a server clears that flag
-    for good the first time st.navigation runs. Pages standing alone are tested separately.
+    for good the first time st.navigation runs. The cold-server path is tested in the browser.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
@@ -180,10 +176,3 @@ def test_compute_features_button(conn, small_dataset):
     assert "Computed" in _texts(at)
     assert conn.execute("SELECT params FROM feature_sets").fetchall()[0][0] == '{"label_delay_days": 3}'
 
-
-def test_the_page_stands_alone_on_a_cold_server(conn, small_dataset, monkeypatch):
-    """A fresh server's first request for a page URL runs the page without app.py."""
-    monkeypatch.setattr("streamlit.runtime.pages_manager.PagesManager.__init__", _ORIGINAL_INIT)
-    at = AppTest.from_file(str(ROOT / "pages" / "data.py"), default_timeout=TIMEOUT).run()
-    assert not at.exception
-    assert _metric(at, "Rows") == f"{small_dataset.row_count:,}"

@@ -1,0 +1,46 @@
+"""End to end: a real `streamlit run` server on a fresh database, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from data.datasets import get_dataset
+from data.db import connect
+from data.demo import DEFAULT_DEMO_ROWS, DEMO_NAME
+from tests.browser import SCREENSHOTS, chromium_page, metric_value, streamlit_server
+
+pytestmark = pytest.mark.browser
+
+
+def test_fresh_database_shows_the_demo_datasets_row_count(tmp_path):
+    db = tmp_path / "fresh.duckdb"
+    with streamlit_server(db) as url, chromium_page() as page:
+        page.goto(url)
+        # First start generates the demo dataset (default size) with progress, then shows the Data page.
+        page.get_by_role("heading", name="Data").wait_for(timeout=120_000)
+        page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for()
+        assert metric_value(page, "Rows") == f"{DEFAULT_DEMO_ROWS:,}"
+        page.get_by_role("heading", name="Features").wait_for()  # the feature catalogue (drawn on a canvas)
+        page.wait_for_timeout(500)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "data.png"))
+        page.get_by_role("tab", name="Import a file").click()
+        page.get_by_text("CSV or Parquet file (up to 500 MB)").wait_for()
+        page.screenshot(path=str(SCREENSHOTS / "data-import.png"))
+    # The server is gone: the file holds exactly what the page showed.
+    conn = connect(db)
+    assert get_dataset(conn, DEMO_NAME).row_count == DEFAULT_DEMO_ROWS
+    assert conn.execute("SELECT count(*) FROM feature_sets").fetchall()[0][0] == 1
+    conn.close()
+
+
+def test_first_request_to_a_page_url_on_a_cold_server(tmp_path):
+    db = tmp_path / "cold.duckdb"
+    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "4000"}) as url, chromium_page() as page:
+        page.goto(f"{url}/data")
+        page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for(timeout=120_000)
+        assert metric_value(page, "Rows") == "4,000"
+        page.reload()
+        page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for()
+        assert metric_value(page, "Rows") == "4,000"
+        assert page.get_by_text("Active dataset").count() >= 1  # the shell is back after the first run
