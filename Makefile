@@ -11,7 +11,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . || $(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -38,7 +38,7 @@ lint: install-dev
 
 ## Print the foundation benchmark figures (1M generated transactions).
 bench: install
-	$(BIN)/python benchmarks/bench_foundation.py
+	$(BIN)/python -m benchmarks.bench_foundation
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,23 @@
+# Centinela in a container: the app on port 8501, the database in the /data volume.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    CENTINELA_DB=/data/centinela.duckdb
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY . .
+RUN pip install --no-deps -e . \
+    && useradd --create-home centinela \
+    && mkdir -p /data && chown centinela /data
+USER centinela
+VOLUME /data
+EXPOSE 8501
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health')"
+CMD ["streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501"]
