@@ -514,12 +514,15 @@ def _resolve_places(cursor: duckdb.DuckDBPyConnection, table: str, mapping: Colu
     """Fill lat/lon from the city column where it names a known place; say how many matched."""
     register_places(cursor)
     key = place_key_sql("t.city")
-    cursor.execute(f"UPDATE {table} t SET lat = p.lat, lon = p.lon FROM _places p WHERE p.place_key = {key}")
+    missing = [axis for axis in ("lat", "lon") if axis not in mapping.roles]  # never overwrite a mapped one
+    assignments = ", ".join(f"{axis} = p.{axis}" for axis in missing)
+    cursor.execute(f"UPDATE {table} t SET {assignments} FROM _places p WHERE p.place_key = {key}")
     cursor.unregister("_places")
+    resolved = f"{missing[0]} IS NOT NULL"
     names, matched, unmatched = fetch_one(
         cursor,
-        f"SELECT count(DISTINCT city), count(DISTINCT city) FILTER (lat IS NOT NULL), "
-        f"list(DISTINCT city ORDER BY city) FILTER (lat IS NULL AND city IS NOT NULL)[1:5] FROM {table}",
+        f"SELECT count(DISTINCT city), count(DISTINCT city) FILTER ({resolved}), "
+        f"list(DISTINCT city ORDER BY city) FILTER (NOT ({resolved}) AND city IS NOT NULL)[1:5] FROM {table}",
     )
     note = (f"Coordinates come from column '{mapping.roles['city']}': {matched:,} of {names:,} place names "
             "matched a Peruvian city or Lima district")

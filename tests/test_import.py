@@ -68,6 +68,15 @@ def test_city_names_resolve_to_coordinates(conn, tmp_path):
     assert rows["lat"].notna().all()
 
 
+def test_a_mapped_coordinate_is_never_overwritten_by_the_city(conn, tmp_path):
+    path = tmp_path / "half.csv"
+    path.write_text("timestamp,amount,city,latitude\n2024-01-01,1,Cusco,-13.5\n2024-01-02,2,Atlantis,-10.0\n")
+    result = import_file(conn, path, "half")
+    rows = conn.execute(f"SELECT lat, lon FROM {result.dataset.table} ORDER BY tx_row").fetchall()
+    assert rows[0] == (-13.5, pytest.approx(-71.9675)) and rows[1] == (-10.0, None)
+    assert any("1 of 2 place names" in n and "Atlantis" in n for n in result.notes)
+
+
 def test_parquet_imports_with_its_own_types(conn, tmp_path):
     path, frame = write_shape(tmp_path, "handbook", suffix=".parquet")
     result = import_file(conn, path, "handbook-parquet")
