@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev chromium lint bench clean
+.PHONY: run test install install-dev chromium lint bench bench-pages clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: install-dev
 ## Print the foundation benchmark figures (1M generated transactions).
 bench: install
 	$(BIN)/python -m benchmarks.bench_foundation
+
+## Time the Data page on 1M rows in headless Chromium; saves docs/screenshots/data-1m.png.
+bench-pages: install-dev chromium
+	$(BIN)/python -m benchmarks.bench_pages
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

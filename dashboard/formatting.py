@@ -21,10 +21,6 @@ def fmt_ts(value: datetime | None) -> str:
     return "—" if value is None else value.strftime("%Y-%m-%d %H:%M")
 
 
-def fmt_date(value: datetime | None) -> str:
-    return "—" if value is None else value.strftime("%Y-%m-%d")
-
-
 def fmt_bytes(size: int) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard.cached import overview_of
 from dashboard.connection import get_cursor
-from dashboard.formatting import fmt_bytes, fmt_date, fmt_int, fmt_pct, fmt_ts
+from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
 from dashboard.mapping_editor import mapping_editor
 from dashboard.progress import progress_status
 from dashboard.shell import page_setup
@@ -42,15 +42,16 @@ with overview:
         st.info("There is no dataset yet. Import a file or generate synthetic data in the tabs above.")
     else:
         missing, dataset_profile, labels = overview_of(dataset)
-        c1, c2, c3, c4, c5 = st.columns(5)
+        c1, c2, c3, c4 = st.columns(4)
         c1.metric("Rows", fmt_int(dataset.row_count))
-        c2.metric("From", fmt_date(dataset.min_ts), help=fmt_ts(dataset.min_ts))
-        c3.metric("To", fmt_date(dataset.max_ts), help=fmt_ts(dataset.max_ts))
-        c4.metric("Labelled fraud", fmt_int(labels["fraud"]) if labels else "—",
+        days = (dataset.max_ts - dataset.min_ts).days + 1 if dataset.min_ts and dataset.max_ts else None
+        c2.metric("Days covered", fmt_int(days))
+        c3.metric("Labelled fraud", fmt_int(labels["fraud"]) if labels else "—",
                   help="Rows marked fraudulent in the dataset's ground-truth label column." if labels
                   else "This dataset has no label column.")
-        c5.metric("Fraud rate", fmt_pct(labels["fraud_rate"]) if labels else "—")
-        st.caption(f"Source: {dataset.source} · created {fmt_ts(dataset.created_at)}")
+        c4.metric("Fraud rate", fmt_pct(labels["fraud_rate"]) if labels else "—")
+        st.caption(f"From **{fmt_ts(dataset.min_ts)}** to **{fmt_ts(dataset.max_ts)}** · source: {dataset.source} · "
+                   f"created {fmt_ts(dataset.created_at)}")
 
         report = dataset.import_report
         skipped = report.get("rows_read", dataset.row_count) - dataset.row_count

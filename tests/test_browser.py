@@ -8,6 +8,7 @@ from data.datasets import get_dataset
 from data.db import connect
 from data.demo import DEFAULT_DEMO_ROWS, DEMO_NAME
 from tests.browser import SCREENSHOTS, chromium_page, metric_value, streamlit_server
+from tests.samples import write_shape
 
 pytestmark = pytest.mark.browser
 
@@ -24,13 +25,25 @@ def test_fresh_database_shows_the_demo_datasets_row_count(tmp_path):
         page.wait_for_timeout(500)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "data.png"))
+        # Upload a file shaped like the handbook's data, keep the guessed mapping, import it.
+        upload, frame = write_shape(tmp_path, "handbook", rows=120)
         page.get_by_role("tab", name="Import a file").click()
         page.get_by_text("CSV or Parquet file (up to 500 MB)").wait_for()
+        page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
+        page.get_by_text("Column mapping").wait_for()
+        page.get_by_text("Column mapping").scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
         page.screenshot(path=str(SCREENSHOTS / "data-import.png"))
+        name = page.get_by_label("Dataset name").first
+        name.fill("handbook-upload")
+        name.press("Enter")  # keyboard submits the form
+        page.get_by_text("Imported 120 of 120 rows").wait_for(timeout=60_000)
+        assert metric_value(page, "Rows") == f"{len(frame):,}"
     # The server is gone: the file holds exactly what the page showed.
     conn = connect(db)
     assert get_dataset(conn, DEMO_NAME).row_count == DEFAULT_DEMO_ROWS
-    assert conn.execute("SELECT count(*) FROM feature_sets").fetchall()[0][0] == 1
+    assert get_dataset(conn, "handbook-upload").row_count == len(frame)
+    assert conn.execute("SELECT count(*) FROM feature_sets").fetchall()[0][0] == 2  # both got features
     conn.close()
 
 
