@@ -28,10 +28,8 @@ def mapping_editor(info: FileInfo, key: str) -> ColumnMapping:
         )
         if chosen != NONE:
             roles[role.name] = chosen
-    types = dict(info.columns)
     categorical = st.multiselect("Keep as categorical columns", info.column_names, default=guess.categorical,
                                  key=f"{key}-categorical", help="Text columns such as payment method or channel.")
     numeric = st.multiselect("Keep as numeric columns", info.column_names, default=guess.numeric,
-                             key=f"{key}-numeric",
-                             help="Numbers such as balance or age. " + ", ".join(f"{c}: {types[c]}" for c in guess.numeric[:4]))
+                             key=f"{key}-numeric", help="Numbers such as balance or customer age.")
     return ColumnMapping(roles, categorical, numeric)

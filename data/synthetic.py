@@ -15,13 +15,16 @@ Fraud comes from six scenarios, each recorded in `fraud_scenario`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
+import duckdb
 import numpy as np
 import pandas as pd
 from faker import Faker
 
+from data.datasets import Dataset, StoredColumn, get_dataset, new_dataset
+from data.db import ProgressFn, no_progress, quote_ident
 from data.geography import haversine_km, places_frame
 
 SCENARIOS: tuple[str, ...] = (
@@ -100,7 +103,6 @@ class SyntheticConfig:
     days: int = 90
     customers: int | None = None  # default: one per 40 transactions
     merchants: int | None = None  # default: one per 400 transactions
-    extra: dict[str, float] = field(default_factory=dict)
 
     def validated(self) -> SyntheticConfig:
         if not 100 <= self.rows <= 50_000_000:
@@ -252,7 +254,7 @@ def _channel_for(pay: np.ndarray, cats: np.ndarray, rng: np.random.Generator) ->
     return np.where(cats == CATEGORY_NAMES.index("delivery"), CH_DELIVERY, channel)
 
 
-def generate_transactions(config: SyntheticConfig | None = None, progress=None) -> pd.DataFrame:
+def generate_transactions(config: SyntheticConfig | None = None, progress: ProgressFn | None = None) -> pd.DataFrame:
     """Generate transactions as a frame in time order, one row per transaction."""
     cfg = (config or SyntheticConfig()).validated()
     report = progress or (lambda fraction, message: None)
@@ -473,11 +475,10 @@ SYNTHETIC_ROLES = {
 SYNTHETIC_NUMERIC = ("customer_age", "account_age_days")
 
 
-def store_synthetic(conn, name: str, config: SyntheticConfig | None = None, progress=None):
+def store_synthetic(
+    conn: duckdb.DuckDBPyConnection, name: str, config: SyntheticConfig | None = None, progress: ProgressFn | None = None
+) -> Dataset:
     """Generate a dataset and store it under `name` (one transaction, like an import)."""
-    from data.datasets import StoredColumn, get_dataset, new_dataset
-    from data.db import no_progress, quote_ident
-
     cfg = (config or SyntheticConfig()).validated()
     report = progress or no_progress
     frame = generate_transactions(cfg, progress=lambda f, m: report(f * 0.7, m))
