@@ -19,6 +19,7 @@ navigation = st.navigation(
     {
         "Workbench": [
             st.Page("pages/data.py", title="Data", icon=":material/database:", default=True),
+            st.Page("pages/detect.py", title="Detect & tune", icon=":material/tune:"),
         ],
     }
 )

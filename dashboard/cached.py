@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -31,3 +32,31 @@ def dataset_overview(dataset_id: int, created_at: datetime) -> dict[str, Any]:
 def overview_of(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     result = dataset_overview(dataset.id, dataset.created_at)
     return result["missing"], result["profile"], result["labels"]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_scores(run_id: int) -> np.ndarray:
+    """A run's stored scores. Scores of a run never change (a rescore writes the same model's output)."""
+    from detectors.runs import run_scores as stored
+
+    return stored(get_cursor(), run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def run_evaluation_frame(dataset_id: int, run_id: int, labels_version: tuple) -> pd.DataFrame:
+    """Scores joined with labels for a run's evaluation period (after training, if it held one out)."""
+    from detectors.evaluation import labelled_frame
+    from detectors.runs import get_run
+
+    conn = get_cursor()
+    run = get_run(conn, run_id)
+    return labelled_frame(conn, _dataset(dataset_id), run_id, run.train_until)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def run_ranking(dataset_id: int, run_id: int, labels_version: tuple, k: int = 100) -> tuple[dict[str, Any], dict]:
+    """Threshold-free metrics and curves of a run (computed once per run and labels)."""
+    from detectors.evaluation import curves, ranking_metrics
+
+    frame = run_evaluation_frame(dataset_id, run_id, labels_version)
+    return ranking_metrics(frame, k), curves(frame)

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from data.datasets import delete_dataset, get_dataset, list_datasets
@@ -74,7 +74,59 @@ def _parser() -> argparse.ArgumentParser:
 
     rm = sub.add_parser("delete", help="move a dataset to the trash (restorable from the Data page)")
     rm.add_argument("name")
+
+    fit = sub.add_parser("fit", help="fit a detector (or an ensemble), score every transaction, record the run")
+    fit.add_argument("name", help="dataset")
+    fit.add_argument("--detector", action="append", default=[], metavar="NAME",
+                     help="detector to fit; repeat for an ensemble (default isolation_forest)")
+    fit.add_argument("--param", action="append", default=[], metavar="K=V",
+                     help="detector parameter; for an ensemble DETECTOR.K=V; repeatable")
+    fit.add_argument("--contamination", type=float, default=0.01, help="share of rows to alert on (default 0.01)")
+    fit.add_argument("--combine", choices=("mean", "max", "rank"), default="mean", help="ensemble combination")
+    fit.add_argument("--train-until", type=_date, help="fit on transactions before this date (YYYY-MM-DD)")
+    fit.add_argument("--categorical", default="", help="comma-separated categorical columns to add as features")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--json", action="store_true", help="print the run as JSON")
+
+    score = sub.add_parser("score", help="score the dataset again with a run's saved model")
+    score.add_argument("name", help="dataset")
+    score.add_argument("--run", type=int, help="run id (default: the dataset's active run)")
+    score.add_argument("--contamination", type=float, help="report alerts at this contamination")
+
+    ev = sub.add_parser("evaluate", help="print a run's metrics against the labels")
+    ev.add_argument("name", help="dataset")
+    ev.add_argument("--run", type=int, help="run id (default: the dataset's active run)")
+    ev.add_argument("--test-from", type=_date, help="evaluate on transactions from this date")
+    ev.add_argument("--test-until", type=_date, help="... and before this date")
+    ev.add_argument("--contamination", type=float, help="threshold at this contamination (default: the run's)")
+    ev.add_argument("--k", type=int, default=100, help="k for precision@k and card precision@k (default 100)")
+    ev.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _detector_params(names: list[str], items: list[str]) -> dict[str, dict[str, str]]:
+    """K=V (one detector) or DETECTOR.K=V (ensemble) into per-detector dictionaries."""
+    params: dict[str, dict[str, str]] = {n: {} for n in names}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DataError(f"--param {item!r} is not K=V.")
+        detector, dot, key = key.rpartition(".")
+        if not dot:
+            if len(names) > 1:
+                raise DataError(f"--param {item!r}: with several detectors, write DETECTOR.{key}=VALUE.")
+            detector = names[0]
+        if detector not in params:
+            raise DataError(f"--param {item!r} names detector {detector!r}, which is not being fitted.")
+        params[detector][key] = value
+    return params
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,11 +220,77 @@ def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
         print(f"wrote {dataset.row_count:,} rows to {args.out}")
         return 0
 
+    if args.command == "fit":
+        from detectors.pipeline import FeatureSpec, ensure_features
+        from detectors.runs import fit_run
+
+        dataset = get_dataset(conn, args.name)
+        names = args.detector or ["isolation_forest"]
+        spec = None
+        if args.categorical:
+            feature_set = ensure_features(conn, dataset)
+            spec = FeatureSpec(list(feature_set.computed), [c.strip() for c in args.categorical.split(",") if c.strip()])
+        run = fit_run(conn, dataset, names, _detector_params(names, args.param), contamination=args.contamination,
+                      combine=args.combine, train_until=args.train_until, spec=spec, seed=args.seed, progress=progress)
+        if args.json:
+            print(json.dumps(run.__dict__, default=str, indent=2))
+        else:
+            sampled = " (fitted on a sample)" if run.sampled else ""
+            print(f"run #{run.id}: {run.detector}{sampled}, fit {run.fit_seconds:.1f} s on {run.fit_rows:,} rows, "
+                  f"scored in {run.score_seconds:.1f} s; now the active run of {dataset.name!r}")
+            _print_metrics(run.metrics)
+        return 0
+
+    if args.command == "score":
+        from detectors.runs import alert_count, rescore, resolve_run
+
+        dataset = get_dataset(conn, args.name)
+        run = resolve_run(conn, dataset, args.run)
+        scores = rescore(conn, dataset, run, progress=progress)
+        threshold, alerts = alert_count(scores, args.contamination or run.contamination)
+        print(f"run #{run.id}: scored {len(scores):,} rows; {alerts:,} alerts at contamination "
+              f"{args.contamination or run.contamination:g} (threshold {threshold:.4f})")
+        return 0
+
+    if args.command == "evaluate":
+        from detectors.runs import evaluate_run, resolve_run
+
+        dataset = get_dataset(conn, args.name)
+        run = resolve_run(conn, dataset, args.run)
+        metrics = evaluate_run(conn, dataset, run, args.contamination, args.test_from, args.test_until, args.k)
+        if args.json:
+            print(json.dumps({"run": run.id, "detector": run.detector, **metrics}, indent=2, default=str))
+        else:
+            print(f"run #{run.id} ({run.detector}) on {dataset.name!r}")
+            _print_metrics(metrics)
+        return 0
+
     if args.command == "delete":
         dataset = delete_dataset(conn, args.name)
         print(f"moved {dataset.name!r} to the trash; restore it from the Data page")
         return 0
     raise AssertionError(args.command)
+
+
+def _print_metrics(metrics: dict) -> None:
+    period = metrics.get("period", {})
+    where = "in-sample (all rows)" if period.get("in_sample") else f"from {period.get('from') or 'start'} until {period.get('until') or 'end'}"
+    print(f"evaluated {where}: {metrics['rows']:,} rows, {metrics['labelled']:,} labelled, {metrics['fraud']:,} fraud, "
+          f"{metrics['alerts']:,} alerts")
+    if not metrics["labelled"]:
+        print("no labels: map a label column or label cases to get metrics")
+        return
+
+    def pct(v):
+        return "—" if v is None else f"{v:.3f}"
+
+    print(f"precision {pct(metrics['precision'])}  recall {pct(metrics['recall'])}  F1 {pct(metrics['f1'])}  "
+          f"ROC AUC {pct(metrics['roc_auc'])}  average precision {pct(metrics['average_precision'])}")
+    print(f"precision@{metrics['k']} {pct(metrics['precision_at_k'])}  card precision@{metrics['k']} {pct(metrics['card_precision_at_k'])}")
+    c = metrics["confusion"]
+    print(f"confusion: tp {c['tp']:,}  fp {c['fp']:,}  fn {c['fn']:,}  tn {c['tn']:,}")
+    for scenario, r in sorted(metrics["recall_by_scenario"].items()):
+        print(f"  recall {scenario:<22} {r['recall']:.3f} ({r['caught']:,} of {r['fraud']:,})")
 
 
 def _features(conn, dataset, delay: int, progress: _Progress) -> None:

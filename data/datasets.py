@@ -187,6 +187,10 @@ def _purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table)}")
     conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM labels WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM scores WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)", [dataset_id])
+    conn.execute("DELETE FROM runs WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM active_runs WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM tuning_trials WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
 
 
@@ -221,6 +225,12 @@ def profile(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:
             parts.insert(0, (label, f"count(DISTINCT {quote_ident(column)})"))
     values = fetch_one(conn, f"SELECT {', '.join(sql for _, sql in parts)} FROM {dataset.table}")
     return pd.DataFrame({"measure": [label for label, _ in parts], "value": [float(v) if v is not None else None for v in values]})
+
+
+def labels_version(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> tuple:
+    """Changes whenever an analyst label is added to the dataset (labels are append-only)."""
+    count, latest = fetch_one(conn, "SELECT count(*), max(created_at) FROM labels WHERE dataset_id = ?", [dataset_id])
+    return int(count), str(latest)
 
 
 def label_summary(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, Any]:

@@ -53,6 +53,48 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
         )""",
     ),
+    (
+        # Every detector fit is a run; scores for every transaction are stored per run.
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL,
+            detector VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            contamination DOUBLE NOT NULL,
+            features JSON NOT NULL,
+            dataset_fingerprint VARCHAR NOT NULL,
+            train_from TIMESTAMP,
+            train_until TIMESTAMP,
+            fit_rows BIGINT NOT NULL,
+            sampled BOOLEAN NOT NULL,
+            fit_seconds DOUBLE NOT NULL,
+            score_seconds DOUBLE NOT NULL,
+            metrics JSON NOT NULL,
+            artifact VARCHAR NOT NULL,
+            artifact_sha256 VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL,
+            note VARCHAR
+        )""",
+        "CREATE SEQUENCE run_ids START 1",
+        "CREATE TABLE scores (run_id INTEGER NOT NULL, tx_row BIGINT NOT NULL, score DOUBLE NOT NULL)",
+        "CREATE TABLE active_runs (dataset_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL)",
+        """CREATE TABLE tuning_trials (
+            study VARCHAR NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            trial INTEGER NOT NULL,
+            detector VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            contamination DOUBLE NOT NULL,
+            metric VARCHAR NOT NULL,
+            value DOUBLE,
+            average_precision DOUBLE,
+            precision_at_k DOUBLE,
+            f1 DOUBLE,
+            seconds DOUBLE NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,4 +1,6 @@
-"""Models: the detector interface, backends, runs, evaluation, explanations and retraining.
+"""Models: the detector interface and backends, runs, evaluation and tuning.
 
-Empty until the detectors issue lands; the package exists so the layout is fixed from the start.
+Importing the package registers every backend in `detectors.base.REGISTRY`.
 """
+
+from detectors import backends as _backends  # noqa: F401  (registers the backends)

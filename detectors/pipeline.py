@@ -1,0 +1,138 @@
+"""From a dataset's features to a numeric matrix, and a model = preprocessing + detector.
+
+The preprocessing is a scikit-learn ColumnTransformer (impute, scale numerics, one-hot encode
+categoricals), fitted with the detector and saved with it, so a saved run scores new rows the
+same way it scored the old ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_selection import VarianceThreshold
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from data.datasets import Dataset
+from data.db import quote_ident
+from data.errors import DataError
+from data.features import FeatureSet, compute_features, load_feature_set
+from detectors.base import Detector
+
+MAX_CATEGORIES = 30  # categorical columns with more distinct values (ids, IPs) are left out
+# Ground truth and analyst-facing identifiers never become model inputs.
+NEVER_FEATURES = {"is_fraud", "fraud_scenario", "transaction_id", "customer_id", "merchant_id", "device_id"}
+
+
+@dataclass
+class FeatureSpec:
+    """Which columns a model reads: engineered numeric features and raw categorical columns."""
+
+    numeric: list[str]
+    categorical: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"numeric": self.numeric, "categorical": self.categorical}
+
+
+def ensure_features(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> FeatureSet:
+    """The dataset's feature set, computing it first if it was never computed."""
+    return load_feature_set(conn, dataset) or compute_features(conn, dataset)
+
+
+def default_feature_spec(feature_set: FeatureSet) -> FeatureSpec:
+    """All computed features, no categorical columns.
+
+    Measured on generated data, one-hot columns (district, MCC, ...) dilute isolation-based
+    detectors: IsolationForest's average precision fell from 0.29 to 0.06 with them. Users add
+    the categorical columns they trust (`categorical_candidates`).
+    """
+    return FeatureSpec(list(feature_set.computed), [])
+
+
+def categorical_candidates(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> list[str]:
+    """The dataset's categorical columns with few enough distinct values to one-hot encode."""
+    candidates = [c for c in dataset.extras("categorical") if c not in NEVER_FEATURES]
+    if not candidates:
+        return []
+    counts = conn.execute(
+        f"SELECT {', '.join(f'approx_count_distinct({quote_ident(c)})' for c in candidates)} FROM {dataset.table}"
+    ).fetchall()[0]
+    return [c for c, n in zip(candidates, counts, strict=True) if 1 < n <= MAX_CATEGORIES]
+
+
+def validate_spec(spec: FeatureSpec, dataset: Dataset, feature_set: FeatureSet) -> FeatureSpec:
+    """Only computed features and the dataset's own categorical columns; never labels or ids."""
+    bad = [f for f in spec.numeric if f not in feature_set.computed]
+    bad += [c for c in spec.categorical if c not in dataset.extras("categorical") or c in NEVER_FEATURES]
+    if bad:
+        raise DataError(f"{bad[0]!r} is not a usable feature of dataset {dataset.name!r}.",
+                        hint=f"Computed features: {', '.join(feature_set.computed)}.")
+    if not spec.numeric and not spec.categorical:
+        raise DataError("no features selected.", hint="Choose at least one feature.")
+    return spec
+
+
+def load_frame(
+    conn: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    feature_set: FeatureSet,
+    spec: FeatureSpec,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Feature rows (with tx_row and ts) for transactions with start <= ts < end, in tx_row order."""
+    columns = [f"f.{quote_ident(c)}" for c in spec.numeric] + [f"t.{quote_ident(c)}" for c in spec.categorical]
+    return conn.execute(
+        f"SELECT t.tx_row, t.ts, {', '.join(columns)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
+        "WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) ORDER BY t.tx_row",
+        [start, start, end, end],
+    ).df()
+
+
+class Model:
+    """Preprocessing and detector, fitted and saved together."""
+
+    def __init__(self, detector: Detector, spec: FeatureSpec):
+        self.detector = detector
+        self.spec = spec
+
+    def _preprocessor(self) -> Pipeline:
+        # No missing-value indicators: measured on generated data, they cut IsolationForest's
+        # average precision from 0.29 to 0.11 (trees spend their splits on them).
+        numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        categorical = Pipeline([
+            ("impute", SimpleImputer(strategy="constant", fill_value="(missing)")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False, max_categories=MAX_CATEGORIES)),
+        ])
+        columns = ColumnTransformer([("numeric", numeric, self.spec.numeric), ("categorical", categorical, self.spec.categorical)],
+                                    sparse_threshold=0.0)
+        # Columns constant in training carry no signal and break variance-weighted detectors (PCA).
+        return Pipeline([("columns", columns), ("drop_constant", VarianceThreshold())])
+
+    def _columns(self, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame[self.spec.numeric + self.spec.categorical].copy()
+        for column in self.spec.categorical:
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+        return out
+
+    def fit(self, frame: pd.DataFrame) -> Model:
+        if frame.empty:
+            raise DataError("there are no rows to train on.", hint="Choose a later 'train until' date.")
+        columns = self._columns(frame)
+        self.preprocessor_ = self._preprocessor().fit(columns)
+        self.feature_names_ = list(self.preprocessor_.get_feature_names_out())
+        self.detector.fit(self.preprocessor_.transform(columns))
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.preprocessor_.transform(self._columns(frame))
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.detector.score(self.transform(frame))

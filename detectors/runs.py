@@ -1,0 +1,297 @@
+"""Runs: every detector fit, recorded in DuckDB with its scores and a model artifact file.
+
+Artifacts are written by the app into its own model directory (`models/` beside the database,
+or $CENTINELA_MODELS) and loaded only from there, after checking the SHA-256 recorded with the
+run, so a model file can never come from an upload or another folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import joblib
+import numpy as np
+import pandas as pd
+
+from data.datasets import Dataset, get_dataset
+from data.db import ProgressFn, fetch_one, no_progress, transaction
+from data.errors import DataError
+from detectors.base import REGISTRY, Detector, make_detector, threshold_for
+from detectors.ensemble import Ensemble
+from detectors.evaluation import evaluate, labelled_frame
+from detectors.pipeline import FeatureSpec, Model, default_feature_spec, ensure_features, load_frame, validate_spec
+
+MODELS_ENV = "CENTINELA_MODELS"
+DEFAULT_CONTAMINATION = 0.01
+DEFAULT_DETECTOR = "isolation_forest"
+SCORE_CHUNK = 200_000
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    dataset_id: int
+    detector: str
+    params: dict[str, Any]
+    contamination: float
+    features: dict[str, list[str]]
+    dataset_fingerprint: str
+    train_from: datetime | None
+    train_until: datetime | None
+    fit_rows: int
+    sampled: bool
+    fit_seconds: float
+    score_seconds: float
+    metrics: dict[str, Any]
+    artifact: str
+    artifact_sha256: str
+    created_at: datetime
+    created_by: str
+    note: str | None
+
+    @property
+    def label(self) -> str:
+        return f"#{self.id} {self.detector} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+_RUN_COLUMNS = ("id, dataset_id, detector, params, contamination, features, dataset_fingerprint, train_from, train_until, "
+                "fit_rows, sampled, fit_seconds, score_seconds, metrics, artifact, artifact_sha256, created_at, created_by, note")
+
+
+def _run_from(row: tuple) -> Run:
+    values = list(row)
+    for i in (3, 5, 13):
+        values[i] = json.loads(values[i])
+    return Run(*values)
+
+
+def models_dir(conn: duckdb.DuckDBPyConnection) -> Path:
+    """The app's own model directory: $CENTINELA_MODELS, else `models/` beside the database file."""
+    if os.environ.get(MODELS_ENV):
+        folder = Path(os.environ[MODELS_ENV])
+    else:
+        path = fetch_one(conn, "SELECT path FROM duckdb_databases() WHERE database_name = current_database()")[0]
+        folder = Path(path).resolve().parent / "models" if path else Path("models")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.resolve()
+
+
+def fingerprint(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> str:
+    """A short hash of the dataset's rows (ids, times, amounts): shows whether a run saw these data."""
+    count, hashed = fetch_one(conn, f"SELECT count(*), sum(hash(transaction_id, ts, amount)) FROM {dataset.table}")
+    return hashlib.sha256(f"{count}:{hashed}".encode()).hexdigest()[:16]
+
+
+def build_detector(names: list[str], params: dict[str, dict[str, Any]] | None = None,
+                   combine: str = "mean", seed: int = 0) -> Detector:
+    """One detector, or an ensemble of several."""
+    params = params or {}
+    if not names:
+        raise DataError("no detector selected.", hint=f"Choose one or more of: {', '.join(REGISTRY)}.")
+    if len(names) == 1:
+        return make_detector(names[0], params.get(names[0]), seed=seed)
+    return Ensemble.of(names, params, combine=combine, seed=seed)
+
+
+def fit_run(
+    conn: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    names: list[str],
+    params: dict[str, dict[str, Any]] | None = None,
+    *,
+    contamination: float = DEFAULT_CONTAMINATION,
+    combine: str = "mean",
+    train_until: datetime | None = None,
+    spec: FeatureSpec | None = None,
+    seed: int = 0,
+    created_by: str = "cli",
+    note: str | None = None,
+    activate: bool = True,
+    progress: ProgressFn = no_progress,
+) -> Run:
+    """Fit on rows before `train_until` (all rows if None), score every row, record the run."""
+    threshold_for(np.zeros(2), contamination)  # validates the contamination before any work
+    detector = build_detector(names, params, combine, seed)
+    progress(0.02, "Loading features")
+    feature_set = ensure_features(conn, dataset)
+    spec = validate_spec(spec or default_feature_spec(feature_set), dataset, feature_set)
+    frame = load_frame(conn, dataset, feature_set, spec)
+    train = frame if train_until is None else frame[frame["ts"] < pd.Timestamp(train_until)]
+    if train.empty:
+        raise DataError(f"no transactions before {train_until} to train on.",
+                        hint=f"The dataset runs from {dataset.min_ts} to {dataset.max_ts}.")
+    detector._check_rows(len(frame), "score")  # refuse before fitting, not after
+
+    model = Model(detector, spec)
+    sample_note = f" (on a {detector.fit_sample:,}-row sample)" if detector.fit_sample and len(train) > detector.fit_sample else ""
+    progress(0.10, f"Fitting {detector.title} on {len(train):,} rows{sample_note}")
+    started = time.perf_counter()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    scores = np.empty(len(frame))
+    for start in range(0, len(frame), SCORE_CHUNK):
+        stop = min(start + SCORE_CHUNK, len(frame))
+        progress(0.40 + 0.45 * start / len(frame), f"Scoring rows {start + 1:,}-{stop:,} of {len(frame):,}")
+        scores[start:stop] = model.score(frame.iloc[start:stop])
+    score_seconds = time.perf_counter() - started
+
+    progress(0.88, "Saving the run")
+    run_id = fetch_one(conn, "SELECT nextval('run_ids')")[0]
+    folder = models_dir(conn)
+    artifact = f"run-{dataset.id}-{run_id}.joblib"
+    joblib.dump(model, folder / artifact, compress=3)
+    digest = hashlib.sha256((folder / artifact).read_bytes()).hexdigest()
+    detector_name = names[0] if len(names) == 1 else "ensemble"
+    dataset_fingerprint = fingerprint(conn, dataset)
+    conn.register("_new_scores", pd.DataFrame({"tx_row": frame["tx_row"].to_numpy(), "score": scores}))
+    try:
+        with transaction(conn):
+            conn.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?)",
+                [run_id, dataset.id, detector_name, json.dumps(detector.get_params()), contamination,
+                 json.dumps(spec.as_dict()), dataset_fingerprint, train["ts"].min(), train_until,
+                 len(train), bool(detector.sampled_), fit_seconds, score_seconds, "{}", artifact, digest, created_by, note],
+            )
+            conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run_id])
+            if activate:
+                set_active_run(conn, dataset.id, run_id)
+    except BaseException:
+        (folder / artifact).unlink(missing_ok=True)
+        raise
+    finally:
+        conn.unregister("_new_scores")
+    progress(0.95, "Evaluating")
+    run = get_run(conn, run_id)
+    metrics = evaluate_run(conn, dataset, run)
+    conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", [json.dumps(metrics, default=_json_default), run_id])
+    progress(1.0, f"Run #{run_id}: fitted in {fit_seconds:.1f} s, scored {len(frame):,} rows in {score_seconds:.1f} s")
+    return get_run(conn, run_id)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def evaluate_run(
+    conn: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    run: Run,
+    contamination: float | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    k: int = 100,
+) -> dict[str, Any]:
+    """Metrics of a run's stored scores; by default on the period after training (time-aware)."""
+    if start is None and end is None and run.train_until is not None:
+        start = run.train_until
+    frame = labelled_frame(conn, dataset, run.id, start, end)
+    threshold = threshold_for(run_scores(conn, run.id), contamination or run.contamination)
+    metrics = evaluate(frame, threshold, k)
+    metrics["period"] = {"from": str(start) if start else None, "until": str(end) if end else None,
+                         "in_sample": run.train_until is None and start is None}
+    return metrics
+
+
+def get_run(conn: duckdb.DuckDBPyConnection, run_id: int) -> Run:
+    row = fetch_one(conn, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [int(run_id)])
+    if row is None:
+        raise DataError(f"no run #{run_id}.")
+    return _run_from(row)
+
+
+def list_runs(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> list[Run]:
+    rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE dataset_id = ? ORDER BY id", [dataset.id]).fetchall()
+    return [_run_from(r) for r in rows]
+
+
+def set_active_run(conn: duckdb.DuckDBPyConnection, dataset_id: int, run_id: int) -> None:
+    if fetch_one(conn, "SELECT 1 FROM runs WHERE id = ? AND dataset_id = ?", [run_id, dataset_id]) is None:
+        raise DataError(f"run #{run_id} does not belong to this dataset.")
+    conn.execute("INSERT OR REPLACE INTO active_runs VALUES (?, ?)", [dataset_id, run_id])
+
+
+def active_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> Run | None:
+    row = fetch_one(conn, "SELECT run_id FROM active_runs WHERE dataset_id = ?", [dataset.id])
+    return get_run(conn, row[0]) if row else None
+
+
+def resolve_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int | None) -> Run:
+    """The given run of the dataset, else its active run; a clear error if there is none."""
+    if run_id is None:
+        run = active_run(conn, dataset)
+        if run is None:
+            raise DataError(f"dataset {dataset.name!r} has no runs yet.", hint=f"Fit one: centinela fit {dataset.name!r} --detector isolation_forest")
+        return run
+    run = get_run(conn, run_id)
+    if run.dataset_id != dataset.id:
+        raise DataError(f"run #{run_id} belongs to another dataset.")
+    return run
+
+
+def set_contamination(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float) -> None:
+    """Save a new contamination (threshold) for a run; the scores stay as they are."""
+    threshold_for(np.zeros(2), contamination)
+    conn.execute("UPDATE runs SET contamination = ? WHERE id = ?", [float(contamination), int(run_id)])
+
+
+def run_scores(conn: duckdb.DuckDBPyConnection, run_id: int) -> np.ndarray:
+    """A run's stored scores (any order), as a NumPy array."""
+    return conn.execute("SELECT score FROM scores WHERE run_id = ?", [int(run_id)]).fetchnumpy()["score"]
+
+
+def alert_count(scores: np.ndarray, contamination: float) -> tuple[float, int]:
+    """Threshold and number of alerts for a contamination: a quantile and a count, no refit."""
+    threshold = threshold_for(scores, contamination)
+    return threshold, int((scores >= threshold).sum())
+
+
+def load_model(conn: duckdb.DuckDBPyConnection, run: Run) -> Model:
+    """Load a run's model, only from the app's model directory and only if its hash matches."""
+    folder = models_dir(conn)
+    path = (folder / run.artifact).resolve()
+    if path.parent != folder or Path(run.artifact).name != run.artifact:
+        raise DataError(f"run #{run.id}'s artifact is outside the model directory; refusing to load it.")
+    if not path.is_file():
+        raise DataError(f"run #{run.id}'s model file {path.name} is missing from {folder}.",
+                        hint="Fit the run again.")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != run.artifact_sha256:
+        raise DataError(f"run #{run.id}'s model file {path.name} has changed since it was saved; refusing to load it.")
+    return joblib.load(path)
+
+
+def rescore(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, progress: ProgressFn = no_progress) -> np.ndarray:
+    """Score the dataset again with a run's saved model and replace its stored scores."""
+    model = load_model(conn, run)
+    feature_set = ensure_features(conn, dataset)
+    frame = load_frame(conn, dataset, feature_set, FeatureSpec(**run.features))
+    model.detector._check_rows(len(frame), "score")
+    scores = np.empty(len(frame))
+    for start in range(0, len(frame), SCORE_CHUNK):
+        stop = min(start + SCORE_CHUNK, len(frame))
+        progress(start / len(frame), f"Scoring rows {start + 1:,}-{stop:,} of {len(frame):,}")
+        scores[start:stop] = model.score(frame.iloc[start:stop])
+    conn.register("_new_scores", pd.DataFrame({"tx_row": frame["tx_row"].to_numpy(), "score": scores}))
+    try:
+        with transaction(conn):
+            conn.execute("DELETE FROM scores WHERE run_id = ?", [run.id])
+            conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run.id])
+    finally:
+        conn.unregister("_new_scores")
+    progress(1.0, f"Scored {len(frame):,} rows")
+    return scores
+
+
+def dataset_of(conn: duckdb.DuckDBPyConnection, run: Run) -> Dataset:
+    return get_dataset(conn, run.dataset_id)
