@@ -84,6 +84,11 @@ def models_dir(conn: duckdb.DuckDBPyConnection) -> Path:
     return folder.resolve()
 
 
+def default_split(dataset: Dataset) -> datetime:
+    """Where time-aware validation splits by default: train on the first 70% of the period."""
+    return pd.Timestamp(dataset.min_ts + (dataset.max_ts - dataset.min_ts) * 0.7).floor("D").to_pydatetime()
+
+
 def fingerprint(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> str:
     """A short hash of the dataset's rows (ids, times, amounts): shows whether a run saw these data."""
     count, hashed = fetch_one(conn, f"SELECT count(*), sum(hash(transaction_id, ts, amount)) FROM {dataset.table}")
@@ -118,17 +123,19 @@ def fit_run(
     progress: ProgressFn = no_progress,
 ) -> Run:
     """Fit on rows before `train_until` (all rows if None), score every row, record the run."""
-    threshold_for(np.zeros(2), contamination)  # validates the contamination before any work
+    # Everything that can refuse does so before any work is done or stored.
+    threshold_for(np.zeros(2), contamination)
     detector = build_detector(names, params, combine, seed)
+    for member in getattr(detector, "members", [detector]):
+        member._check_rows(dataset.row_count, "score")
+    if train_until is not None and pd.Timestamp(train_until) <= pd.Timestamp(dataset.min_ts):
+        raise DataError(f"no transactions before {train_until:%Y-%m-%d} to train on.",
+                        hint=f"The dataset runs from {dataset.min_ts:%Y-%m-%d} to {dataset.max_ts:%Y-%m-%d}.")
     progress(0.02, "Loading features")
     feature_set = ensure_features(conn, dataset)
     spec = validate_spec(spec or default_feature_spec(feature_set), dataset, feature_set)
     frame = load_frame(conn, dataset, feature_set, spec)
     train = frame if train_until is None else frame[frame["ts"] < pd.Timestamp(train_until)]
-    if train.empty:
-        raise DataError(f"no transactions before {train_until} to train on.",
-                        hint=f"The dataset runs from {dataset.min_ts} to {dataset.max_ts}.")
-    detector._check_rows(len(frame), "score")  # refuse before fitting, not after
 
     model = Model(detector, spec)
     sample_note = f" (on a {detector.fit_sample:,}-row sample)" if detector.fit_sample and len(train) > detector.fit_sample else ""

@@ -27,6 +27,7 @@ from data.errors import DataError
 from detectors.base import REGISTRY, Param, make_detector, threshold_for
 from detectors.evaluation import precision_at_k
 from detectors.pipeline import FeatureSpec, Model, default_feature_spec, ensure_features, load_frame, validate_spec
+from detectors.runs import default_split
 
 METRICS = ("average_precision", "precision_at_k")
 TRAIN_SAMPLE = 100_000
@@ -90,7 +91,7 @@ def tune(
                         hint="Import a file with a fraud label column, or label cases first.")
     feature_set = ensure_features(conn, dataset)
     spec = validate_spec(spec or default_feature_spec(feature_set), dataset, feature_set)
-    split = pd.Timestamp(train_until) if train_until else _default_split(dataset)
+    split = pd.Timestamp(train_until or default_split(dataset))
     frame = load_frame(conn, dataset, feature_set, spec)
     labels = conn.execute(f"SELECT tx_row, CAST(is_fraud AS DOUBLE) AS y FROM {dataset.table} ORDER BY tx_row").df()
     frame = frame.merge(labels, on="tx_row", how="left")
@@ -135,12 +136,6 @@ def tune(
     if not out.empty:
         out.insert(0, "study", study)
     return out
-
-
-def _default_split(dataset: Dataset) -> pd.Timestamp:
-    """Train on the first 70% of the period, validate on the rest."""
-    span = dataset.max_ts - dataset.min_ts
-    return pd.Timestamp(dataset.min_ts + span * 0.7).floor("D")
 
 
 def stored_trials(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from detectors.runs import (
     DEFAULT_DETECTOR,
     active_run,
     alert_count,
+    default_split,
     fit_run,
     list_runs,
     set_active_run,
@@ -81,8 +82,7 @@ with tab_run:
         extra = st.multiselect("Categorical columns to add as features", categorical_candidates(conn, dataset),
                                help="One-hot encoded. Measured on generated data they can dilute isolation-based detectors.")
         hold_out = st.checkbox("Hold out a later period for evaluation (time-aware validation)", value=True)
-        default_split = (dataset.min_ts + (dataset.max_ts - dataset.min_ts) * 0.7).date()
-        until = st.date_input("Train until (evaluate from this day on)", default_split,
+        until = st.date_input("Train until (evaluate from this day on)", default_split(dataset).date(),
                               min_value=dataset.min_ts.date(), max_value=dataset.max_ts.date())
         if st.form_submit_button("Fit and score", type="primary"):
             try:
@@ -195,8 +195,7 @@ with tab_tune:
         strategy = a.radio("Strategy", ["grid", "random"], horizontal=True)
         budget = b.number_input("Budget (trials at most)", 1, 200, 12)
         metric = c.selectbox("Scored by", METRICS)
-        default_split = (dataset.min_ts + (dataset.max_ts - dataset.min_ts) * 0.7).date()
-        until = st.date_input("Train until (validate from this day on)", default_split, key="tune-until",
+        until = st.date_input("Train until (validate from this day on)", default_split(dataset).date(), key="tune-until",
                               min_value=dataset.min_ts.date(), max_value=dataset.max_ts.date())
         start = st.form_submit_button("Start search", type="primary")
     if start:

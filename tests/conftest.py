@@ -62,3 +62,6 @@ def run_cli(*args: str, db: Path, check: bool = False) -> subprocess.CompletedPr
     if check and result.returncode != 0:
         raise AssertionError(f"centinela {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+from tests.apptest import server_like_navigation  # noqa: E402,F401  (fixture for the page tests)

@@ -1,0 +1,52 @@
+"""AppTest helpers shared by the page tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TIMEOUT = 120
+
+
+@pytest.fixture
+def server_like_navigation(monkeypatch):
+    """Run app.py on every AppTest run, as a warm `streamlit run` server does.
+
+    AppTest resets Streamlit's pages/-folder detection before each run, so with a pages/
+    folder beside app.py its reruns would execute the page alone; a server clears that flag
+    for good the first time st.navigation runs. The cold-server path is tested in the browser.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+
+
+def one(elements, label: str):
+    found = [e for e in elements if e.label == label]
+    assert len(found) == 1, f"{label!r} among {[e.label for e in elements]}"
+    return found[0]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return one(at.metric, label).value
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in (at.success, at.info, at.error, at.warning, at.markdown, at.caption) for e in kind]
+    return "\n".join(str(p) for p in parts)
+
+

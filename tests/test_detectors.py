@@ -1,0 +1,154 @@
+"""Detectors: each backend ranks injected fraud above the normal mass; thresholds; the ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from data.errors import DataError
+from detectors.base import REGISTRY, Param, make_detector, threshold_for
+from detectors.ensemble import Ensemble
+from detectors.pipeline import Model, default_feature_spec, ensure_features, load_frame
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    """Engineered features and ground truth of 6,000 generated transactions (2% fraud)."""
+    from data.db import connect
+    from data.synthetic import SyntheticConfig, store_synthetic
+
+    conn = connect(tmp_path_factory.mktemp("det") / "d.duckdb")
+    dataset = store_synthetic(conn, "d", SyntheticConfig(rows=6_000, seed=5, fraud_rate=0.02, days=45))
+    feature_set = ensure_features(conn, dataset)
+    spec = default_feature_spec(feature_set)
+    frame = load_frame(conn, dataset, feature_set, spec)
+    y = conn.execute(f"SELECT is_fraud FROM {dataset.table} ORDER BY tx_row").fetchnumpy()["is_fraud"].astype(int)
+    conn.close()
+    return frame, spec, y
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_injected_fraud_scores_above_the_normal_mass(features, name):
+    frame, spec, y = features
+    model = Model(make_detector(name, seed=1), spec).fit(frame)
+    scores = model.score(frame)
+    assert scores.shape == (len(frame),) and np.isfinite(scores).all()
+    assert roc_auc_score(y, scores) > 0.7, name
+    assert model.detector.n_features_in_ == len(model.feature_names_)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_fit_returns_self_and_learned_state_ends_in_underscore(features, name):
+    frame, spec, _ = features
+    detector = make_detector(name)
+    X = Model(detector, spec).fit(frame).transform(frame)
+    fresh = make_detector(name)
+    assert fresh.fit(X) is fresh
+    learned = [a for a in vars(fresh) if a not in ("param_values", "seed")]
+    assert learned and all(a.endswith("_") for a in learned), learned
+
+
+def test_same_seed_same_scores(features):
+    frame, spec, _ = features
+    a = Model(make_detector("isolation_forest", seed=3), spec).fit(frame).score(frame)
+    b = Model(make_detector("isolation_forest", seed=3), spec).fit(frame).score(frame)
+    c = Model(make_detector("isolation_forest", seed=4), spec).fit(frame).score(frame)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("contamination", [0.001, 0.01, 0.05, 0.2])
+def test_threshold_follows_contamination(contamination):
+    scores = np.random.default_rng(0).normal(size=10_000)
+    threshold = threshold_for(scores, contamination)
+    alerts = int((scores >= threshold).sum())
+    assert alerts == round(10_000 * contamination)
+
+
+def test_more_contamination_never_fewer_alerts():
+    scores = np.random.default_rng(1).exponential(size=5_000).round(2)  # with ties
+    counts = [(scores >= threshold_for(scores, c)).sum() for c in (0.01, 0.02, 0.05, 0.1, 0.3)]
+    assert counts == sorted(counts) and counts[0] >= 50
+
+
+@pytest.mark.parametrize("bad", [0, 1, -0.1, 1.5])
+def test_contamination_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="contamination"):
+        threshold_for(np.arange(10.0), bad)
+
+
+def test_parameters_are_declared_and_checked():
+    for cls in REGISTRY.values():
+        for p in cls.params:
+            assert p.help and p.kind in ("int", "float", "choice", "bool")
+            assert p.parse(p.default) == p.default
+    with pytest.raises(ValueError, match="between 20 and 1000"):
+        make_detector("isolation_forest", {"n_estimators": 5})
+    with pytest.raises(ValueError, match="must be an integer"):
+        make_detector("knn", {"n_neighbors": "many"})
+    with pytest.raises(ValueError, match="one of largest, mean, median"):
+        make_detector("knn", {"method": "nearest"})
+    with pytest.raises(ValueError, match="has no parameter 'depth'"):
+        make_detector("hbos", {"depth": 3})
+    with pytest.raises(ValueError, match="unknown detector"):
+        make_detector("magic")
+    assert make_detector("knn", {"n_neighbors": "7"}).get_params()["n_neighbors"] == 7
+    assert Param("w", "bool", False, "x").parse("yes") is True
+
+
+def test_detectors_that_do_not_scale_sample_and_refuse(monkeypatch, features):
+    frame, spec, _ = features
+    detector = make_detector("lof")
+    monkeypatch.setattr(type(detector), "fit_sample", 1_000)
+    model = Model(detector, spec).fit(frame)
+    assert model.detector.sampled_ and model.detector.n_fit_rows_ == len(frame)
+    monkeypatch.setattr(type(detector), "max_rows", 5_000)
+    with pytest.raises(DataError, match="does not scale: it can fit on at most 5,000 rows, not 6,000"):
+        Model(make_detector("lof"), spec).fit(frame)
+
+
+def _zscored(member, X, reference):
+    train = member.score(reference)
+    return (member.score(X) - train.mean()) / train.std()
+
+
+def test_ensemble_mean_and_max_combine_z_scores(features):
+    frame, spec, _ = features
+    X = Model(make_detector("ecod"), spec).fit(frame).transform(frame)
+    ensemble = Ensemble.of(["ecod", "hbos"], combine="mean").fit(X)
+    # Independently fitted members, z-scored on the training rows, averaged.
+    ecod, hbos = make_detector("ecod").fit(X), make_detector("hbos").fit(X)
+    expected = (_zscored(ecod, X, X) + _zscored(hbos, X, X)) / 2
+    np.testing.assert_allclose(ensemble.score(X), expected, rtol=1e-9, atol=1e-9)
+    maximum = Ensemble.of(["ecod", "hbos"], combine="max").fit(X).score(X)
+    np.testing.assert_allclose(maximum, np.maximum(_zscored(ecod, X, X), _zscored(hbos, X, X)), rtol=1e-9, atol=1e-9)
+    assert (maximum >= expected - 1e-12).all()
+
+
+def test_ensemble_rank_average_is_a_percentile(features):
+    frame, spec, y = features
+    X = Model(make_detector("ecod"), spec).fit(frame).transform(frame)
+    ranked = Ensemble.of(["ecod", "isolation_forest"], combine="rank").fit(X).score(X)
+    assert ranked.min() >= 0 and ranked.max() <= 1
+    ecod = make_detector("ecod").fit(X).score(X)
+    iforest = make_detector("isolation_forest").fit(X).score(X)
+    pct = lambda s: (np.searchsorted(np.sort(s), s, side="right")) / len(s)  # noqa: E731
+    np.testing.assert_allclose(ranked, (pct(ecod) + pct(iforest)) / 2, atol=1e-12)
+    assert roc_auc_score(y, ranked) > 0.7
+
+
+def test_an_ensemble_needs_two_members():
+    with pytest.raises(ValueError, match="at least two"):
+        Ensemble.of(["ecod"])
+
+
+def test_ecod_ranks_like_pyod_on_its_training_data(features):
+    from pyod.models.ecod import ECOD
+    from scipy.stats import spearmanr
+
+    frame, spec, _ = features
+    X = Model(make_detector("ecod"), spec).fit(frame).transform(frame)
+    ours = make_detector("ecod").fit(X).score(X)
+    theirs = ECOD().fit(X).decision_scores_
+    assert spearmanr(ours, theirs).statistic > 0.99
