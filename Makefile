@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev chromium lint bench bench-pages clean
+.PHONY: run test install install-dev chromium lint bench bench-detectors bench-quality bench-pages clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ lint: install-dev
 ## Print the foundation benchmark figures (1M generated transactions).
 bench: install
 	$(BIN)/python -m benchmarks.bench_foundation
+
+## Fit and score time per detector at 1M rows, and the latency of a threshold move.
+bench-detectors: install
+	$(BIN)/python -m benchmarks.bench_detectors
+
+## Average precision and recall per fraud scenario of every detector on the demo data.
+bench-quality: install
+	$(BIN)/python -m benchmarks.bench_quality
 
 ## Time the Data page on 1M rows in headless Chromium; saves docs/screenshots/data-1m.png.
 bench-pages: install-dev chromium

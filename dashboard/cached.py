@@ -1,5 +1,6 @@
-"""Cached aggregates for pages. A dataset's rows never change once created, so results keyed on
-its id and creation time stay valid until it is deleted (and a new one never reuses both)."""
+"""Cached aggregates for pages. A dataset's rows never change once created, and a run's scores
+never change, so results keyed on the database file and the ids stay valid (ids are never reused).
+Pages call the unprefixed helpers; the cached functions take the database path as a key."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ import streamlit as st
 
 from dashboard.connection import get_cursor
 from data.datasets import Dataset, get_dataset, label_summary, missing_values, profile
+from data.db import database_path
 
 
 def _dataset(dataset_id: int) -> Dataset:
     return get_dataset(get_cursor(), dataset_id)
 
 
+def _db() -> str:
+    return str(database_path().resolve())
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
-def dataset_overview(dataset_id: int, created_at: datetime) -> dict[str, Any]:
+def _dataset_overview(db: str, dataset_id: int, created_at: datetime) -> dict[str, Any]:
     """Missing values, profile and label counts of a dataset: three scans, done once."""
     conn, dataset = get_cursor(), _dataset(dataset_id)
     return {
@@ -30,12 +36,24 @@ def dataset_overview(dataset_id: int, created_at: datetime) -> dict[str, Any]:
 
 
 def overview_of(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    result = dataset_overview(dataset.id, dataset.created_at)
+    result = _dataset_overview(_db(), dataset.id, dataset.created_at)
     return result["missing"], result["profile"], result["labels"]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
 def run_scores(run_id: int) -> np.ndarray:
+    return _run_scores(_db(), run_id)
+
+
+def run_evaluation_frame(dataset_id: int, run_id: int, labels_version: tuple) -> pd.DataFrame:
+    return _run_evaluation_frame(_db(), dataset_id, run_id, labels_version)
+
+
+def run_ranking(dataset_id: int, run_id: int, labels_version: tuple, k: int = 100) -> tuple[dict[str, Any], dict]:
+    return _run_ranking(_db(), dataset_id, run_id, labels_version, k)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_scores(db: str, run_id: int) -> np.ndarray:
     """A run's stored scores. Scores of a run never change (a rescore writes the same model's output)."""
     from detectors.runs import run_scores as stored
 
@@ -43,7 +61,7 @@ def run_scores(run_id: int) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def run_evaluation_frame(dataset_id: int, run_id: int, labels_version: tuple) -> pd.DataFrame:
+def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, labels_version: tuple) -> pd.DataFrame:
     """Scores joined with labels for a run's evaluation period (after training, if it held one out)."""
     from detectors.evaluation import labelled_frame
     from detectors.runs import get_run
@@ -54,9 +72,9 @@ def run_evaluation_frame(dataset_id: int, run_id: int, labels_version: tuple) ->
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def run_ranking(dataset_id: int, run_id: int, labels_version: tuple, k: int = 100) -> tuple[dict[str, Any], dict]:
+def _run_ranking(db: str, dataset_id: int, run_id: int, labels_version: tuple, k: int) -> tuple[dict[str, Any], dict]:
     """Threshold-free metrics and curves of a run (computed once per run and labels)."""
     from detectors.evaluation import curves, ranking_metrics
 
-    frame = run_evaluation_frame(dataset_id, run_id, labels_version)
+    frame = _run_evaluation_frame(db, dataset_id, run_id, labels_version)
     return ranking_metrics(frame, k), curves(frame)

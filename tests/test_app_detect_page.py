@@ -80,3 +80,18 @@ def test_tune_and_save_the_best_trial(conn, small_dataset):
     at.run()
     run = active_run(conn, small_dataset)
     assert run.detector == "hbos" and run.note.startswith("from search hbos-")
+
+
+def test_the_demo_run_shows_its_stored_figures(db_path, monkeypatch):
+    """A new database gets the demo data and a default run; the page shows that run's figures."""
+    from data.datasets import get_dataset
+    from data.db import connect
+
+    monkeypatch.setenv("CENTINELA_DEMO_ROWS", "8000")
+    at = _detect_page()
+    conn = connect(db_path)
+    run = active_run(conn, get_dataset(conn, "demo"))
+    assert run.detector == "isolation_forest" and run.train_until is not None and run.contamination == 0.01
+    assert metric(at, "Average precision") == f"{run.metrics['average_precision']:.3f}"
+    assert metric(at, "Recall") == f"{run.metrics['recall'] * 100:.1f}%"
+    assert metric(at, "Alerts") == f"{round(8000 * 0.01):,}"

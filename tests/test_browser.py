@@ -39,6 +39,16 @@ def test_fresh_database_shows_the_demo_datasets_row_count(tmp_path):
         name.press("Enter")  # keyboard submits the form
         page.get_by_text("Imported 120 of 120 rows").wait_for(timeout=60_000)
         assert metric_value(page, "Rows") == f"{len(frame):,}"
+        # The demo dataset came with a default run: the Detect page shows its threshold and metrics.
+        page.get_by_role("combobox").first.click()  # the sidebar's active-dataset picker
+        page.get_by_role("option", name=DEMO_NAME, exact=True).click()
+        page.get_by_role("link", name="Detect & tune").click()
+        page.get_by_role("tab", name="Threshold & metrics").click()
+        page.get_by_test_id("stMetric").filter(has_text="Alerts").wait_for()
+        assert metric_value(page, "Alerts") == f"{DEFAULT_DEMO_ROWS // 100:,}"
+        page.get_by_test_id("stPlotlyChart").first.wait_for()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(SCREENSHOTS / "detect.png"))
     # The server is gone: the file holds exactly what the page showed.
     conn = connect(db)
     assert get_dataset(conn, DEMO_NAME).row_count == DEFAULT_DEMO_ROWS
