@@ -56,16 +56,12 @@ class PyODIForest(_PyOD):
     summary = "PyOD's isolation forest."
     params = SklearnIsolationForest.params
 
-    def _make(self):
+    def _fit(self, X: np.ndarray) -> None:
         from pyod.models.iforest import IForest
 
         p = self.param_values
-        return IForest(n_estimators=p["n_estimators"], max_samples=p["max_samples"], max_features=p["max_features"],
-                       n_jobs=-1, random_state=self.seed)
-
-    def _fit(self, X: np.ndarray) -> None:
-        self.param_values["max_samples"] = min(self.param_values["max_samples"], len(X))
-        super()._fit(X)
+        self.model_ = IForest(n_estimators=p["n_estimators"], max_samples=min(p["max_samples"], len(X)),
+                              max_features=p["max_features"], n_jobs=-1, random_state=self.seed).fit(X)
 
 
 class _Ecdf(Detector):

@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from data.datasets import Dataset, get_dataset
+from data.datasets import Dataset
 from data.db import ProgressFn, fetch_one, no_progress, transaction
 from data.errors import DataError
 from detectors.base import REGISTRY, Detector, make_detector, threshold_for
@@ -145,11 +145,7 @@ def fit_run(
     fit_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    scores = np.empty(len(frame))
-    for start in range(0, len(frame), SCORE_CHUNK):
-        stop = min(start + SCORE_CHUNK, len(frame))
-        progress(0.40 + 0.45 * start / len(frame), f"Scoring rows {start + 1:,}-{stop:,} of {len(frame):,}")
-        scores[start:stop] = model.score(frame.iloc[start:stop])
+    scores = _score_in_chunks(model, frame, lambda f, m: progress(0.40 + 0.45 * f, m))
     score_seconds = time.perf_counter() - started
 
     progress(0.88, "Saving the run")
@@ -183,6 +179,16 @@ def fit_run(
     conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", [json.dumps(metrics, default=_json_default), run_id])
     progress(1.0, f"Run #{run_id}: fitted in {fit_seconds:.1f} s, scored {len(frame):,} rows in {score_seconds:.1f} s")
     return get_run(conn, run_id)
+
+
+def _score_in_chunks(model: Model, frame: pd.DataFrame, progress: ProgressFn) -> np.ndarray:
+    """Score `frame` a chunk at a time, so progress moves and memory stays bounded."""
+    scores = np.empty(len(frame))
+    for start in range(0, len(frame), SCORE_CHUNK):
+        stop = min(start + SCORE_CHUNK, len(frame))
+        progress(start / len(frame), f"Scoring rows {start + 1:,}-{stop:,} of {len(frame):,}")
+        scores[start:stop] = model.score(frame.iloc[start:stop])
+    return scores
 
 
 def _json_default(value: Any) -> Any:
@@ -284,11 +290,7 @@ def rescore(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, progres
     feature_set = ensure_features(conn, dataset)
     frame = load_frame(conn, dataset, feature_set, FeatureSpec(**run.features))
     model.detector._check_rows(len(frame), "score")
-    scores = np.empty(len(frame))
-    for start in range(0, len(frame), SCORE_CHUNK):
-        stop = min(start + SCORE_CHUNK, len(frame))
-        progress(start / len(frame), f"Scoring rows {start + 1:,}-{stop:,} of {len(frame):,}")
-        scores[start:stop] = model.score(frame.iloc[start:stop])
+    scores = _score_in_chunks(model, frame, progress)
     conn.register("_new_scores", pd.DataFrame({"tx_row": frame["tx_row"].to_numpy(), "score": scores}))
     try:
         with transaction(conn):
@@ -299,6 +301,3 @@ def rescore(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, progres
     progress(1.0, f"Scored {len(frame):,} rows")
     return scores
 
-
-def dataset_of(conn: duckdb.DuckDBPyConnection, run: Run) -> Dataset:
-    return get_dataset(conn, run.dataset_id)

@@ -52,6 +52,9 @@ version = labels_version(conn, dataset.id)
 tab_run, tab_active, tab_compare, tab_tune = st.tabs(["Run a detector", "Threshold & metrics", "Compare runs", "Tune"])
 
 
+MIN_CONTAMINATION, MAX_CONTAMINATION = 0.001, 0.5
+
+
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -77,8 +80,8 @@ with tab_run:
         left, right = st.columns(2)
         combine = left.selectbox("Combine ensemble scores by", COMBINE, disabled=len(chosen) < 2,
                                  help="mean or max of z-scored scores, or the mean percentile rank")
-        contamination = right.number_input("Contamination (share of rows to alert on)", 0.0005, 0.5,
-                                           DEFAULT_CONTAMINATION, step=0.001, format="%.4f")
+        contamination = right.number_input("Contamination (share of rows to alert on)", MIN_CONTAMINATION,
+                                           MAX_CONTAMINATION, DEFAULT_CONTAMINATION, step=0.001, format="%.3f")
         extra = st.multiselect("Categorical columns to add as features", categorical_candidates(conn, dataset),
                                help="One-hot encoded. Measured on generated data they can dilute isolation-based detectors.")
         hold_out = st.checkbox("Hold out a later period for evaluation (time-aware validation)", value=True)
@@ -115,7 +118,9 @@ with tab_active:
             flash("success", f"Run #{run.id} is now the active run.")
             st.rerun()
         scores = run_scores(run.id)
-        contamination = st.slider("Contamination", 0.001, 0.2, float(run.contamination), step=0.001, format="%.3f",
+        # A run fitted from the command line may sit outside the slider's range: start at the nearest end.
+        start_at = min(max(float(run.contamination), MIN_CONTAMINATION), MAX_CONTAMINATION)
+        contamination = st.slider("Contamination", MIN_CONTAMINATION, MAX_CONTAMINATION, start_at, step=0.001, format="%.3f",
                                   key=f"contamination-{run.id}",
                                   help="Moves the threshold on the stored scores; nothing is refitted.")
         threshold, alerts = alert_count(scores, contamination)

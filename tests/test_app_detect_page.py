@@ -95,3 +95,13 @@ def test_the_demo_run_shows_its_stored_figures(db_path, monkeypatch):
     assert metric(at, "Average precision") == f"{run.metrics['average_precision']:.3f}"
     assert metric(at, "Recall") == f"{run.metrics['recall'] * 100:.1f}%"
     assert metric(at, "Alerts") == f"{round(8000 * 0.01):,}"
+
+
+def test_a_run_from_the_command_line_outside_the_slider_range(conn, small_dataset):
+    from detectors.runs import fit_run
+
+    fit_run(conn, small_dataset, ["hbos"], contamination=0.0002)
+    at = _detect_page()
+    assert not at.exception
+    assert at.slider[0].value == 0.001
+    assert metric(at, "Alerts") == f"{round(small_dataset.row_count * 0.001):,}"
