@@ -105,3 +105,21 @@ def test_a_run_from_the_command_line_outside_the_slider_range(conn, small_datase
     assert not at.exception
     assert at.slider[0].value == 0.001
     assert metric(at, "Alerts") == f"{round(small_dataset.row_count * 0.001):,}"
+
+
+def test_a_dataset_without_labels_still_fits_and_says_why_there_are_no_metrics(conn, tmp_path):
+    from data.ingest import import_file
+    from tests.samples import write_shape
+
+    path, _ = write_shape(tmp_path, "unlabelled_customer", rows=300)
+    dataset = import_file(conn, path, "unlabelled").dataset
+    at = _detect_page()
+    one(at.button, "Fit and score").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert active_run(conn, dataset) is not None
+    assert "No labels for this dataset yet" in texts(at)
+    assert metric(at, "Precision") == "—" and metric(at, "Average precision") == "—"
+    one(at.button, "Start search").click()
+    at.run()
+    assert "tuning needs labelled validation data" in " ".join(e.value for e in at.error)
