@@ -73,7 +73,7 @@ class _Ecdf(Detector):
     later period against the earlier one only. The CDFs come from a sample of `fit_sample` rows.
     """
 
-    fit_sample = 200_000
+    fit_sample = 50_000
 
     def _fit(self, X: np.ndarray) -> None:
         self.sorted_ = np.sort(X, axis=0)
