@@ -190,3 +190,14 @@ def test_cli_fit_score_evaluate(db_path):
     assert ambiguous.returncode == 2 and "DETECTOR.n_neighbors" in ambiguous.stderr
     none = run_cli("evaluate", "c", "--run", "99", db=db_path)
     assert none.returncode == 2 and "no run #99" in none.stderr
+
+
+def test_purging_a_dataset_removes_its_runs_and_scores(conn, small_dataset, run):
+    from data.datasets import delete_dataset, purge_deleted
+
+    fit_run(conn, small_dataset, ["hbos"])
+    delete_dataset(conn, small_dataset.name)
+    assert conn.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 2  # still undoable
+    assert purge_deleted(conn) == 1
+    for table in ("runs", "scores", "active_runs", "datasets", "feature_sets"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 0, table
