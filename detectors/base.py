@@ -78,7 +78,8 @@ class Detector:
     def get_params(self) -> dict[str, Any]:
         return dict(self.param_values)
 
-    def _check_rows(self, n_rows: int, action: str) -> None:
+    def check_rows(self, n_rows: int, action: str) -> None:
+        """Raise a DataError if this detector cannot `action` (fit on / score) `n_rows` rows."""
         if self.max_rows is not None and n_rows > self.max_rows:
             raise DataError(
                 f"{self.title} does not scale: it can {action} at most {self.max_rows:,} rows, not {n_rows:,}.",
@@ -88,7 +89,7 @@ class Detector:
 
     def fit(self, X: np.ndarray) -> Detector:
         X = np.asarray(X, dtype=np.float64)
-        self._check_rows(len(X), "fit on")
+        self.check_rows(len(X), "fit on")
         self.n_fit_rows_ = len(X)
         if self.fit_sample is not None and len(X) > self.fit_sample:
             rows = np.random.default_rng(self.seed).choice(len(X), self.fit_sample, replace=False)
@@ -103,7 +104,7 @@ class Detector:
         if not hasattr(self, "n_features_in_"):
             raise RuntimeError(f"{self.name} is not fitted")
         X = np.asarray(X, dtype=np.float64)
-        self._check_rows(len(X), "score")
+        self.check_rows(len(X), "score")
         return finite_scores(np.asarray(self._score(X), dtype=np.float64).ravel())
 
     def _fit(self, X: np.ndarray) -> None:

@@ -39,10 +39,14 @@ class Ensemble(Detector):
     def get_params(self) -> dict[str, Any]:
         return {"combine": self.param_values["combine"], "members": {m.name: m.get_params() for m in self.members}}
 
+    def check_rows(self, n_rows: int, action: str) -> None:
+        """An ensemble refuses what any of its members refuses."""
+        for member in self.members:
+            member.check_rows(n_rows, action)
+
     def fit(self, X: np.ndarray) -> Ensemble:
         X = np.asarray(X, dtype=np.float64)
-        for member in self.members:
-            member._check_rows(len(X), "fit on")
+        self.check_rows(len(X), "fit on")
         self.n_fit_rows_ = len(X)
         self.n_features_in_ = X.shape[1]
         # Normalization is learned from each member's scores on (a sample of) the training rows.

@@ -126,8 +126,7 @@ def fit_run(
     # Everything that can refuse does so before any work is done or stored.
     threshold_for(np.zeros(2), contamination)
     detector = build_detector(names, params, combine, seed)
-    for member in getattr(detector, "members", [detector]):
-        member._check_rows(dataset.row_count, "score")
+    detector.check_rows(dataset.row_count, "score")
     if train_until is not None and pd.Timestamp(train_until) <= pd.Timestamp(dataset.min_ts):
         raise DataError(f"no transactions before {train_until:%Y-%m-%d} to train on.",
                         hint=f"The dataset runs from {dataset.min_ts:%Y-%m-%d} to {dataset.max_ts:%Y-%m-%d}.")
@@ -287,9 +286,9 @@ def load_model(conn: duckdb.DuckDBPyConnection, run: Run) -> Model:
 def rescore(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, progress: ProgressFn = no_progress) -> np.ndarray:
     """Score the dataset again with a run's saved model and replace its stored scores."""
     model = load_model(conn, run)
+    model.detector.check_rows(dataset.row_count, "score")  # refuse before loading any rows
     feature_set = ensure_features(conn, dataset)
     frame = load_frame(conn, dataset, feature_set, FeatureSpec(**run.features))
-    model.detector._check_rows(len(frame), "score")
     scores = _score_in_chunks(model, frame, progress)
     conn.register("_new_scores", pd.DataFrame({"tx_row": frame["tx_row"].to_numpy(), "score": scores}))
     try:

@@ -201,3 +201,19 @@ def test_purging_a_dataset_removes_its_runs_and_scores(conn, small_dataset, run)
     assert purge_deleted(conn) == 1
     for table in ("runs", "scores", "active_runs", "datasets", "feature_sets"):
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 0, table
+
+
+def test_rescoring_an_ensemble_is_refused_before_loading_rows_when_a_member_does_not_scale(conn, small_dataset, monkeypatch):
+    from detectors.backends import PyODLOF
+
+    run = fit_run(conn, small_dataset, ["hbos", "lof"])
+    before = digest(conn)
+    monkeypatch.setattr(PyODLOF, "max_rows", 1_000)
+
+    def no_rows_please(*args, **kwargs):
+        raise AssertionError("rows were loaded before the refusal")
+
+    monkeypatch.setattr("detectors.runs.load_frame", no_rows_please)
+    with pytest.raises(DataError, match="LOF \\(PyOD\\) does not scale"):
+        rescore(conn, small_dataset, run)
+    assert digest(conn) == before
