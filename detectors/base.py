@@ -124,10 +124,16 @@ def finite_scores(scores: np.ndarray) -> np.ndarray:
     return np.nan_to_num(scores, nan=low, posinf=high + 1.0, neginf=low - 1.0)
 
 
-def threshold_for(scores: np.ndarray, contamination: float) -> float:
-    """The score at or above which the top `contamination` share of rows are alerts."""
+def check_contamination(contamination: float) -> float:
+    """The share of rows to alert on: strictly between 0 and 1."""
     if not 0 < contamination < 1:
         raise ValueError(f"contamination must be between 0 and 1, got {contamination}")
+    return float(contamination)
+
+
+def threshold_for(scores: np.ndarray, contamination: float) -> float:
+    """The score at or above which the top `contamination` share of rows are alerts."""
+    check_contamination(contamination)
     return float(np.quantile(np.asarray(scores, dtype=np.float64), 1 - contamination, method="higher"))
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from data.datasets import Dataset
 from data.db import ProgressFn, fetch_one, no_progress, transaction
 from data.errors import DataError
-from detectors.base import REGISTRY, Detector, make_detector, threshold_for
+from detectors.base import REGISTRY, Detector, check_contamination, make_detector, threshold_for
 from detectors.ensemble import Ensemble
 from detectors.evaluation import evaluate, labelled_frame
 from detectors.pipeline import FeatureSpec, Model, default_feature_spec, ensure_features, load_frame, validate_spec
@@ -124,7 +124,7 @@ def fit_run(
 ) -> Run:
     """Fit on rows before `train_until` (all rows if None), score every row, record the run."""
     # Everything that can refuse does so before any work is done or stored.
-    threshold_for(np.zeros(2), contamination)
+    check_contamination(contamination)
     detector = build_detector(names, params, combine, seed)
     detector.check_rows(dataset.row_count, "score")
     if train_until is not None and pd.Timestamp(train_until) <= pd.Timestamp(dataset.min_ts):
@@ -254,7 +254,7 @@ def resolve_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int |
 
 def set_contamination(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float) -> None:
     """Save a new contamination (threshold) for a run; the scores stay as they are."""
-    threshold_for(np.zeros(2), contamination)
+    check_contamination(contamination)
     conn.execute("UPDATE runs SET contamination = ? WHERE id = ?", [float(contamination), int(run_id)])
 
 
