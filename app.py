@@ -6,13 +6,14 @@ import streamlit as st
 
 from dashboard.connection import get_cursor
 from dashboard.shell import app_shell, ensure_demo_data
-from dashboard.state import dataset_selector
+from dashboard.state import analyst_name, dataset_selector
 from data.db import database_path
 
 st.set_page_config(page_title="Centinela", page_icon=":material/shield:", layout="wide")
 
 ensure_demo_data()
 dataset_selector(get_cursor())
+analyst_name()
 st.sidebar.caption(f"Database: `{database_path()}`")
 
 navigation = st.navigation(
@@ -20,6 +21,11 @@ navigation = st.navigation(
         "Workbench": [
             st.Page("pages/data.py", title="Data", icon=":material/database:", default=True),
             st.Page("pages/detect.py", title="Detect & tune", icon=":material/tune:"),
+        ],
+        "Investigate": [
+            st.Page("pages/queue.py", title="Alert queue", icon=":material/notifications:"),
+            st.Page("pages/case.py", title="Case", icon=":material/search:"),
+            st.Page("pages/patterns.py", title="Geo & time", icon=":material/map:"),
         ],
     }
 )

@@ -78,3 +78,50 @@ def _run_ranking(db: str, dataset_id: int, run_id: int, labels_version: tuple, k
 
     frame = _run_evaluation_frame(db, dataset_id, run_id, labels_version)
     return ranking_metrics(frame, k), curves(frame)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sorted_scores(db: str, run_id: int) -> np.ndarray:
+    return np.sort(_run_scores(db, run_id))
+
+
+def run_threshold(run_id: int, contamination: float) -> float:
+    """The run's alert threshold at a contamination (a quantile of its cached scores)."""
+    from detectors.base import threshold_for
+
+    return threshold_for(_sorted_scores(_db(), run_id), contamination)
+
+
+def score_percentile(run_id: int, score: float) -> float:
+    """Share of the run's transactions scored below `score`."""
+    ordered = _sorted_scores(_db(), run_id)
+    return float(np.searchsorted(ordered, score, side="left") / len(ordered))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _explainer(db: str, dataset_id: int, run_id: int, artifact_sha256: str):
+    """A run's SHAP explainer, built once per process (loading the model and, for trees, its paths)."""
+    from detectors.explain import explainer_for_run
+    from detectors.runs import get_run
+
+    conn = get_cursor()
+    return explainer_for_run(conn, _dataset(dataset_id), get_run(conn, run_id))
+
+
+def run_explainer(dataset_id: int, run) -> Any:
+    return _explainer(_db(), dataset_id, run.id, run.artifact_sha256)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _patterns(db: str, dataset_id: int, run_id: int, threshold: float, labels_version: tuple) -> dict[str, pd.DataFrame]:
+    from data.alerts import daily_trend, hour_weekday, places
+
+    conn, dataset = get_cursor(), _dataset(dataset_id)
+    return {"cells": hour_weekday(conn, dataset, run_id, threshold),
+            "trend": daily_trend(conn, dataset, run_id, threshold),
+            "places": places(conn, dataset, run_id, threshold)}
+
+
+def patterns(dataset_id: int, run_id: int, threshold: float, labels_version: tuple) -> dict[str, pd.DataFrame]:
+    """Alerts by hour and weekday, by day and by place (three aggregate queries, cached)."""
+    return _patterns(_db(), dataset_id, run_id, threshold, labels_version)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+
 import duckdb
 import streamlit as st
 
@@ -55,3 +58,50 @@ def active_dataset(conn: duckdb.DuckDBPyConnection) -> Dataset | None:
         if found:
             return found
     return datasets[-1] if datasets else None
+
+
+ANALYST_KEY = "analyst"
+
+
+def analyst_name() -> str:
+    """Who is working: a name in the sidebar, kept in the URL (sign-in replaces this later).
+
+    Defaults to $CENTINELA_ANALYST, else the operating-system user.
+    """
+    if ANALYST_KEY not in st.session_state:
+        st.session_state[ANALYST_KEY] = (st.query_params.get(ANALYST_KEY) or os.environ.get("CENTINELA_ANALYST")
+                                         or getpass.getuser() or "analyst")
+    name = st.sidebar.text_input("Analyst", key=ANALYST_KEY, max_chars=64,
+                                 help="Labels and case changes are recorded under this name.").strip()
+    if name:
+        st.query_params[ANALYST_KEY] = name
+    return name
+
+
+def current_analyst() -> str:
+    """The name entered in the sidebar (app.py draws the field on every page)."""
+    return str(st.session_state.get(ANALYST_KEY, "")).strip()
+
+
+FILTERS_KEY = "queue_filters"
+FILTERS_VERSION_KEY = "queue_filters_version"
+
+
+def queue_filters():
+    """The alert queue's filters for this session (a `data.alerts.QueueFilters`)."""
+    from data.alerts import QueueFilters
+
+    return st.session_state.get(FILTERS_KEY) or QueueFilters()
+
+
+def set_queue_filters(filters) -> None:
+    """Replace the queue's filters (from the queue's form, the patterns page, or Clear).
+
+    The version changes the filter widgets' keys, so they redraw showing the new filters.
+    """
+    st.session_state[FILTERS_KEY] = filters
+    st.session_state[FILTERS_VERSION_KEY] = st.session_state.get(FILTERS_VERSION_KEY, 0) + 1
+
+
+def queue_filters_version() -> int:
+    return st.session_state.get(FILTERS_VERSION_KEY, 0)

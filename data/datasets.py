@@ -64,6 +64,14 @@ class Dataset:
     def extras(self, kind: str) -> list[str]:
         return [c.name for c in self.columns if c.role == kind]
 
+    def has_column(self, name: str) -> bool:
+        return any(c.name == name for c in self.columns)
+
+    def sql_column(self, name: str, sql_type: str = "VARCHAR", alias: str = "t") -> str:
+        """`alias."name"` if the dataset stores that column, else a typed NULL, so one query fits
+        files of any shape."""
+        return f"{alias}.{quote_ident(name)}" if self.has_column(name) else f"CAST(NULL AS {sql_type})"
+
     @property
     def label_column(self) -> str | None:
         return self.column_for("label")
@@ -186,8 +194,11 @@ def _purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {checked_ident(feature_table[0])}")
     conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table)}")
     conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM label_undos WHERE batch_id IN (SELECT batch_id FROM labels WHERE dataset_id = ?)", [dataset_id])
     conn.execute("DELETE FROM labels WHERE dataset_id = ?", [dataset_id])
-    conn.execute("DELETE FROM scores WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)", [dataset_id])
+    conn.execute("DELETE FROM case_events WHERE dataset_id = ?", [dataset_id])
+    for table in ("scores", "explanations", "global_importance"):
+        conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)", [dataset_id])
     conn.execute("DELETE FROM runs WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM active_runs WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM tuning_trials WHERE dataset_id = ?", [dataset_id])
@@ -228,9 +239,11 @@ def profile(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:
 
 
 def labels_version(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> tuple:
-    """Changes whenever an analyst label is added to the dataset (labels are append-only)."""
-    count, latest = fetch_one(conn, "SELECT count(*), max(created_at) FROM labels WHERE dataset_id = ?", [dataset_id])
-    return int(count), str(latest)
+    """Changes whenever an analyst label is added to the dataset or an action undone (both append-only)."""
+    count, latest, undone = fetch_one(
+        conn, "SELECT count(*), max(id), count(*) FILTER (batch_id IN (SELECT batch_id FROM label_undos)) "
+        "FROM labels WHERE dataset_id = ?", [dataset_id])
+    return int(count), latest, int(undone)
 
 
 def label_summary(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str, Any]:

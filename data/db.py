@@ -95,6 +95,58 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TIMESTAMP NOT NULL
         )""",
     ),
+    (
+        # Labels gain an order that does not depend on clocks (id) and an action they belong to
+        # (batch_id), so an action can be undone by appending an undo, never by deleting.
+        "CREATE SEQUENCE label_ids START 1",
+        "ALTER TABLE labels ADD COLUMN id BIGINT",
+        "ALTER TABLE labels ADD COLUMN batch_id VARCHAR",
+        "CREATE TABLE label_undos (batch_id VARCHAR PRIMARY KEY, analyst VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL)",
+        # The current label of a transaction: its latest label outside undone actions.
+        """CREATE VIEW current_labels AS
+           SELECT dataset_id, transaction_id, label, analyst, note, created_at AS labelled_at, batch_id
+           FROM labels
+           WHERE batch_id IS NULL OR batch_id NOT IN (SELECT batch_id FROM label_undos)
+           QUALIFY row_number() OVER (PARTITION BY dataset_id, transaction_id
+                                      ORDER BY coalesce(id, 0) DESC, created_at DESC) = 1""",
+        # Case workflow, append-only: each event is the case's full new state.
+        "CREATE SEQUENCE case_event_ids START 1",
+        """CREATE TABLE case_events (
+            id BIGINT PRIMARY KEY,
+            dataset_id INTEGER NOT NULL,
+            transaction_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL CHECK (status IN ('open', 'in_review', 'closed')),
+            assignee VARCHAR,
+            reason VARCHAR,
+            actor VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE VIEW current_cases AS
+           SELECT dataset_id, transaction_id, status, assignee, reason, actor, created_at AS updated_at
+           FROM case_events
+           QUALIFY row_number() OVER (PARTITION BY dataset_id, transaction_id ORDER BY id DESC) = 1""",
+        # SHAP attributions, computed on demand and kept: a run's model and rows never change.
+        """CREATE TABLE explanations (
+            run_id INTEGER NOT NULL,
+            tx_row BIGINT NOT NULL,
+            method VARCHAR NOT NULL,
+            base_value DOUBLE NOT NULL,
+            output DOUBLE NOT NULL,
+            attributions JSON NOT NULL,
+            seconds DOUBLE NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (run_id, tx_row)
+        )""",
+        """CREATE TABLE global_importance (
+            run_id INTEGER PRIMARY KEY,
+            method VARCHAR NOT NULL,
+            importance JSON NOT NULL,
+            alert_rows INTEGER NOT NULL,
+            normal_rows INTEGER NOT NULL,
+            seconds DOUBLE NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

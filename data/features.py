@@ -180,7 +180,7 @@ def compute_features(
         label_expr = f"coalesce(CASE l.label WHEN 'fraud' THEN 1.0 WHEN 'legitimate' THEN 0.0 END, {truth})"
     base = f"""
     WITH latest AS (
-        SELECT transaction_id, arg_max(label, created_at) AS label FROM labels WHERE dataset_id = ? GROUP BY 1
+        SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?
     ), base AS (
         SELECT t.tx_row, t.ts, t.amount,
                {col('customer_id', 'customer_id', 'VARCHAR')} AS customer_id,

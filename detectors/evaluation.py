@@ -35,7 +35,7 @@ def labelled_frame(
     return conn.execute(
         f"""
         WITH latest AS (
-            SELECT transaction_id, arg_max(label, created_at) AS label FROM labels WHERE dataset_id = ? GROUP BY 1
+            SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?
         )
         SELECT s.tx_row, s.score,
                CASE l.label WHEN 'fraud' THEN 1.0 WHEN 'legitimate' THEN 0.0 WHEN 'unsure' THEN NULL ELSE {truth} END AS y,

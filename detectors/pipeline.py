@@ -79,6 +79,31 @@ def validate_spec(spec: FeatureSpec, dataset: Dataset, feature_set: FeatureSet) 
     return spec
 
 
+def _select_list(spec: FeatureSpec) -> str:
+    columns = [f"f.{quote_ident(c)}" for c in spec.numeric] + [f"t.{quote_ident(c)}" for c in spec.categorical]
+    return ", ".join(["t.tx_row", "t.ts", *columns])
+
+
+def load_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
+              tx_rows: list[int]) -> pd.DataFrame:
+    """Feature rows of the given transactions (by tx_row), in tx_row order."""
+    return conn.execute(
+        f"SELECT {_select_list(spec)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
+        "WHERE t.tx_row IN (SELECT unnest(CAST(? AS BIGINT[]))) ORDER BY t.tx_row",
+        [[int(r) for r in tx_rows]],
+    ).df()
+
+
+def load_sample(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
+                n: int, end: datetime | None = None, seed: int = 0) -> pd.DataFrame:
+    """A deterministic pseudo-random sample of `n` feature rows before `end` (the same for the same seed)."""
+    return conn.execute(
+        f"SELECT {_select_list(spec)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
+        "WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) ORDER BY hash(t.tx_row, ?), t.tx_row LIMIT ?",
+        [end, end, int(seed), int(n)],
+    ).df()
+
+
 def load_frame(
     conn: duckdb.DuckDBPyConnection,
     dataset: Dataset,
@@ -88,9 +113,8 @@ def load_frame(
     end: datetime | None = None,
 ) -> pd.DataFrame:
     """Feature rows (with tx_row and ts) for transactions with start <= ts < end, in tx_row order."""
-    columns = [f"f.{quote_ident(c)}" for c in spec.numeric] + [f"t.{quote_ident(c)}" for c in spec.categorical]
     return conn.execute(
-        f"SELECT t.tx_row, t.ts, {', '.join(columns)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
+        f"SELECT {_select_list(spec)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
         "WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) ORDER BY t.tx_row",
         [start, start, end, end],
     ).df()

@@ -30,7 +30,7 @@ def test_new_database_is_migrated_to_current_version(conn):
 
 def test_reopening_keeps_data_and_does_not_migrate_twice(db_path):
     first = connect(db_path)
-    first.execute("INSERT INTO labels VALUES (1, 'T1', 'fraud', 'ana', NULL, current_timestamp)")
+    first.execute("INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at) VALUES (1, 'T1', 'fraud', 'ana', NULL, current_timestamp)")
     first.close()
     again = connect(db_path)
     assert migrate(again) == SCHEMA_VERSION
@@ -65,7 +65,7 @@ def test_checked_ident_refuses_anything_but_plain_names():
 def test_transaction_rolls_back_everything_on_error(conn):
     with pytest.raises(ZeroDivisionError), transaction(conn):
         conn.execute("CREATE TABLE half_done AS SELECT 1 AS x")
-        conn.execute("INSERT INTO labels VALUES (1, 'T1', 'fraud', 'ana', NULL, current_timestamp)")
+        conn.execute("INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at) VALUES (1, 'T1', 'fraud', 'ana', NULL, current_timestamp)")
         1 / 0  # noqa: B018
     assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'half_done'").fetchall() == [(0,)]
     assert conn.execute("SELECT count(*) FROM labels").fetchall() == [(0,)]
@@ -75,7 +75,7 @@ def test_one_cursor_per_thread_writes_concurrently(conn):
     def writer(analyst: str) -> None:
         cursor = conn.cursor()
         for i in range(50):
-            cursor.execute("INSERT INTO labels VALUES (1, ?, 'fraud', ?, NULL, current_timestamp)", [f"T{i}", analyst])
+            cursor.execute("INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at) VALUES (1, ?, 'fraud', ?, NULL, current_timestamp)", [f"T{i}", analyst])
         cursor.close()
 
     threads = [threading.Thread(target=writer, args=(f"analyst{n}",)) for n in range(4)]

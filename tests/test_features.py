@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data.cases import add_labels
 from data.features import CATALOGUE, compute_features, feature_catalogue, feature_frame, load_feature_set
 from data.geography import haversine_km
 
@@ -94,8 +95,7 @@ def test_merchant_fraud_rate_uses_only_labels_older_than_the_delay(conn, small_d
 
     # An analyst marks an early legitimate transaction as fraud.
     target = at_m[~at_m["is_fraud"]].iloc[len(at_m) // 4]
-    conn.execute("INSERT INTO labels VALUES (?, ?, 'fraud', 'ana', NULL, current_timestamp)",
-                 [small_dataset.id, target["transaction_id"]])
+    add_labels(conn, small_dataset, [target["transaction_id"]], "fraud", "ana")
     after = feature_frame(conn, compute_features(conn, small_dataset, label_delay_days=7)).set_index("tx_row")
     before = rows.set_index("tx_row")
     same_merchant = before["merchant_id"] == merchant

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, precision_score, recall_score
 
+from data.cases import add_labels
 from data.errors import DataError
 from detectors.evaluation import card_precision_at_k, labelled_frame, precision_at_k, threshold_metrics
 from detectors.pipeline import FeatureSpec, ensure_features, load_frame
@@ -125,9 +126,9 @@ def test_threshold_metrics_agree_with_scikit_learn(conn, small_dataset, run):
 def test_analyst_labels_override_the_ground_truth(conn, small_dataset, run):
     frame = labelled_frame(conn, small_dataset, run.id)
     fraud_id = conn.execute(f"SELECT transaction_id FROM {small_dataset.table} WHERE is_fraud LIMIT 1").fetchall()[0][0]
-    conn.execute("INSERT INTO labels VALUES (?, ?, 'legitimate', 'ana', NULL, current_timestamp)", [small_dataset.id, fraud_id])
-    conn.execute("INSERT INTO labels VALUES (?, ?, 'unsure', 'ana', NULL, current_timestamp + INTERVAL 1 SECOND)",
-                 [small_dataset.id, "TX000000001"])
+    add_labels(conn, small_dataset, [fraud_id], "legitimate", "ana")
+    add_labels(conn, small_dataset, ["TX000000001"], "fraud", "ana")
+    add_labels(conn, small_dataset, ["TX000000001"], "unsure", "bob")  # the latest label wins
     after = labelled_frame(conn, small_dataset, run.id)
     assert after["y"].sum() == frame["y"].sum() - 1
     assert after["y"].isna().sum() == 1

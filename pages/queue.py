@@ -1,0 +1,185 @@
+"""Alert queue: the active run's alerts, filtered and paged in DuckDB; open a case or act on several."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from dashboard.connection import get_cursor
+from dashboard.formatting import fmt_int, fmt_pct
+from dashboard.investigation import require_run, undo_box
+from dashboard.shell import page_setup
+from dashboard.state import (
+    active_dataset,
+    current_analyst,
+    flash,
+    queue_filters,
+    queue_filters_version,
+    set_queue_filters,
+    show_flashes,
+)
+from data.alerts import (
+    LABEL_STATUSES,
+    ORDERS,
+    PAGE_SIZES,
+    WEEKDAYS,
+    QueueFilters,
+    alert_page,
+    count_alerts,
+    filter_choices,
+)
+from data.cases import LABELS, STATUS_TITLES, STATUSES, add_labels, analysts, take_cases, update_cases
+from data.errors import DataError
+from data.export import safe_csv
+
+page_setup()
+conn = get_cursor()
+dataset = active_dataset(conn)
+st.title("Alert queue")
+show_flashes()
+if dataset is None:
+    st.info("There is no dataset yet. Generate or import one on the Data page.")
+    st.stop()
+run, threshold = require_run(conn, dataset)
+analyst = current_analyst()
+filters = queue_filters()
+version = queue_filters_version()
+
+# --- filters ------------------------------------------------------------------------------
+with st.expander("Filters" + (f" ({len(filters.describe())} active)" if filters.describe() else ""),
+                 expanded=bool(filters.describe()), icon=":material/filter_list:"):
+    with st.form(f"queue-filters-{version}", border=False):
+        c1, c2, c3 = st.columns(3)
+        lo, hi = dataset.min_ts.date(), dataset.max_ts.date()
+        dates = c1.date_input("Dates", value=(filters.start or lo, filters.end or hi), min_value=lo, max_value=hi,
+                              key=f"qf-dates-{version}")
+        cities = c2.multiselect("City", filter_choices(conn, dataset, run.id, threshold, "city"),
+                                default=list(filters.cities), key=f"qf-city-{version}", accept_new_options=True)
+        merchant_column = "merchant_name" if dataset.has_column("merchant_name") else "merchant_id"
+        merchants = c3.multiselect("Merchant", filter_choices(conn, dataset, run.id, threshold, merchant_column),
+                                   default=list(filters.merchants), key=f"qf-merchant-{version}", accept_new_options=True)
+        c4, c5, c6 = st.columns(3)
+        payments = c4.multiselect("Payment method", filter_choices(conn, dataset, run.id, threshold, "payment_method"),
+                                  default=list(filters.payment_methods), key=f"qf-payment-{version}",
+                                  disabled=not dataset.has_column("payment_method"))
+        amount_min = c5.number_input("Amount from (PEN)", min_value=0.0, value=filters.amount_min, key=f"qf-amin-{version}")
+        amount_max = c6.number_input("Amount up to (PEN)", min_value=0.0, value=filters.amount_max, key=f"qf-amax-{version}")
+        c7, c8, c9 = st.columns(3)
+        label_status = c7.selectbox("Label", LABEL_STATUSES, index=LABEL_STATUSES.index(filters.label_status),
+                                    key=f"qf-label-{version}")
+        statuses = c8.multiselect("Case status", STATUSES, default=list(filters.case_statuses),
+                                  format_func=STATUS_TITLES.get, key=f"qf-status-{version}")
+        mine = c9.checkbox("Only my cases", value=bool(filters.assignee), key=f"qf-mine-{version}",
+                           help="Cases assigned to the analyst named in the sidebar.")
+        c10, c11, c12 = st.columns(3)
+        hours = c10.multiselect("Hours", list(range(24)), default=list(filters.hours), format_func=lambda h: f"{h:02d}:00",
+                                key=f"qf-hours-{version}")
+        weekdays = c11.multiselect("Weekdays", list(range(1, 8)), default=list(filters.weekdays),
+                                   format_func=lambda d: WEEKDAYS[d - 1], key=f"qf-weekdays-{version}")
+        search = c12.text_input("Search ids", value=filters.search, max_chars=100, key=f"qf-search-{version}",
+                                placeholder="transaction, customer or merchant id")
+        apply, clear = st.columns([1, 5])
+        applied = apply.form_submit_button("Apply filters", type="primary")
+        cleared = clear.form_submit_button("Clear filters")
+    if applied:
+        start, end = (tuple(dates) + (None, None))[:2] if isinstance(dates, (list, tuple)) else (dates, None)
+        set_queue_filters(QueueFilters(
+            start=start if start != lo else None, end=end if end != hi else None, cities=tuple(cities),
+            merchants=tuple(merchants), payment_methods=tuple(payments), amount_min=amount_min, amount_max=amount_max,
+            label_status=label_status, case_statuses=tuple(statuses), assignee=analyst if mine else None,
+            hours=tuple(hours), weekdays=tuple(weekdays), search=search))
+        st.rerun()
+    if cleared:
+        set_queue_filters(QueueFilters())
+        st.rerun()
+
+# --- one page of alerts -------------------------------------------------------------------
+top_left, top_mid, top_right = st.columns([2, 1, 1])
+order = top_mid.selectbox("Order", list(ORDERS), format_func={"score": "Highest score first", "newest": "Newest first",
+                                                               "amount": "Largest amount first"}.get, key="queue-order")
+page_size = top_right.selectbox("Rows per page", PAGE_SIZES, index=1, key="queue-page-size")
+total = count_alerts(conn, dataset, run.id, threshold, filters)
+pages = max(1, math.ceil(total / page_size))
+page_number = top_left.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1,
+                                    key=f"queue-page-{version}-{order}-{page_size}")
+rows = alert_page(conn, dataset, run.id, threshold, filters, page=page_number - 1, page_size=page_size, order=order)
+
+m1, m2, m3 = st.columns(3)
+m1.metric("Alerts matching", fmt_int(total))
+m2.metric("Threshold", f"{threshold:.4f}", help=f"Run #{run.id} ({run.detector}) at contamination {fmt_pct(run.contamination)}: "
+          "the top share of transactions by score are alerts. Change it on Detect & tune.")
+m3.metric("Unlabelled on this page", fmt_int(int(rows["label"].isna().sum())) if len(rows) else "0")
+if filters.describe():
+    st.caption("Filtered by " + "; ".join(filters.describe()) + ".")
+
+if rows.empty:
+    st.info("No alerts match these filters." if filters.describe() else "This run has no alerts.")
+    st.stop()
+
+shown = rows.drop(columns=["tx_row"])
+table = st.dataframe(
+    shown, hide_index=True, on_select="rerun", selection_mode="multi-row", key=f"queue-table-{version}-{page_number}",
+    column_config={
+        "transaction_id": st.column_config.TextColumn("Transaction"),
+        "ts": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
+        "amount": st.column_config.NumberColumn("Amount", format="S/ %.2f"),
+        "score": st.column_config.NumberColumn("Score", format="%.4f"),
+        "status": st.column_config.TextColumn("Case status"),
+    },
+)
+picked = [shown.iloc[i]["transaction_id"] for i in table.selection.rows] if table and table.selection else []
+st.download_button("Download this page (CSV)", safe_csv(shown), file_name=f"{dataset.name}-alerts-page-{page_number}.csv",
+                   icon=":material/download:")
+
+# --- open one case ------------------------------------------------------------------------
+ids = list(shown["transaction_id"])
+with st.container(border=True):
+    st.markdown("**Open a case**")
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    choice = left.selectbox("Alert", ids, index=ids.index(picked[0]) if picked else 0, key=f"queue-open-{version}-{page_number}",
+                            format_func=lambda i: (lambda r: f"{i} · S/ {r['amount']:,.2f} · score {r['score']:.4f}")(
+                                shown.loc[shown["transaction_id"] == i].iloc[0]))
+    if right.button("Open case", type="primary", icon=":material/open_in_new:"):
+        st.switch_page("pages/case.py", query_params={"case": choice, "dataset": dataset.name})
+
+# --- act on several -----------------------------------------------------------------------
+with st.container(border=True):
+    st.markdown("**Act on several alerts**")
+    extra = st.multiselect("Alerts (rows ticked in the table are included)", ids, key=f"queue-pick-{version}-{page_number}")
+    selected = list(dict.fromkeys(picked + extra))
+    st.caption(f"{len(selected)} selected." if selected else "Tick rows in the table or pick alerts above.")
+    with st.form("bulk-label", border=False):
+        b1, b2, b3 = st.columns([2, 3, 2])
+        label = b1.radio("Label", LABELS, horizontal=True, key="bulk-label-choice")
+        note = b2.text_input("Note (optional)", max_chars=2000, key="bulk-note")
+        close = b3.checkbox("Close the cases", value=True, help="Fraud closes as confirmed fraud, legitimate as a false positive.")
+        if st.form_submit_button(f"Label {len(selected) or ''} selected".replace("  ", " "), disabled=not selected):
+            try:
+                add_labels(conn, dataset, selected, label, analyst, note, close=close)
+            except DataError as exc:
+                st.error(str(exc))
+            else:
+                flash("success", f"Labelled {len(selected):,} alert{'s' if len(selected) != 1 else ''} as {label}.")
+                st.rerun()
+    a1, a2, a3 = st.columns([1, 2, 1], vertical_alignment="bottom")
+    if a1.button("Take selected", disabled=not selected, help="Assign them to yourself and mark them in review"):
+        try:
+            take_cases(conn, dataset, selected, analyst)
+        except DataError as exc:
+            st.error(str(exc))
+        else:
+            flash("success", f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {analyst}.")
+            st.rerun()
+    people = sorted(set(analysts(conn, dataset)) | ({analyst} if analyst else set()))
+    assignee = a2.selectbox("Assign to", people, index=None, accept_new_options=True, key="bulk-assignee",
+                            placeholder="choose or type a name")
+    if a3.button("Assign selected", disabled=not (selected and assignee)):
+        try:
+            update_cases(conn, dataset, selected, analyst, assignee=assignee)
+        except DataError as exc:
+            st.error(str(exc))
+        else:
+            flash("success", f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {assignee}.")
+            st.rerun()
+undo_box(conn, dataset, analyst, key="queue-undo")
