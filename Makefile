@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev chromium lint bench bench-detectors bench-quality bench-pages clean
+.PHONY: run test install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-detectors: install
 ## Average precision and recall per fraud scenario of every detector on the demo data.
 bench-quality: install
 	$(BIN)/python -m benchmarks.bench_quality
+
+## Queue query, SHAP per case and global importance at 1M rows; attribution accuracy per detector.
+bench-investigation: install
+	$(BIN)/python -m benchmarks.bench_investigation
 
 ## Time the Data page on 1M rows in headless Chromium; saves docs/screenshots/data-1m.png.
 bench-pages: install-dev chromium

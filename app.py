@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboard.connection import get_cursor
@@ -9,7 +11,11 @@ from dashboard.shell import app_shell, ensure_demo_data
 from dashboard.state import analyst_name, dataset_selector
 from data.db import database_path
 
-st.set_page_config(page_title="Centinela", page_icon=":material/shield:", layout="wide")
+ROOT = Path(__file__).resolve().parent
+
+# A local icon: a material-symbol icon would be fetched from Google on every page view, and
+# many bank networks block that.
+st.set_page_config(page_title="Centinela", page_icon=str(ROOT / "dashboard" / "centinela.png"), layout="wide")
 
 ensure_demo_data()
 dataset_selector(get_cursor())

@@ -4,6 +4,7 @@ Pages call the unprefixed helpers; the cached functions take the database path a
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -125,3 +126,27 @@ def _patterns(db: str, dataset_id: int, run_id: int, threshold: float, labels_ve
 def patterns(dataset_id: int, run_id: int, threshold: float, labels_version: tuple) -> dict[str, pd.DataFrame]:
     """Alerts by hour and weekday, by day and by place (three aggregate queries, cached)."""
     return _patterns(_db(), dataset_id, run_id, threshold, labels_version)
+
+
+_warming: set[tuple] = set()
+_warming_lock = threading.Lock()
+
+
+def warm_explainer(dataset_id: int, run) -> None:
+    """Build the run's explainer in a background thread (the queue page calls this), so the first
+    case an analyst opens does not wait for it; Streamlit's per-key lock makes a case page that
+    asks meanwhile wait for this build instead of starting another."""
+    key = (_db(), dataset_id, run.id, run.artifact_sha256)
+    with _warming_lock:
+        if key in _warming:
+            return
+        _warming.add(key)
+
+    def build() -> None:
+        try:
+            _explainer(*key)
+        except Exception:  # noqa: BLE001 - the case page builds it again and shows the error
+            with _warming_lock:
+                _warming.discard(key)
+
+    threading.Thread(target=build, name=f"warm-explainer-{run.id}", daemon=True).start()

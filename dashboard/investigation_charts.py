@@ -28,27 +28,30 @@ def attribution_waterfall(attributions: pd.DataFrame, base_value: float, output:
     blue toward normal; the top features by |value|, the rest summed in one bar."""
     frame = attributions.assign(size=attributions["value"].abs()).sort_values("size", ascending=False)
     shown, rest = frame.head(top), frame.iloc[top:]
-    labels = []
+    labels, hovers = [], []
     for _, row in shown.iterrows():
         description, unit = describe.get(row["feature"], (row["feature"], ""))
-        labels.append(f"{description} = {_fmt_raw(row['raw'], unit)}")
+        labels.append(f"{row['feature']} = {_fmt_raw(row['raw'], unit)}")
+        hovers.append(description)
     values = list(shown["value"])
     if len(rest):
         labels.append(f"{len(rest)} other features")
+        hovers.append(", ".join(rest["feature"]))
         values.append(float(rest["value"].sum()))
     # Plotly draws a horizontal waterfall top-down in the order given: smallest at the bottom.
-    labels, values = labels[::-1], values[::-1]
+    labels, values, hovers = labels[::-1], values[::-1], hovers[::-1]
     fig = go.Figure(go.Waterfall(
         orientation="h", base=base_value, measure=["relative"] * len(values) + ["total"],
-        y=labels + ["this transaction"], x=values + [0.0],
+        y=labels + ["this transaction"], x=values + [0.0], customdata=hovers + ["base value + all attributions"],
         increasing=dict(marker=dict(color=SUSPICIOUS)), decreasing=dict(marker=dict(color=NORMAL)),
         totals=dict(marker=dict(color="#555")),
-        text=[f"{v:+.3f}" for v in values] + [f"{output:.3f}"], textposition="outside",
-        hovertemplate="%{y}: %{x:+.4f}<extra></extra>", connector=dict(line=dict(color="#bbb", width=0.5)),
+        text=[f"{v:+.3f}" for v in values] + [f"{output:.3f}"], textposition="auto",
+        hovertemplate="%{y}<br>%{customdata}<br>%{x:+.4f}<extra></extra>", connector=dict(line=dict(color="#bbb", width=0.5)),
     ))
     fig.add_vline(x=base_value, line_dash="dot", line_color="#888", annotation_text=f"usual {base_value:.3f}",
                   annotation_position="bottom right")
-    fig.update_layout(title="Why it was flagged: red pushes toward suspicious, blue toward normal",
+    fig.update_layout(title=dict(text="Why it was flagged",
+                                 subtitle=dict(text="red pushes toward suspicious, blue toward normal")),
                       xaxis_title="explained output", **{**LAYOUT, "height": 120 + 30 * (len(values) + 1)},
                       yaxis=dict(automargin=True))
     return fig
@@ -63,7 +66,7 @@ def global_importance_chart(importance: pd.DataFrame, describe: dict[str, tuple[
     ])
     fig.update_layout(title="Mean |SHAP| per feature: alerts vs normal transactions", barmode="group",
                       xaxis_title="mean |attribution|", **{**LAYOUT, "height": 140 + 34 * len(frame)},
-                      yaxis=dict(automargin=True), legend=dict(orientation="h", y=1.06))
+                      yaxis=dict(automargin=True), legend=dict(orientation="h", y=-0.08, x=0))
     return fig
 
 
@@ -77,7 +80,7 @@ def hour_weekday_heatmap(cells: pd.DataFrame, value: str = "alerts") -> go.Figur
         z=grid, x=list(range(24)), y=list(WEEKDAYS), colorscale="YlOrRd",
         hovertemplate="%{y} %{x}:00: %{z" + (":.2%" if rate else ":,") + "}<extra></extra>",
         colorbar=dict(tickformat=".1%" if rate else ",")))
-    fig.update_layout(title=("Alert rate" if rate else "Alerts") + " by hour and weekday (click a cell to filter the queue)",
+    fig.update_layout(title=("Alert rate" if rate else "Alerts") + " by hour and weekday",
                       xaxis=dict(title="hour of day", dtick=2), yaxis=dict(autorange="reversed"), **LAYOUT)
     return fig
 
@@ -94,7 +97,7 @@ def daily_trend_chart(trend: pd.DataFrame) -> go.Figure:
     if trend["known_fraud"].notna().any():
         fig.add_trace(go.Scatter(x=trend["day"], y=trend["known_fraud"], name="fraud in the data's label column",
                                  mode="lines", line=dict(color="#999", width=1), yaxis="y2"))
-    fig.update_layout(title="Daily trend (drag across days to filter the queue)", dragmode="select",
+    fig.update_layout(title="Daily trend", dragmode="select",
                       yaxis=dict(title="transactions"), yaxis2=dict(title="alerts / fraud", overlaying="y", side="right"),
                       legend=dict(orientation="h", y=1.12), **LAYOUT)
     return fig

@@ -84,7 +84,7 @@ m1, m2, m3, m4 = st.columns(4)
 m1.metric("Amount", fmt_pen(detail["amount"]))
 if score is not None:
     m2.metric("Score", f"{score:.4f}", help=f"Threshold {threshold:.4f}; higher = more anomalous.",
-              delta=f"top {fmt_pct(1 - score_percentile(run.id, score))}", delta_color="off")
+              delta=f"top {fmt_pct(1 - score_percentile(run.id, score), 3)}", delta_color="off")
 m3.metric("Case status", STATUS_TITLES[state["status"]] + (f" ({state['reason']})" if state["reason"] else ""))
 m4.metric("Label", label or "none", help=f"Assigned to {state['assignee']}" if state["assignee"] else "Unassigned")
 if score is not None and score < threshold:

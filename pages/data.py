@@ -23,6 +23,7 @@ from data.datasets import (
     sample_rows,
 )
 from data.errors import DataError
+from data.export import safe_csv
 from data.features import compute_features, feature_catalogue
 from data.ingest import ENCODINGS, import_file, inspect_file
 from data.synthetic import SyntheticConfig, store_synthetic
@@ -75,7 +76,7 @@ with overview:
         page = st.number_input(f"Page (of {pages:,}, {PAGE_ROWS} rows each, in time order)", 1, pages, 1)
         rows = sample_rows(conn, dataset, PAGE_ROWS, (page - 1) * PAGE_ROWS)
         st.dataframe(rows, hide_index=True, height=300)
-        st.download_button("Download this page as CSV", rows.to_csv(index=False).encode(),
+        st.download_button("Download this page as CSV", safe_csv(rows),
                            file_name=f"{dataset.name}-page-{page}.csv", mime="text/csv")
 
         left, right = st.columns(2)

@@ -19,6 +19,7 @@ from dashboard.shell import page_setup
 from dashboard.state import active_dataset, flash, show_flashes
 from data.datasets import labels_version
 from data.errors import DataError
+from data.export import safe_csv
 from detectors.base import REGISTRY, make_detector
 from detectors.ensemble import COMBINE
 from detectors.evaluation import threshold_metrics
@@ -181,7 +182,7 @@ with tab_compare:
                 pr[run.label] = curve["pr"]
         table = pd.DataFrame(rows)
         st.dataframe(table, hide_index=True)
-        st.download_button("Download comparison (CSV)", table.to_csv(index=False), file_name=f"{dataset.name}-runs.csv")
+        st.download_button("Download comparison (CSV)", safe_csv(table), file_name=f"{dataset.name}-runs.csv")
         if pr:
             st.plotly_chart(charts.pr_curves(pr), key="compare-pr")
 

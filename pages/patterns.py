@@ -76,6 +76,7 @@ with tab_time:
     points = heat.selection.points if heat and heat.selection else []
     picked_hours = sorted({int(p["x"]) for p in points if "x" in p})
     picked_days = sorted({WEEKDAYS.index(p["y"]) + 1 for p in points if p.get("y") in WEEKDAYS})
+    st.caption("Pick hours and weekdays (or click cells of the heatmap) to see those alerts in the queue.")
     h1, h2, h3 = st.columns([2, 2, 1], vertical_alignment="bottom")
     hours = h1.multiselect("Hours", list(range(24)), default=picked_hours, format_func=lambda h: f"{h:02d}:00",
                            key=f"patterns-hours-{picked_hours}")
@@ -92,6 +93,7 @@ with tab_time:
             xs = [pd.Timestamp(x).date() for x in box.get("x", [])]
             selected_days += [min(xs), max(xs)] if xs else []
         selected_days += [pd.Timestamp(p["x"]).date() for p in band.selection.points or [] if "x" in p]
+    st.caption("Pick days (or drag across the chart) to see their alerts in the queue.")
     lo, hi = dataset.min_ts.date(), dataset.max_ts.date()
     default_range = (max(min(selected_days), lo), min(max(selected_days), hi)) if selected_days else (lo, hi)
     d1, d2 = st.columns([4, 1], vertical_alignment="bottom")

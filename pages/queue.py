@@ -6,6 +6,7 @@ import math
 
 import streamlit as st
 
+from dashboard.cached import warm_explainer
 from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.investigation import require_run, undo_box
@@ -29,7 +30,7 @@ from data.alerts import (
     count_alerts,
     filter_choices,
 )
-from data.cases import LABELS, STATUS_TITLES, STATUSES, add_labels, analysts, take_cases, update_cases
+from data.cases import LABELS, STATUS_TITLES, STATUSES, add_labels, analysts, labelled_cases, take_cases, update_cases
 from data.errors import DataError
 from data.export import safe_csv
 
@@ -42,6 +43,7 @@ if dataset is None:
     st.info("There is no dataset yet. Generate or import one on the Data page.")
     st.stop()
 run, threshold = require_run(conn, dataset)
+warm_explainer(dataset.id, run)  # the first case opened then shows its SHAP chart at once
 analyst = current_analyst()
 filters = queue_filters()
 version = queue_filters_version()
@@ -113,7 +115,18 @@ m3.metric("Unlabelled on this page", fmt_int(int(rows["label"].isna().sum())) if
 if filters.describe():
     st.caption("Filtered by " + "; ".join(filters.describe()) + ".")
 
+
+def labelled_download() -> None:
+    labelled = labelled_cases(conn, dataset, run.id)
+    st.download_button(f"Download all {len(labelled):,} labelled cases (CSV)", safe_csv(labelled),
+                       file_name=f"{dataset.name}-labelled-cases.csv", icon=":material/download:",
+                       disabled=labelled.empty, key="queue-labelled-download",
+                       help="Current label, analyst, note, case status and score of every labelled transaction. "
+                            "Cells a spreadsheet would run as formulas are prefixed with an apostrophe.")
+
+
 if rows.empty:
+    labelled_download()
     st.info("No alerts match these filters." if filters.describe() else "This run has no alerts.")
     st.stop()
 
@@ -126,6 +139,9 @@ table = st.dataframe(
         "amount": st.column_config.NumberColumn("Amount", format="S/ %.2f"),
         "score": st.column_config.NumberColumn("Score", format="%.4f"),
         "status": st.column_config.TextColumn("Case status"),
+        "customer_id": "Customer", "merchant_id": "Merchant", "merchant_name": "Merchant name", "city": "City",
+        "payment_method": "Payment", "channel": "Channel", "label": "Label", "labelled_by": "Labelled by",
+        "assignee": "Assignee",
     },
 )
 picked = [shown.iloc[i]["transaction_id"] for i in table.selection.rows] if table and table.selection else []
@@ -183,3 +199,4 @@ with st.container(border=True):
             flash("success", f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {assignee}.")
             st.rerun()
 undo_box(conn, dataset, analyst, key="queue-undo")
+labelled_download()

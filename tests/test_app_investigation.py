@@ -178,3 +178,17 @@ def test_a_time_selection_filters_the_queue(conn, fitted):
     assert not at.exception
     assert _count(at) == count_alerts(conn, dataset, run.id, threshold, QueueFilters(hours=(20, 21)))
     assert set(at.dataframe[0].value["ts"].dt.hour) <= {20, 21}
+
+
+def test_labels_are_recorded_under_the_sidebar_analyst(conn, fitted):
+    dataset, _, _ = fitted
+    at = _page("pages/queue.py")
+    at.text_input(key="analyst").input("bea").run()
+    [tx] = list(at.dataframe[0].value["transaction_id"])[:1]
+    at.multiselect(key="queue-pick-0-1").set_value([tx]).run()
+    at.radio(key="bulk-label-choice").set_value("unsure")
+    one(at.button, "Label 1 selected").click()
+    at.run()
+    assert conn.execute("SELECT analyst, label FROM current_labels").fetchall() == [("bea", "unsure")]
+    assert at.query_params["analyst"] in ("bea", ["bea"])
+    assert any("Download all 1 labelled cases" in str(b.proto.label) for b in at.get("download_button"))

@@ -67,3 +67,74 @@ def test_first_request_to_a_page_url_on_a_cold_server(tmp_path):
         page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for()
         assert metric_value(page, "Rows") == "4,000"
         assert page.get_by_text("Active dataset").count() >= 1  # the shell is back after the first run
+
+
+def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
+    """Queue -> case -> SHAP chart -> label -> reload keeps it; the map draws with no internet at all."""
+    db = tmp_path / "investigate.duckdb"
+    outside: list[str] = []
+    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "20000", "CENTINELA_ANALYST": "ana"}) as url, \
+            chromium_page() as page:
+        local = url.split("//")[1]
+
+        def only_local(route):  # the network is closed: anything not served by the app fails
+            if local in route.request.url.split("/")[2]:
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort("internetdisconnected")
+
+        page.context.route("**/*", only_local)
+        page.goto(url)
+        page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for(timeout=180_000)  # demo data made
+        page.get_by_role("link", name="Alert queue").click()
+        page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for()
+        assert metric_value(page, "Alerts matching") == "200"  # 1% of 20,000
+        analyst = page.get_by_test_id("stSidebarUserContent").get_by_test_id("stTextInputField")
+        assert analyst.input_value() == "ana"  # the name survives the page change
+        page.wait_for_timeout(800)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "queue.png"))
+
+        page.get_by_role("button", name="Open case").click()
+        page.get_by_role("heading", name="Case TX").wait_for()
+        case_url = page.url
+        assert "case=TX" in case_url
+        page.get_by_text("Why it was flagged").wait_for(timeout=60_000)  # the SHAP waterfall's title
+        page.get_by_text("red pushes toward suspicious").first.wait_for()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "case.png"))
+
+        form = page.get_by_test_id("stForm").filter(has_text="Label this case")
+        form.get_by_text("fraud", exact=True).click()
+        form.get_by_label("Note (optional)").fill("card reported stolen")
+        form.get_by_role("button", name="Save label").click()
+        page.get_by_text("as fraud.").wait_for()
+        page.reload()
+        page.get_by_test_id("stMetric").filter(has_text="Label").wait_for()
+        assert metric_value(page, "Label") == "fraud"
+        assert page.url == case_url
+
+        page.get_by_role("link", name="Geo & time").click()
+        page.get_by_text("Where alerts happen").wait_for()
+        chart = page.get_by_test_id("stPlotlyChart").first
+        # The departments (one filled trace) and the cities are drawn from what the app serves.
+        outline = chart.locator("g.scatterlayer g.trace").first.locator("path.js-fill")
+        assert len(outline.get_attribute("d") or "") > 5_000
+        assert chart.locator("g.scatterlayer g.trace path.point").count() >= 20
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "geo.png"))
+        page.get_by_role("tab", name="Time").click()
+        page.get_by_text("by hour and weekday").wait_for()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "time.png"))
+        page.get_by_role("tab", name="What drives alerts").click()
+        page.get_by_role("button", name="Compute feature importance").click()
+        page.get_by_text("Mean |SHAP| per feature").wait_for(timeout=60_000)
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "drivers.png"))
+    assert outside == [], f"the pages tried to reach the internet: {outside[:5]}"
+    conn = connect(db)
+    rows = conn.execute("SELECT label, analyst, note FROM current_labels").fetchall()
+    conn.close()
+    assert rows == [("fraud", "ana", "card reported stolen")]

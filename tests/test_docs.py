@@ -42,3 +42,10 @@ def test_every_cli_command_is_documented():
     commands = set(_parser()._subparsers._group_actions[0].choices)
     documented = set(re.findall(r"^centinela (\w+)", _section("Command line"), re.M))
     assert documented == commands
+
+
+def test_every_image_the_readme_shows_exists_and_every_page_has_one():
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images and all((ROOT / path).is_file() for path in images), [p for p in images if not (ROOT / p).is_file()]
+    for shot in ("data.png", "detect.png", "queue.png", "case.png", "geo.png", "time.png", "drivers.png"):
+        assert f"docs/screenshots/{shot}" in images
