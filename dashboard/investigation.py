@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 import streamlit as st
 
 from dashboard.cached import run_threshold
 from dashboard.state import flash
-from data.cases import last_action, undo_labels
+from data.cases import analysts, last_action, undo_labels
 from data.datasets import Dataset
 from data.errors import DataError
 from data.features import CATALOGUE
@@ -47,3 +49,20 @@ def undo_box(conn: duckdb.DuckDBPyConnection, dataset: Dataset, analyst: str, ke
         else:
             flash("success", f"Undone: {count:,} label{'s' if count != 1 else ''} taken back (kept in the history).")
             st.rerun()
+
+
+def act(action: Callable[[], object], success: str) -> None:
+    """Run a write an analyst asked for: on bad input show why (nothing was written), else
+    confirm at the top of the next run and rerun so every panel shows the change."""
+    try:
+        action()
+    except DataError as exc:
+        st.error(str(exc))
+    else:
+        flash("success", success)
+        st.rerun()
+
+
+def assignee_choices(conn: duckdb.DuckDBPyConnection, dataset: Dataset, analyst: str) -> list[str]:
+    """Everyone who has worked on the dataset, and the current analyst."""
+    return sorted(set(analysts(conn, dataset)) | ({analyst} if analyst else set()))

@@ -9,10 +9,10 @@ from dashboard import investigation_charts as charts
 from dashboard.cached import run_explainer, score_percentile
 from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_pct, fmt_pen, fmt_ts
-from dashboard.investigation import feature_descriptions, require_run, undo_box
+from dashboard.investigation import act, assignee_choices, feature_descriptions, require_run, undo_box
 from dashboard.maps import case_path_map
 from dashboard.shell import page_setup
-from dashboard.state import active_dataset, current_analyst, flash, show_flashes
+from dashboard.state import active_dataset, current_analyst, show_flashes
 from data.alerts import (
     alert_page,
     customer_devices_and_places,
@@ -27,7 +27,6 @@ from data.cases import (
     STATUS_TITLES,
     STATUSES,
     add_labels,
-    analysts,
     case_history,
     case_state,
     current_labels,
@@ -132,13 +131,8 @@ with act_col:
             if choice is None:
                 st.error("Choose a label first.")
             else:
-                try:
-                    add_labels(conn, dataset, [case_id], choice, analyst, note, close=close)
-                except DataError as exc:
-                    st.error(str(exc))
-                else:
-                    flash("success", f"Labelled {case_id} as {choice}.")
-                    st.rerun()
+                act(lambda: add_labels(conn, dataset, [case_id], choice, analyst, note, close=close),
+                    f"Labelled {case_id} as {choice}.")
     undo_box(conn, dataset, analyst, key="case-undo")
 
     with st.container(border=True):
@@ -146,36 +140,19 @@ with act_col:
         w1, w2 = st.columns(2, vertical_alignment="bottom")
         if w1.button("Take this case", disabled=state["assignee"] == analyst and state["status"] == "in_review",
                      help="Assign it to yourself and mark it in review"):
-            try:
-                take_cases(conn, dataset, [case_id], analyst)
-            except DataError as exc:
-                st.error(str(exc))
-            else:
-                flash("success", f"{case_id} is now yours, in review.")
-                st.rerun()
-        people = sorted(set(analysts(conn, dataset)) | ({analyst} if analyst else set()))
-        assignee = w2.selectbox("Assign to", people, index=None, accept_new_options=True, key="case-assignee",
+            act(lambda: take_cases(conn, dataset, [case_id], analyst), f"{case_id} is now yours, in review.")
+        assignee = w2.selectbox("Assign to", assignee_choices(conn, dataset, analyst), index=None, accept_new_options=True, key="case-assignee",
                                 placeholder="choose or type a name")
         if assignee and st.button(f"Assign to {assignee}", key="case-assign"):
-            try:
-                update_cases(conn, dataset, [case_id], analyst, assignee=assignee)
-            except DataError as exc:
-                st.error(str(exc))
-            else:
-                flash("success", f"{case_id} assigned to {assignee}.")
-                st.rerun()
+            act(lambda: update_cases(conn, dataset, [case_id], analyst, assignee=assignee),
+                f"{case_id} assigned to {assignee}.")
         s1, s2 = st.columns(2)
         status = s1.selectbox("Status", STATUSES, index=STATUSES.index(state["status"]), format_func=STATUS_TITLES.get,
                               key="case-status")
         reason = s2.selectbox("Reason (to close)", CLOSE_REASONS, index=None, key="case-reason", disabled=status != "closed")
         if st.button("Update status", key="case-update-status", disabled=status == state["status"]):
-            try:
-                update_cases(conn, dataset, [case_id], analyst, status=status, reason=reason)
-            except DataError as exc:
-                st.error(str(exc))
-            else:
-                flash("success", f"{case_id} is now {STATUS_TITLES[status].lower()}.")
-                st.rerun()
+            act(lambda: update_cases(conn, dataset, [case_id], analyst, status=status, reason=reason),
+                f"{case_id} is now {STATUS_TITLES[status].lower()}.")
 
     history_labels, history_case = st.tabs(["Label history", "Case history"])
     with history_labels:

@@ -9,12 +9,11 @@ import streamlit as st
 from dashboard.cached import warm_explainer
 from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_int, fmt_pct
-from dashboard.investigation import require_run, undo_box
+from dashboard.investigation import act, assignee_choices, require_run, undo_box
 from dashboard.shell import page_setup
 from dashboard.state import (
     active_dataset,
     current_analyst,
-    flash,
     queue_filters,
     queue_filters_version,
     set_queue_filters,
@@ -30,8 +29,7 @@ from data.alerts import (
     count_alerts,
     filter_choices,
 )
-from data.cases import LABELS, STATUS_TITLES, STATUSES, add_labels, analysts, labelled_cases, take_cases, update_cases
-from data.errors import DataError
+from data.cases import LABELS, STATUS_TITLES, STATUSES, add_labels, labelled_cases, take_cases, update_cases
 from data.export import safe_csv
 
 page_setup()
@@ -171,32 +169,16 @@ with st.container(border=True):
         note = b2.text_input("Note (optional)", max_chars=2000, key="bulk-note")
         close = b3.checkbox("Close the cases", value=True, help="Fraud closes as confirmed fraud, legitimate as a false positive.")
         if st.form_submit_button(f"Label {len(selected) or ''} selected".replace("  ", " "), disabled=not selected):
-            try:
-                add_labels(conn, dataset, selected, label, analyst, note, close=close)
-            except DataError as exc:
-                st.error(str(exc))
-            else:
-                flash("success", f"Labelled {len(selected):,} alert{'s' if len(selected) != 1 else ''} as {label}.")
-                st.rerun()
+            act(lambda: add_labels(conn, dataset, selected, label, analyst, note, close=close),
+                f"Labelled {len(selected):,} alert{'s' if len(selected) != 1 else ''} as {label}.")
     a1, a2, a3 = st.columns([1, 2, 1], vertical_alignment="bottom")
     if a1.button("Take selected", disabled=not selected, help="Assign them to yourself and mark them in review"):
-        try:
-            take_cases(conn, dataset, selected, analyst)
-        except DataError as exc:
-            st.error(str(exc))
-        else:
-            flash("success", f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {analyst}.")
-            st.rerun()
-    people = sorted(set(analysts(conn, dataset)) | ({analyst} if analyst else set()))
-    assignee = a2.selectbox("Assign to", people, index=None, accept_new_options=True, key="bulk-assignee",
+        act(lambda: take_cases(conn, dataset, selected, analyst),
+            f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {analyst}.")
+    assignee = a2.selectbox("Assign to", assignee_choices(conn, dataset, analyst), index=None, accept_new_options=True, key="bulk-assignee",
                             placeholder="choose or type a name")
     if a3.button("Assign selected", disabled=not (selected and assignee)):
-        try:
-            update_cases(conn, dataset, selected, analyst, assignee=assignee)
-        except DataError as exc:
-            st.error(str(exc))
-        else:
-            flash("success", f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {assignee}.")
-            st.rerun()
+        act(lambda: update_cases(conn, dataset, selected, analyst, assignee=assignee),
+            f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {assignee}.")
 undo_box(conn, dataset, analyst, key="queue-undo")
 labelled_download()

@@ -192,3 +192,26 @@ def test_labels_are_recorded_under_the_sidebar_analyst(conn, fitted):
     assert conn.execute("SELECT analyst, label FROM current_labels").fetchall() == [("bea", "unsure")]
     assert at.query_params["analyst"] in ("bea", ["bea"])
     assert any("Download all 1 labelled cases" in str(b.proto.label) for b in at.get("download_button"))
+
+
+@pytest.mark.parametrize("shape", ["unlabelled_customer", "location_payment"])
+def test_pages_work_on_imported_files_of_other_shapes(conn, tmp_path, shape, monkeypatch):
+    """Files without merchants, devices or coordinates still get a queue, a case and patterns."""
+    from data.ingest import import_file
+    from tests.samples import write_shape
+
+    monkeypatch.setenv("CENTINELA_ANALYST", "ana")
+    path, _ = write_shape(tmp_path, shape, rows=400)
+    dataset = import_file(conn, path, shape).dataset
+    fit_run(conn, dataset, ["ecod"], contamination=0.05)
+    at = _page("pages/queue.py", dataset=shape)
+    assert _count(at) == 20
+    case_id = at.dataframe[0].value["transaction_id"].iloc[0]
+    at = _page("pages/case.py", dataset=shape, case=case_id)
+    assert any(t.startswith("Why it was flagged") for t in _plotly_titles(at))
+    at.radio(key="case-label-choice").set_value("fraud")
+    one(at.button, "Save label").click()
+    at.run()
+    assert not at.exception and current_labels(conn, dataset, [case_id]) == {case_id: "fraud"}
+    at = _page("pages/patterns.py", dataset=shape)
+    assert any(t.startswith("Alerts by hour") for t in _plotly_titles(at))
