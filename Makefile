@@ -52,7 +52,7 @@ bench-quality: install
 bench-investigation: install
 	$(BIN)/python -m benchmarks.bench_investigation
 
-## Time the Data page on 1M rows in headless Chromium; saves docs/screenshots/data-1m.png.
+## Time the pages on 1M rows in headless Chromium; saves docs/screenshots/*-1m.png.
 bench-pages: install-dev chromium
 	$(BIN)/python -m benchmarks.bench_pages
 

@@ -4,7 +4,8 @@ Generates N transactions (default 1,000,000) with features and a default detecto
 fresh database, serves the app with `streamlit run`, and times in headless Chromium:
 - the Data page, from navigation until the row count is on screen, cold and on a reload;
 - the Detect & tune page's threshold tab, until the alert count is on screen;
-- a threshold move: one key press on the contamination slider until the new alert count shows.
+- a threshold move: one key press on the contamination slider until the new alert count shows;
+- the alert queue until its first page shows, the top case until its SHAP chart shows, and the map.
 Saves 1280x800 screenshots to docs/screenshots/. Run: `make bench-pages`.
 """
 
@@ -64,6 +65,26 @@ def main() -> int:
             timings.append(("threshold move (slider key press to new alert count)", time.perf_counter() - started))
             page.wait_for_timeout(1000)
             page.screenshot(path=str(SCREENSHOTS / "detect-1m.png"))
+
+            started = time.perf_counter()
+            page.get_by_role("link", name="Alert queue").click()
+            page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for(timeout=120_000)
+            page.get_by_test_id("stDataFrame").first.wait_for()
+            timings.append(("Alert queue, first page of alerts", time.perf_counter() - started))
+            page.wait_for_timeout(2000)  # the explainer builds in the background meanwhile
+            page.screenshot(path=str(SCREENSHOTS / "queue-1m.png"))
+            started = time.perf_counter()
+            page.get_by_role("button", name="Open case").click()
+            page.get_by_text("red pushes toward suspicious").first.wait_for(timeout=120_000)
+            timings.append(("open the top case until its SHAP chart shows", time.perf_counter() - started))
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(SCREENSHOTS / "case-1m.png"))
+            started = time.perf_counter()
+            page.get_by_role("link", name="Geo & time").click()
+            page.get_by_text("Where alerts happen").wait_for(timeout=120_000)
+            timings.append(("Geo & time, map", time.perf_counter() - started))
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(SCREENSHOTS / "geo-1m.png"))
     print(f"rows: {args.rows:,}")
     for label, seconds in timings:
         print(f"{label}: {seconds:.2f} s")

@@ -93,10 +93,10 @@ def run_threshold(run_id: int, contamination: float) -> float:
     return threshold_for(_sorted_scores(_db(), run_id), contamination)
 
 
-def score_percentile(run_id: int, score: float) -> float:
-    """Share of the run's transactions scored below `score`."""
+def score_rank(run_id: int, score: float) -> tuple[int, int]:
+    """Where a score ranks in its run: (1 for the highest, number of transactions)."""
     ordered = _sorted_scores(_db(), run_id)
-    return float(np.searchsorted(ordered, score, side="left") / len(ordered))
+    return int(len(ordered) - np.searchsorted(ordered, score, side="right") + 1), len(ordered)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -10,6 +10,7 @@ from dashboard.charts import LAYOUT, NORMAL, SUSPICIOUS
 from data.alerts import WEEKDAYS
 
 TOP_FEATURES = 10
+SHOWN_UNITS = {"PEN", "log PEN", "km", "km/h", "s"}  # others (count, 0/1, hour 0-23) read better bare
 
 
 def _fmt_raw(value: object, unit: str) -> str:
@@ -18,7 +19,7 @@ def _fmt_raw(value: object, unit: str) -> str:
     if isinstance(value, (int, float, np.number)):
         number = float(value)
         text = f"{number:,.0f}" if abs(number) >= 100 or number == int(number) else f"{number:,.2f}"
-        return f"{text} {unit}".strip() if unit not in ("0/1", "") else text
+        return f"{text} {unit}" if unit in SHOWN_UNITS else text
     return str(value)
 
 
@@ -45,14 +46,15 @@ def attribution_waterfall(attributions: pd.DataFrame, base_value: float, output:
         y=labels + ["this transaction"], x=values + [0.0], customdata=hovers + ["base value + all attributions"],
         increasing=dict(marker=dict(color=SUSPICIOUS)), decreasing=dict(marker=dict(color=NORMAL)),
         totals=dict(marker=dict(color="#555")),
-        text=[f"{v:+.3f}" for v in values] + [f"{output:.3f}"], textposition="auto",
+        text=[f"{v:+.3f}" for v in values] + [f"{output:.3f}"], textposition="auto", cliponaxis=False,
         hovertemplate="%{y}<br>%{customdata}<br>%{x:+.4f}<extra></extra>", connector=dict(line=dict(color="#bbb", width=0.5)),
     ))
     fig.add_vline(x=base_value, line_dash="dot", line_color="#888", annotation_text=f"usual {base_value:.3f}",
                   annotation_position="bottom right")
     fig.update_layout(title=dict(text="Why it was flagged",
                                  subtitle=dict(text="red pushes toward suspicious, blue toward normal")),
-                      xaxis_title="explained output", **{**LAYOUT, "height": 120 + 30 * (len(values) + 1)},
+                      xaxis_title="explained output",
+                      **{**LAYOUT, "height": 120 + 30 * (len(values) + 1), "margin": dict(l=10, r=50, t=60, b=10)},
                       yaxis=dict(automargin=True))
     return fig
 

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import investigation_charts as charts
-from dashboard.cached import run_explainer, score_percentile
+from dashboard.cached import run_explainer, score_rank
 from dashboard.connection import get_cursor
-from dashboard.formatting import fmt_pct, fmt_pen, fmt_ts
+from dashboard.formatting import fmt_pen, fmt_ts
 from dashboard.investigation import act, assignee_choices, feature_descriptions, require_run, undo_box
 from dashboard.maps import case_path_map
 from dashboard.shell import page_setup
@@ -82,8 +82,9 @@ st.caption(f"{fmt_ts(detail['ts'])} · {detail.get('merchant_name') or detail.ge
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Amount", fmt_pen(detail["amount"]))
 if score is not None:
+    rank, scored = score_rank(run.id, score)
     m2.metric("Score", f"{score:.4f}", help=f"Threshold {threshold:.4f}; higher = more anomalous.",
-              delta=f"top {fmt_pct(1 - score_percentile(run.id, score), 3)}", delta_color="off")
+              delta=f"rank {rank:,} of {scored:,}", delta_color="off")
 m3.metric("Case status", STATUS_TITLES[state["status"]] + (f" ({state['reason']})" if state["reason"] else ""))
 m4.metric("Label", label or "none", help=f"Assigned to {state['assignee']}" if state["assignee"] else "Unassigned")
 if score is not None and score < threshold:

@@ -111,12 +111,16 @@ with tab_drivers:
     stored = fetch_one(conn, "SELECT 1 FROM global_importance WHERE run_id = ?", [run.id]) is not None
     st.caption(f"Mean absolute SHAP attribution per feature over up to {GLOBAL_ALERTS:,} alerts and "
                f"{GLOBAL_NORMAL:,} normal transactions of run #{run.id}: which features set alerts apart.")
-    if stored or st.button("Compute feature importance", type="primary", key="patterns-global"):
+    result = None
+    if stored:
+        result = global_importance(conn, dataset, run.id, threshold, lambda: run_explainer(dataset.id, run))
+    elif st.button("Compute feature importance", type="primary", key="patterns-global"):
         with progress_status("Explaining a sample of alerts and normal transactions") as report:
             report(0.1, "Loading the model and explaining the sample")
             result = global_importance(conn, dataset, run.id, threshold, lambda: run_explainer(dataset.id, run))
             report(1.0, f"Explained {result['alert_rows'] + result['normal_rows']:,} transactions "
                         f"in {result['seconds']:.1f} s")
+    if result is not None:
         describe = feature_descriptions()
         st.plotly_chart(charts.global_importance_chart(result["importance"], describe), key="patterns-global-chart")
         st.dataframe(result["importance"].assign(description=[describe.get(f, (f, ""))[0] for f in result["importance"]["feature"]]),

@@ -130,6 +130,7 @@ def test_case_workflow_status_needs_a_reason(conn, fitted):
     case_id = conn.execute("SELECT t.transaction_id FROM scores s JOIN tx_1 t USING (tx_row) WHERE run_id = ? "
                            "ORDER BY score DESC LIMIT 1", [run.id]).fetchall()[0][0]
     at = _page("pages/case.py", case=case_id)
+    assert one(at.metric, "Score").delta == f"rank 1 of {dataset.row_count:,}"  # the highest score
     one(at.button, "Take this case").click()
     at.run()
     assert case_state(conn, dataset, case_id)["status"] == "in_review"

@@ -90,8 +90,9 @@ def test_a_case_explanation_is_stored_and_reused(conn, small_dataset, detectors)
     assert first["attributions"].set_index("feature").loc["amount", "raw"] == pytest.approx(amount)
 
 
-def test_global_importance_separates_alerts_from_normal_rows(conn, small_dataset):
-    run = fit_run(conn, small_dataset, ["isolation_forest"], train_until=default_split(small_dataset))
+@pytest.mark.parametrize("detector", ["isolation_forest", "hbos"])
+def test_global_importance_separates_alerts_from_normal_rows(conn, small_dataset, detector):
+    run = fit_run(conn, small_dataset, [detector], train_until=default_split(small_dataset))
     threshold = threshold_for(run_scores(conn, run.id), run.contamination)
     result = global_importance(conn, small_dataset, run.id, threshold, lambda: explainer_for_run(conn, small_dataset, run),
                                alerts=40, normal=40)
