@@ -52,7 +52,7 @@ def test_each_filter_matches_pandas(conn, scored, name):
         "dates": (QueueFilters(start=date(2026, 8, 20), end=date(2026, 8, 25)),
                   (alerts["ts"] >= "2026-08-20") & (alerts["ts"] < "2026-08-26")),
         "hours": (QueueFilters(hours=(0, 1, 2, 23)), alerts["ts"].dt.hour.isin([0, 1, 2, 23])),
-        "weekdays": (QueueFilters(weekdays=(6, 7)), alerts["ts"].dt.dayofweek >= 5),
+        "weekdays": (QueueFilters(weekdays=(6, 7)), alerts["ts"].dt.day_of_week >= 5),
         "search": (QueueFilters(search=top["customer_id"].lower()), alerts["customer_id"] == top["customer_id"]),
         "combined": (QueueFilters(cities=(top["city"],), amount_min=float(top["amount"])),
                      (alerts["city"] == top["city"]) & (alerts["amount"] >= top["amount"])),
@@ -87,7 +87,7 @@ def test_aggregates_match_pandas(conn, scored):
     dataset, run, threshold, frame = scored
     frame = frame.assign(alert=frame["score"] >= threshold)
     cells = hour_weekday(conn, dataset, run.id, threshold).set_index(["weekday", "hour"])
-    expected = frame.groupby([frame["ts"].dt.dayofweek + 1, frame["ts"].dt.hour])["alert"].agg(["size", "sum"])
+    expected = frame.groupby([frame["ts"].dt.day_of_week + 1, frame["ts"].dt.hour])["alert"].agg(["size", "sum"])
     assert cells["transactions"].to_dict() == expected["size"].to_dict()
     assert cells["alerts"].to_dict() == expected["sum"].to_dict()
     trend = daily_trend(conn, dataset, run.id, threshold)
