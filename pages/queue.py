@@ -129,8 +129,10 @@ if rows.empty:
     st.stop()
 
 shown = rows.drop(columns=["tx_row"])
+first = ["transaction_id", "ts", "amount", "score", "label", "status", "assignee"]  # what triage reads first
 table = st.dataframe(
     shown, hide_index=True, on_select="rerun", selection_mode="multi-row", key=f"queue-table-{version}-{page_number}",
+    column_order=first + [c for c in shown.columns if c not in first],
     column_config={
         "transaction_id": st.column_config.TextColumn("Transaction"),
         "ts": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
