@@ -201,6 +201,7 @@ def _purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
         conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)", [dataset_id])
     conn.execute("DELETE FROM runs WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM active_runs WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM promotions WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM tuning_trials WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
 

@@ -147,6 +147,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TIMESTAMP NOT NULL
         )""",
     ),
+    (
+        # Supervised model versions are runs too (their scores are fraud probabilities), trained
+        # on labels on top of a detector run's anomaly score.
+        "ALTER TABLE runs ADD COLUMN kind VARCHAR NOT NULL DEFAULT 'detector'",
+        "ALTER TABLE runs ADD COLUMN base_run_id INTEGER",
+        "ALTER TABLE runs ADD COLUMN label_counts JSON",
+        # Every change of a dataset's active run, append-only: who promoted or rolled back what.
+        """CREATE TABLE promotions (
+            dataset_id INTEGER NOT NULL,
+            run_id INTEGER NOT NULL,
+            action VARCHAR NOT NULL CHECK (action IN ('fit', 'promote', 'rollback')),
+            actor VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        "INSERT INTO promotions SELECT dataset_id, run_id, 'fit', 'migration', current_timestamp::TIMESTAMP FROM active_runs",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -36,9 +37,14 @@ class FeatureSpec:
 
     numeric: list[str]
     categorical: list[str] = field(default_factory=list)
+    # A supervised model also reads a detector run's score, as the column `anomaly_score`.
+    base_run_id: int | None = None
 
-    def as_dict(self) -> dict[str, list[str]]:
-        return {"numeric": self.numeric, "categorical": self.categorical}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"numeric": self.numeric, "categorical": self.categorical}
+        if self.base_run_id is not None:
+            out["base_run_id"] = self.base_run_id
+        return out
 
 
 def ensure_features(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> FeatureSet:
@@ -79,28 +85,37 @@ def validate_spec(spec: FeatureSpec, dataset: Dataset, feature_set: FeatureSet) 
     return spec
 
 
-def _select_list(spec: FeatureSpec) -> str:
-    columns = [f"f.{quote_ident(c)}" for c in spec.numeric] + [f"t.{quote_ident(c)}" for c in spec.categorical]
-    return ", ".join(["t.tx_row", "t.ts", *columns])
+ANOMALY_SCORE = "anomaly_score"
+
+
+def _select_from(dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec) -> tuple[str, list[Any]]:
+    """`SELECT ... FROM ...` of a spec's columns (with tx_row and ts), and its parameters."""
+    columns = [f"s.score AS {ANOMALY_SCORE}" if c == ANOMALY_SCORE and spec.base_run_id is not None
+               else f"f.{quote_ident(c)}" for c in spec.numeric]
+    columns += [f"t.{quote_ident(c)}" for c in spec.categorical]
+    sql = f"SELECT {', '.join(['t.tx_row', 't.ts', *columns])} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row)"
+    if spec.base_run_id is None:
+        return sql, []
+    return sql + " LEFT JOIN scores s ON s.run_id = ? AND s.tx_row = t.tx_row", [int(spec.base_run_id)]
 
 
 def load_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
               tx_rows: list[int]) -> pd.DataFrame:
     """Feature rows of the given transactions (by tx_row), in tx_row order."""
+    select, params = _select_from(dataset, feature_set, spec)
     return conn.execute(
-        f"SELECT {_select_list(spec)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
-        "WHERE t.tx_row IN (SELECT unnest(CAST(? AS BIGINT[]))) ORDER BY t.tx_row",
-        [[int(r) for r in tx_rows]],
+        f"{select} WHERE t.tx_row IN (SELECT unnest(CAST(? AS BIGINT[]))) ORDER BY t.tx_row",
+        [*params, [int(r) for r in tx_rows]],
     ).df()
 
 
 def load_sample(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
                 n: int, end: datetime | None = None, seed: int = 0) -> pd.DataFrame:
     """A deterministic pseudo-random sample of `n` feature rows before `end` (the same for the same seed)."""
+    select, params = _select_from(dataset, feature_set, spec)
     return conn.execute(
-        f"SELECT {_select_list(spec)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
-        "WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) ORDER BY hash(t.tx_row, ?), t.tx_row LIMIT ?",
-        [end, end, int(seed), int(n)],
+        f"{select} WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) ORDER BY hash(t.tx_row, ?), t.tx_row LIMIT ?",
+        [*params, end, end, int(seed), int(n)],
     ).df()
 
 
@@ -113,10 +128,11 @@ def load_frame(
     end: datetime | None = None,
 ) -> pd.DataFrame:
     """Feature rows (with tx_row and ts) for transactions with start <= ts < end, in tx_row order."""
+    select, params = _select_from(dataset, feature_set, spec)
     return conn.execute(
-        f"SELECT {_select_list(spec)} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
-        "WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) ORDER BY t.tx_row",
-        [start, start, end, end],
+        f"{select} WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) "
+        "ORDER BY t.tx_row",
+        [*params, start, start, end, end],
     ).df()
 
 

@@ -56,6 +56,9 @@ class Run:
     created_at: datetime
     created_by: str
     note: str | None
+    kind: str = "detector"  # or "supervised": trained on labels, scores are fraud probabilities
+    base_run_id: int | None = None  # a supervised run's detector run (its anomaly score is a feature)
+    label_counts: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -66,10 +69,14 @@ _RUN_COLUMNS = ("id, dataset_id, detector, params, contamination, features, data
                 "fit_rows, sampled, fit_seconds, score_seconds, metrics, artifact, artifact_sha256, created_at, created_by, note")
 
 
+_RUN_SELECT = _RUN_COLUMNS + ", kind, base_run_id, label_counts"
+
+
 def _run_from(row: tuple) -> Run:
     values = list(row)
     for i in (3, 5, 13):
         values[i] = json.loads(values[i])
+    values[21] = json.loads(values[21]) if values[21] else None
     return Run(*values)
 
 
@@ -148,36 +155,52 @@ def fit_run(
     score_seconds = time.perf_counter() - started
 
     progress(0.88, "Saving the run")
-    run_id = fetch_one(conn, "SELECT nextval('run_ids')")[0]
-    folder = models_dir(conn)
-    artifact = f"run-{dataset.id}-{run_id}.joblib"
-    joblib.dump(model, folder / artifact, compress=3)
-    digest = hashlib.sha256((folder / artifact).read_bytes()).hexdigest()
     detector_name = names[0] if len(names) == 1 else "ensemble"
-    dataset_fingerprint = fingerprint(conn, dataset)
-    conn.register("_new_scores", pd.DataFrame({"tx_row": frame["tx_row"].to_numpy(), "score": scores}))
-    try:
-        with transaction(conn):
-            conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?)",
-                [run_id, dataset.id, detector_name, json.dumps(detector.get_params()), contamination,
-                 json.dumps(spec.as_dict()), dataset_fingerprint, train["ts"].min(), train_until,
-                 len(train), bool(detector.sampled_), fit_seconds, score_seconds, "{}", artifact, digest, created_by, note],
-            )
-            conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run_id])
-            if activate:
-                set_active_run(conn, dataset.id, run_id)
-    except BaseException:
-        (folder / artifact).unlink(missing_ok=True)
-        raise
-    finally:
-        conn.unregister("_new_scores")
+    run_id = save_run(conn, dataset, model, frame["tx_row"].to_numpy(), scores, detector=detector_name,
+                      params=detector.get_params(), contamination=contamination, train_from=train["ts"].min(),
+                      train_until=train_until, fit_rows=len(train), sampled=bool(detector.sampled_),
+                      fit_seconds=fit_seconds, score_seconds=score_seconds, created_by=created_by, note=note,
+                      activate=activate)
     progress(0.95, "Evaluating")
     run = get_run(conn, run_id)
     metrics = evaluate_run(conn, dataset, run)
     conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", [json.dumps(metrics, default=_json_default), run_id])
     progress(1.0, f"Run #{run_id}: fitted in {fit_seconds:.1f} s, scored {len(frame):,} rows in {score_seconds:.1f} s")
     return get_run(conn, run_id)
+
+
+def save_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, model: Any, tx_rows: np.ndarray, scores: np.ndarray, *,
+             detector: str, params: dict[str, Any], contamination: float, train_from: Any, train_until: Any,
+             fit_rows: int, sampled: bool, fit_seconds: float, score_seconds: float, created_by: str,
+             note: str | None = None, activate: bool = True, kind: str = "detector", base_run_id: int | None = None,
+             label_counts: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> int:
+    """Write the model file and record the run with a score per transaction, all or nothing."""
+    run_id = fetch_one(conn, "SELECT nextval('run_ids')")[0]
+    folder = models_dir(conn)
+    artifact = f"run-{dataset.id}-{run_id}.joblib"
+    joblib.dump(model, folder / artifact, compress=3)
+    digest = hashlib.sha256((folder / artifact).read_bytes()).hexdigest()
+    conn.register("_new_scores", pd.DataFrame({"tx_row": tx_rows, "score": scores}))
+    try:
+        with transaction(conn):
+            conn.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}, kind, base_run_id, label_counts) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?)",
+                [run_id, dataset.id, detector, json.dumps(params, default=_json_default), contamination,
+                 json.dumps(model.spec.as_dict()), fingerprint(conn, dataset), train_from, train_until,
+                 fit_rows, sampled, fit_seconds, score_seconds, json.dumps(metrics or {}, default=_json_default),
+                 artifact, digest, created_by, note, kind, base_run_id,
+                 json.dumps(label_counts) if label_counts is not None else None],
+            )
+            conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run_id])
+            if activate:
+                set_active_run(conn, dataset.id, run_id, created_by)
+    except BaseException:
+        (folder / artifact).unlink(missing_ok=True)
+        raise
+    finally:
+        conn.unregister("_new_scores")
+    return run_id
 
 
 def _score_in_chunks(model: Model, frame: pd.DataFrame, progress: ProgressFn) -> np.ndarray:
@@ -217,21 +240,25 @@ def evaluate_run(
 
 
 def get_run(conn: duckdb.DuckDBPyConnection, run_id: int) -> Run:
-    row = fetch_one(conn, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [int(run_id)])
+    row = fetch_one(conn, f"SELECT {_RUN_SELECT} FROM runs WHERE id = ?", [int(run_id)])
     if row is None:
         raise DataError(f"no run #{run_id}.")
     return _run_from(row)
 
 
 def list_runs(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> list[Run]:
-    rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE dataset_id = ? ORDER BY id", [dataset.id]).fetchall()
+    rows = conn.execute(f"SELECT {_RUN_SELECT} FROM runs WHERE dataset_id = ? ORDER BY id", [dataset.id]).fetchall()
     return [_run_from(r) for r in rows]
 
 
-def set_active_run(conn: duckdb.DuckDBPyConnection, dataset_id: int, run_id: int) -> None:
+def set_active_run(conn: duckdb.DuckDBPyConnection, dataset_id: int, run_id: int, actor: str = "cli",
+                   action: str = "fit") -> None:
+    """Make a run the one the queue ranks by; recorded in `promotions` (fit, promote or rollback)."""
     if fetch_one(conn, "SELECT 1 FROM runs WHERE id = ? AND dataset_id = ?", [run_id, dataset_id]) is None:
         raise DataError(f"run #{run_id} does not belong to this dataset.")
     conn.execute("INSERT OR REPLACE INTO active_runs VALUES (?, ?)", [dataset_id, run_id])
+    conn.execute("INSERT INTO promotions VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP)",
+                 [dataset_id, run_id, action, actor])
 
 
 def active_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> Run | None:

@@ -1,0 +1,218 @@
+"""Models that learn from labels: a classifier on the engineered features plus a detector run's
+anomaly score, so the unsupervised and the supervised signal combine.
+
+A trained model is a run like any other (kind "supervised"): its scores are fraud
+probabilities, stored per transaction, so the queue, thresholds, evaluation and explanations
+work on it unchanged; it becomes the queue's order only when a user promotes it.
+
+Validation is time-aware: the model is fitted on labels older than the newest 20% of the
+labelled period and evaluated on that newest period, beside the detector run it builds on. The
+saved model is then refitted on every label, so the newest labels count.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
+from sklearn.pipeline import Pipeline
+
+from data.datasets import Dataset
+from data.db import ProgressFn, no_progress
+from data.errors import DataError
+from detectors.evaluation import labelled_frame, ranking_metrics
+from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, ensure_features, load_frame
+from detectors.runs import Run, _score_in_chunks, active_run, get_run, save_run, set_active_run
+
+MODELS = {"hgb": "HistGradientBoostingClassifier", "rf": "RandomForestClassifier"}
+MIN_PER_CLASS = 20  # labels of each class needed to train
+MIN_VALIDATION_PER_CLASS = 5  # ... and in the newest period, to validate
+VALIDATION_SHARE = 0.2
+IMPORTANCE_ROWS = 20_000
+
+
+class _Classifier:
+    """The fitted classifier behind a `score(X)` that returns the fraud probability (higher =
+    more suspicious), as detectors do, so the permutation explainer can use it."""
+
+    def __init__(self, name: str, pipeline: Pipeline):
+        self.name = name
+        self.pipeline = pipeline
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        return self.pipeline.predict_proba(np.asarray(X, dtype=np.float64))[:, 1]
+
+
+class SupervisedModel:
+    """A classifier over `spec.numeric` (features + anomaly_score); reads frames like `Model`."""
+
+    def __init__(self, name: str, spec: FeatureSpec, seed: int = 0):
+        if name not in MODELS:
+            raise DataError(f"model must be one of {', '.join(MODELS)}, not {name!r}.")
+        self.name = name
+        self.spec = spec
+        self.seed = seed
+
+    def _estimator(self) -> Any:
+        if self.name == "hgb":
+            return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, class_weight="balanced",
+                                                  random_state=self.seed)
+        return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, class_weight="balanced_subsample",
+                                      n_jobs=-1, random_state=self.seed)
+
+    def params(self) -> dict[str, Any]:
+        estimator = self._estimator()
+        keys = ("max_iter", "learning_rate", "class_weight") if self.name == "hgb" else (
+            "n_estimators", "min_samples_leaf", "class_weight")
+        return {"model": MODELS[self.name], **{k: getattr(estimator, k) for k in keys}}
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[self.spec.numeric].to_numpy(dtype=np.float64)
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray) -> SupervisedModel:
+        pipeline = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                             ("classify", self._estimator())])
+        self.detector = _Classifier(self.name, pipeline.fit(self.transform(frame), np.asarray(y, dtype=int)))
+        self.feature_names_ = [f"numeric__{c}" for c in self.spec.numeric]
+        return self
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.detector.score(self.transform(frame))
+
+
+def labelled_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, use_truth: bool,
+                  until: datetime | None = None) -> pd.DataFrame:
+    """tx_row, ts and y (1 fraud, 0 legitimate) of every labelled transaction before `until`: the
+    analyst's current label, else (if allowed) the dataset's label column; 'unsure' is left out."""
+    truth = "CAST(t.is_fraud AS INTEGER)" if use_truth and dataset.has_role("label") else "CAST(NULL AS INTEGER)"
+    return conn.execute(
+        f"""SELECT * FROM (
+                SELECT t.tx_row, t.ts, l.label IS NOT NULL AS from_analyst,
+                       CASE l.label WHEN 'fraud' THEN 1 WHEN 'legitimate' THEN 0 WHEN 'unsure' THEN NULL ELSE {truth} END AS y
+                FROM {dataset.table} t
+                LEFT JOIN (SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?) l USING (transaction_id)
+                WHERE CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?)
+            WHERE y IS NOT NULL ORDER BY ts, tx_row""",
+        [dataset.id, until, until],
+    ).df()
+
+
+def label_counts(rows: pd.DataFrame) -> dict[str, int]:
+    fraud = int(rows["y"].sum())
+    analyst = rows["from_analyst"]
+    return {"fraud": fraud, "legitimate": int(len(rows) - fraud), "analyst_fraud": int(rows.loc[analyst, "y"].sum()),
+            "analyst_legitimate": int((rows.loc[analyst, "y"] == 0).sum()), "total": int(len(rows))}
+
+
+def _check_enough(counts: dict[str, int], needed: int, where: str) -> None:
+    short = {k: needed - counts[k] for k in ("fraud", "legitimate") if counts[k] < needed}
+    if short:
+        more = " and ".join(f"{n:,} more {k}" for k, n in short.items())
+        raise DataError(f"too few labels to {where}: {counts['fraud']:,} fraud and {counts['legitimate']:,} legitimate; "
+                        f"at least {needed} of each are needed.", hint=f"Label {more} case{'s' if sum(short.values()) > 1 else ''}.")
+
+
+def base_detector_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, base_run_id: int | None = None) -> Run:
+    """The detector run whose anomaly score a new model reads: the given one, else the active
+    run (or, when a supervised model is active, the detector run beneath it)."""
+    run = get_run(conn, base_run_id) if base_run_id is not None else active_run(conn, dataset)
+    if run is None:
+        raise DataError(f"dataset {dataset.name!r} has no detector run to build on.", hint="Fit a detector first.")
+    if run.kind == "supervised":
+        run = get_run(conn, run.base_run_id)
+    if run.dataset_id != dataset.id:
+        raise DataError(f"run #{run.id} belongs to another dataset.")
+    return run
+
+
+def retrain(
+    conn: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    *,
+    model: str = "hgb",
+    base_run_id: int | None = None,
+    use_truth: bool = True,
+    train_until: datetime | None = None,
+    created_by: str = "cli",
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+) -> Run:
+    """Train a new model version on the labels (before `train_until`); it is not promoted."""
+    if model not in MODELS:
+        raise DataError(f"model must be one of {', '.join(MODELS)}, not {model!r}.")
+    base = base_detector_run(conn, dataset, base_run_id)
+    progress(0.02, "Counting labels")
+    rows = labelled_rows(conn, dataset, use_truth, train_until)
+    counts = label_counts(rows)
+    _check_enough(counts, MIN_PER_CLASS, "train")
+    cut = rows["ts"].iloc[int(len(rows) * (1 - VALIDATION_SHARE))]
+    validation = rows[rows["ts"] >= cut]
+    _check_enough(label_counts(validation), MIN_VALIDATION_PER_CLASS, f"validate on the newest labels (from {cut:%Y-%m-%d})")
+
+    progress(0.08, "Loading features")
+    feature_set = ensure_features(conn, dataset)
+    spec = FeatureSpec([*feature_set.computed, ANOMALY_SCORE], [], base_run_id=base.id)
+    frame = load_frame(conn, dataset, feature_set, spec)
+    labelled = frame.merge(rows[["tx_row", "y"]], on="tx_row")
+    older, newer = labelled[labelled["ts"] < cut], labelled[labelled["ts"] >= cut]
+
+    progress(0.2, f"Validating: fitting on {len(older):,} older labels, checking on {len(newer):,} newer ones")
+    started = time.perf_counter()
+    candidate = SupervisedModel(model, spec, seed).fit(older, older["y"])
+    context = labelled_frame(conn, dataset, base.id, cut, train_until).drop(columns=["y"])
+    judged = newer[["tx_row", "y", ANOMALY_SCORE]].merge(context, on="tx_row")
+    metrics = ranking_metrics(judged.assign(score=candidate.score(newer.set_index("tx_row").loc[judged["tx_row"]])))
+    baseline = ranking_metrics(judged.assign(score=judged[ANOMALY_SCORE]))
+    sample = newer.sample(min(len(newer), IMPORTANCE_ROWS), random_state=seed)
+    importance = permutation_importance(candidate.detector.pipeline, candidate.transform(sample), sample["y"],
+                                        scoring="average_precision", n_repeats=3, random_state=seed, n_jobs=1)
+
+    progress(0.5, f"Fitting on all {len(labelled):,} labels")
+    final = SupervisedModel(model, spec, seed).fit(labelled, labelled["y"])
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = _score_in_chunks(final, frame, lambda f, m: progress(0.6 + 0.3 * f, m))
+    score_seconds = time.perf_counter() - started
+    progress(0.92, "Saving the model version")
+    metrics.update({
+        "validation": {"from": str(cut), "until": str(train_until) if train_until else None, "rows": int(len(judged))},
+        "baseline": {"run": base.id, **baseline},
+        "importance": dict(zip(spec.numeric, importance.importances_mean.round(6).tolist(), strict=True)),
+    })
+    run_id = save_run(conn, dataset, final, frame["tx_row"].to_numpy(), scores, detector=model, params=final.params(),
+                      contamination=base.contamination, train_from=rows["ts"].min(), train_until=train_until,
+                      fit_rows=len(labelled), sampled=False, fit_seconds=fit_seconds, score_seconds=score_seconds,
+                      created_by=created_by, activate=False, kind="supervised", base_run_id=base.id,
+                      label_counts=counts, metrics=metrics)
+    progress(1.0, f"Version #{run_id}: average precision {_fmt(metrics['average_precision'])} on the newest labels "
+                  f"(detector run #{base.id}: {_fmt(baseline['average_precision'])})")
+    return get_run(conn, run_id)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def promote(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, actor: str) -> Run:
+    """Make a version the one the queue ranks by."""
+    set_active_run(conn, dataset.id, int(run_id), actor, "promote")
+    return get_run(conn, run_id)
+
+
+def rollback(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, actor: str) -> Run:
+    """Go back to an earlier version (a detector run or a supervised one)."""
+    set_active_run(conn, dataset.id, int(run_id), actor, "rollback")
+    return get_run(conn, run_id)
+
+
+def promotion_history(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:
+    return conn.execute(
+        'SELECT created_at AS "when", action, run_id, actor AS "by" FROM promotions WHERE dataset_id = ? '
+        "ORDER BY created_at DESC, rowid DESC", [dataset.id]).df()
