@@ -279,3 +279,91 @@ def labelled_cases(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: in
             ORDER BY l.labelled_at DESC""",
         [run_id, dataset.id],
     ).df()
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels from a file (`centinela label`)
+
+
+def _rows_text(rows: pd.Series) -> str:
+    shown = ", ".join(str(r) for r in rows[:5])
+    return f"{len(rows):,} such row{'s' if len(rows) != 1 else ''} in all; first rows: {shown}"
+
+
+def import_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, analyst: str) -> tuple[str, int]:
+    """Labels from a CSV file with columns transaction_id, label and optionally analyst and note,
+    as one undoable action; every row is checked first, and one bad row rejects the file.
+
+    Rows are numbered as a spreadsheet shows them (the header is row 1). Returns (batch id, count).
+    """
+    from pathlib import Path
+
+    name = Path(path).name
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except FileNotFoundError:
+        raise DataError("no such file.", file=name) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("the file is empty.", file=name) from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"not a readable UTF-8 CSV file ({str(exc).splitlines()[0]}).", file=name) from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in ("transaction_id", "label") if c not in frame.columns]
+    if missing:
+        raise DataError(f"no {missing[0]!r} column.", file=name,
+                        hint="The columns are transaction_id, label and optionally analyst and note.")
+    if frame.empty:
+        raise DataError("the file has a header but no labels.", file=name)
+    row_numbers = pd.Series(range(2, len(frame) + 2), index=frame.index)
+    ids = frame["transaction_id"].str.strip()
+    labels = frame["label"].str.strip().str.lower()
+    analysts_ = frame["analyst"].str.strip() if "analyst" in frame.columns else pd.Series("", index=frame.index)
+    analysts_ = analysts_.where(analysts_ != "", analyst)
+    notes = frame["note"].str.strip() if "note" in frame.columns else pd.Series("", index=frame.index)
+
+    def reject(mask: pd.Series, column: str, problem: str, hint: str | None = None) -> None:
+        if mask.any():
+            first = row_numbers[mask].iloc[0]
+            raise DataError(f"{problem} ({_rows_text(row_numbers[mask])}).", file=name, row=int(first), column=column,
+                            hint=hint)
+
+    reject(ids == "", "transaction_id", "the transaction id is empty")
+    bad = ~labels.isin(LABELS)
+    if bad.any():
+        reject(bad, "label", f"{frame['label'][bad].iloc[0]!r} is not a label", hint=f"Use one of: {', '.join(LABELS)}.")
+    twice = ids.duplicated(keep=False)
+    if twice.any():
+        reject(twice, "transaction_id", f"transaction {ids[twice].iloc[0]!r} is labelled twice",
+               hint="Keep one row per transaction.")
+    reject(notes.str.len() > MAX_NOTE, "note", f"a note is longer than {MAX_NOTE:,} characters")
+    for value in analysts_.unique():
+        try:
+            check_analyst(value)
+        except DataError as exc:
+            reject(analysts_ == value, "analyst", exc.problem)
+    known = {r[0] for r in conn.execute(
+        f"SELECT transaction_id FROM {dataset.table} WHERE transaction_id IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+        [list(ids)]).fetchall()}
+    unknown = ~ids.isin(known)
+    if unknown.any():
+        reject(unknown, "transaction_id", f"transaction {ids[unknown].iloc[0]!r} is not in dataset {dataset.name!r}")
+
+    batch = uuid.uuid4().hex
+    rows = pd.DataFrame({"transaction_id": ids, "label": labels, "analyst": analysts_,
+                         "note": notes.where(notes != "", None), "line": row_numbers})
+
+    def write() -> tuple[str, int]:
+        conn.register("_new_labels", rows)
+        try:
+            with transaction(conn):
+                conn.execute(
+                    "INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at, id, batch_id) "
+                    "SELECT ?, transaction_id, label, analyst, note, current_timestamp::TIMESTAMP, nextval('label_ids'), ? "
+                    "FROM _new_labels ORDER BY line",
+                    [dataset.id, batch],
+                )
+        finally:
+            conn.unregister("_new_labels")
+        return batch, len(rows)
+
+    return _retrying(write)

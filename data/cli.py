@@ -8,7 +8,9 @@ the app shows.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -101,6 +103,28 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--contamination", type=float, help="threshold at this contamination (default: the run's)")
     ev.add_argument("--k", type=int, default=100, help="k for precision@k and card precision@k (default 100)")
     ev.add_argument("--json", action="store_true", help="print JSON")
+
+    lab = sub.add_parser("label", help="add analyst labels from a CSV file (transaction_id,label[,analyst][,note])")
+    lab.add_argument("name", help="dataset")
+    lab.add_argument("--file", type=Path, required=True, help="CSV file; one bad row rejects the whole file")
+    lab.add_argument("--analyst", default=os.environ.get("CENTINELA_ANALYST") or getpass.getuser() or "cli",
+                     help="analyst for rows without one (default $CENTINELA_ANALYST, else the system user)")
+
+    re_ = sub.add_parser("retrain", help="train a new model version on the labels (not promoted)")
+    re_.add_argument("name", help="dataset")
+    re_.add_argument("--model", choices=("hgb", "rf"), default="hgb", help="HistGradientBoosting (default) or RandomForest")
+    re_.add_argument("--train-until", type=_date, help="use labels of transactions before this date only")
+    re_.add_argument("--base-run", type=int, help="detector run whose score is a feature (default: the active one)")
+    re_.add_argument("--no-truth", action="store_true", help="analyst labels only, not the dataset's label column")
+    re_.add_argument("--json", action="store_true", help="print the version as JSON")
+
+    pro = sub.add_parser("promote", help="make a run or model version the one the queue ranks by")
+    pro.add_argument("name", help="dataset")
+    pro.add_argument("version", type=int, help="run / version id (see `centinela models`)")
+
+    mod = sub.add_parser("models", help="list a dataset's detector runs and model versions")
+    mod.add_argument("name", help="dataset")
+    mod.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -265,11 +289,70 @@ def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
             _print_metrics(metrics)
         return 0
 
+    if args.command == "label":
+        from data.cases import import_labels
+
+        dataset = get_dataset(conn, args.name)
+        _, count = import_labels(conn, dataset, str(args.file), args.analyst)
+        print(f"added {count:,} labels to {dataset.name!r} from {args.file.name} (one action; undo it on the queue page)")
+        return 0
+
+    if args.command == "retrain":
+        from detectors.supervised import retrain
+
+        dataset = get_dataset(conn, args.name)
+        run = retrain(conn, dataset, model=args.model, base_run_id=args.base_run, use_truth=not args.no_truth,
+                      train_until=args.train_until, created_by=getpass.getuser() or "cli",
+                      progress=progress)
+        if args.json:
+            print(json.dumps({"version": run.id, "model": run.detector, "label_counts": run.label_counts,
+                              **run.metrics}, indent=2, default=str))
+        else:
+            m, b = run.metrics, run.metrics["baseline"]
+            print(f"version #{run.id} ({run.detector}) trained on {run.label_counts['fraud']:,} fraud and "
+                  f"{run.label_counts['legitimate']:,} legitimate labels; not promoted")
+            print(f"on the newest labels (from {m['validation']['from']}): average precision {_fmt(m['average_precision'])} "
+                  f"vs {_fmt(b['average_precision'])} for detector run #{b['run']}; precision@{m['k']} "
+                  f"{_fmt(m['precision_at_k'])} vs {_fmt(b['precision_at_k'])}")
+            print(f"promote it with: centinela promote {dataset.name!r} {run.id}")
+        return 0
+
+    if args.command == "promote":
+        from detectors.supervised import promote
+
+        dataset = get_dataset(conn, args.name)
+        run = promote(conn, dataset, args.version, getpass.getuser() or "cli")
+        print(f"run #{run.id} ({run.detector}) now ranks the queue of {dataset.name!r}")
+        return 0
+
+    if args.command == "models":
+        from detectors.runs import active_run, list_runs
+
+        dataset = get_dataset(conn, args.name)
+        current = active_run(conn, dataset)
+        rows = [{"id": r.id, "kind": r.kind, "model": r.detector, "active": current is not None and r.id == current.id,
+                 "base_run": r.base_run_id, "created_at": str(r.created_at), "created_by": r.created_by,
+                 "average_precision": r.metrics.get("average_precision"), "precision_at_k": r.metrics.get("precision_at_k"),
+                 "labels": r.label_counts} for r in list_runs(conn, dataset)]
+        if args.json:
+            print(json.dumps(rows, indent=2, default=str))
+        else:
+            print(f"{'':1} {'id':>4}  {'kind':<10} {'model':<18} {'AP':>6} {'P@k':>6}  created")
+            for r in rows:
+                print(f"{'*' if r['active'] else ' '} {r['id']:>4}  {r['kind']:<10} {r['model']:<18} "
+                      f"{_fmt(r['average_precision']):>6} {_fmt(r['precision_at_k']):>6}  {r['created_at'][:16]} by {r['created_by']}")
+            print("* ranks the queue")
+        return 0
+
     if args.command == "delete":
         dataset = delete_dataset(conn, args.name)
         print(f"moved {dataset.name!r} to the trash; restore it from the Data page")
         return 0
     raise AssertionError(args.command)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _print_metrics(metrics: dict) -> None:

@@ -88,3 +88,62 @@ def test_cli_honours_centinela_db(tmp_path):
     run_cli("generate", "--rows", "1000", "--name", "only-here", "--no-features", db=first, check=True)
     assert json.loads(run_cli("datasets", "--json", db=second, check=True).stdout) == []
     assert [d["name"] for d in json.loads(run_cli("datasets", "--json", db=first, check=True).stdout)] == ["only-here"]
+
+
+def test_label_file_retrain_promote_and_models(db_path, tmp_path):
+    run_cli("generate", "--rows", "20000", "--name", "loop", "--seed", "3", "--fraud-rate", "0.01", "--days", "40",
+            db=db_path, check=True)
+    run_cli("fit", "loop", "--train-until", "2026-08-29", db=db_path, check=True)
+    conn = connect(db_path)
+    dataset = get_dataset(conn, "loop")
+    ids = [r[0] for r in conn.execute(f"SELECT transaction_id FROM {dataset.table} ORDER BY tx_row LIMIT 3").fetchall()]
+    conn.close()
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"transaction_id,label,analyst,note\n{ids[0]},fraud,ana,=HYPERLINK(\"x\")\n{ids[1]},Legitimate,,\n"
+                      f"{ids[2]},unsure,bob,call back\n", encoding="utf-8")
+    result = run_cli("label", "loop", "--file", str(labels), "--analyst", "carla", db=db_path)
+    assert result.returncode == 0, result.stderr
+    assert "added 3 labels" in result.stdout
+    conn = connect(db_path)
+    rows = conn.execute("SELECT transaction_id, label, analyst, note FROM current_labels ORDER BY transaction_id").fetchall()
+    conn.close()
+    assert rows == [(ids[0], "fraud", "ana", '=HYPERLINK("x")'), (ids[1], "legitimate", "carla", None),
+                    (ids[2], "unsure", "bob", "call back")]
+
+    result = run_cli("retrain", "loop", "--train-until", "2026-08-29", "--json", db=db_path)
+    assert result.returncode == 0, result.stderr
+    version = json.loads(result.stdout)
+    assert version["model"] == "hgb" and version["average_precision"] > version["baseline"]["average_precision"]
+    listed = json.loads(run_cli("models", "loop", "--json", db=db_path, check=True).stdout)
+    assert [(r["kind"], r["active"]) for r in listed] == [("detector", True), ("supervised", False)]
+    promoted = run_cli("promote", "loop", str(version["version"]), db=db_path)
+    assert promoted.returncode == 0 and "now ranks the queue" in promoted.stdout
+    listed = json.loads(run_cli("models", "loop", "--json", db=db_path, check=True).stdout)
+    assert [r["active"] for r in listed] == [False, True]
+    evaluated = json.loads(run_cli("evaluate", "loop", "--json", db=db_path, check=True).stdout)
+    assert evaluated["run"] == version["version"] and evaluated["period"]["from"].startswith("2026-08-29")
+
+
+def test_a_bad_label_file_is_rejected_whole(db_path, tmp_path):
+    run_cli("generate", "--rows", "2000", "--name", "l", "--no-features", db=db_path, check=True)
+    conn = connect(db_path)
+    dataset = get_dataset(conn, "l")
+    ids = [r[0] for r in conn.execute(f"SELECT transaction_id FROM {dataset.table} LIMIT 3").fetchall()]
+    conn.close()
+    cases = {
+        "bad label": (f"transaction_id,label\n{ids[0]},fraud\n{ids[1]},maybe\n", "row 3, column 'label': 'maybe' is not a label"),
+        "unknown id": (f"transaction_id,label\n{ids[0]},fraud\nNOPE,fraud\n", "row 3, column 'transaction_id': transaction 'NOPE'"),
+        "twice": (f"transaction_id,label\n{ids[0]},fraud\n{ids[0]},legitimate\n", "row 2, column 'transaction_id'"),
+        "no label column": (f"transaction_id,verdict\n{ids[0]},fraud\n", "no 'label' column"),
+        "empty id": (f"transaction_id,label\n{ids[0]},fraud\n,fraud\n", "row 3, column 'transaction_id': the transaction id is empty"),
+        "only header": ("transaction_id,label\n", "a header but no labels"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(text, encoding="utf-8")
+        result = run_cli("label", "l", "--file", str(path), db=db_path)
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert message in result.stderr and path.name in result.stderr, (name, result.stderr)
+    conn = connect(db_path)
+    assert conn.execute("SELECT count(*) FROM labels").fetchall() == [(0,)]  # nothing half-applied
+    conn.close()
