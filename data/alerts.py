@@ -24,7 +24,11 @@ ORDERS = {
     "score": "a.score DESC, t.tx_row",
     "newest": "t.ts DESC, t.tx_row",
     "amount": "t.amount DESC NULLS LAST, t.tx_row",
+    # Active learning: the unlabelled alerts the model is least sure about (nearest its decision point).
+    "uncertain": "abs(a.score - ?), t.tx_row",
 }
+ORDER_TITLES = {"score": "Highest score first", "newest": "Newest first", "amount": "Largest amount first",
+                "uncertain": "Least certain first (unlabelled)"}
 PAGE_SIZES = (25, 50, 100, 200)
 # Columns the queue shows when the dataset has them (synthetic data and most bank exports do).
 QUEUE_EXTRAS = ("customer_id", "merchant_id", "merchant_name", "city", "payment_method", "channel")
@@ -163,18 +167,26 @@ def alert_page(
     page: int = 0,
     page_size: int = 50,
     order: str = "score",
+    pivot: float | None = None,
 ) -> pd.DataFrame:
-    """One page of alerts, highest score first by default (page 0 is the first)."""
+    """One page of alerts, highest score first by default (page 0 is the first).
+
+    Order "uncertain" lists unlabelled alerts nearest `pivot` first: the threshold for a detector
+    run (default), 0.5 for a model's fraud probabilities.
+    """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}")
     page_size = max(1, min(int(page_size), 10_000))
+    if order == "uncertain":
+        filters = filters.with_(label_status="unlabelled")
     sql, params = _alerts_sql(dataset, filters)
+    order_params = [float(threshold if pivot is None else pivot)] if order == "uncertain" else []
     extras = "".join(f", {dataset.sql_column(c)} AS {c}" for c in QUEUE_EXTRAS if dataset.has_column(c))
     return conn.execute(
         f"""SELECT t.transaction_id, t.ts, t.amount{extras}, a.score, l.label, l.labelled_by,
                    coalesce(c.status, 'open') AS status, c.assignee, t.tx_row
             {sql} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?""",
-        [int(run_id), float(threshold), *params, page_size, max(0, int(page)) * page_size],
+        [int(run_id), float(threshold), *params, *order_params, page_size, max(0, int(page)) * page_size],
     ).df()
 
 

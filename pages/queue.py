@@ -21,6 +21,7 @@ from dashboard.state import (
 )
 from data.alerts import (
     LABEL_STATUSES,
+    ORDER_TITLES,
     ORDERS,
     PAGE_SIZES,
     WEEKDAYS,
@@ -96,14 +97,18 @@ with st.expander("Filters" + (f" ({len(filters.describe())} active)" if filters.
 
 # --- one page of alerts -------------------------------------------------------------------
 top_left, top_mid, top_right = st.columns([2, 1, 1])
-order = top_mid.selectbox("Order", list(ORDERS), format_func={"score": "Highest score first", "newest": "Newest first",
-                                                               "amount": "Largest amount first"}.get, key="queue-order")
+order = top_mid.selectbox("Order", list(ORDERS), format_func=ORDER_TITLES.get, key="queue-order",
+                          help="'Least certain first' lists the unlabelled alerts nearest the model's decision point: "
+                               "labelling those teaches a retrained model the most.")
+pivot = 0.5 if run.kind == "supervised" else threshold
+queue_filter = filters.with_(label_status="unlabelled") if order == "uncertain" else filters
 page_size = top_right.selectbox("Rows per page", PAGE_SIZES, index=1, key="queue-page-size")
-total = count_alerts(conn, dataset, run.id, threshold, filters)
+total = count_alerts(conn, dataset, run.id, threshold, queue_filter)
 pages = max(1, math.ceil(total / page_size))
 page_number = top_left.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1,
                                     key=f"queue-page-{version}-{order}-{page_size}")
-rows = alert_page(conn, dataset, run.id, threshold, filters, page=page_number - 1, page_size=page_size, order=order)
+rows = alert_page(conn, dataset, run.id, threshold, filters, page=page_number - 1, page_size=page_size, order=order,
+                  pivot=pivot)
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Alerts matching", fmt_int(total))

@@ -100,3 +100,18 @@ def test_aggregates_match_pandas(conn, scored):
     assert cities["transactions"].to_dict() == by_city["n"].to_dict()
     assert cities["alerts"].to_dict() == by_city["a"].to_dict()
     pd.testing.assert_series_equal(cities["lat"].sort_index(), by_city["lat"].sort_index(), check_names=False)
+
+
+def test_least_certain_order_lists_unlabelled_alerts_nearest_the_threshold(conn, scored):
+    dataset, run, threshold, frame = scored
+    alerts = frame[frame["score"] >= threshold]
+    labelled = list(alerts.sort_values("score")["transaction_id"][:3])  # the three nearest the threshold
+    add_labels(conn, dataset, labelled, "legitimate", "ana")
+    expected = alerts[~alerts["transaction_id"].isin(labelled)].assign(gap=lambda f: (f["score"] - threshold).abs())
+    expected = expected.sort_values(["gap", "tx_row"])
+    rows = alert_page(conn, dataset, run.id, threshold, order="uncertain", page_size=20)
+    assert list(rows["transaction_id"]) == list(expected["transaction_id"][:20])
+    assert rows["label"].isna().all()
+    around_half = alert_page(conn, dataset, run.id, threshold, order="uncertain", pivot=0.6, page_size=5)
+    gaps = (around_half["score"] - 0.6).abs()
+    assert list(gaps) == sorted(gaps)
