@@ -110,12 +110,13 @@ def load_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: Fe
 
 
 def load_sample(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
-                n: int, end: datetime | None = None, seed: int = 0) -> pd.DataFrame:
-    """A deterministic pseudo-random sample of `n` feature rows before `end` (the same for the same seed)."""
+                n: int, end: datetime | None = None, seed: int = 0, start: datetime | None = None) -> pd.DataFrame:
+    """A deterministic pseudo-random sample of `n` feature rows with start <= ts < end (the same for the same seed)."""
     select, params = _select_from(dataset, feature_set, spec)
     return conn.execute(
-        f"{select} WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) ORDER BY hash(t.tx_row, ?), t.tx_row LIMIT ?",
-        [*params, end, end, int(seed), int(n)],
+        f"{select} WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) "
+        "ORDER BY hash(t.tx_row, ?), t.tx_row LIMIT ?",
+        [*params, start, start, end, end, int(seed), int(n)],
     ).df()
 
 

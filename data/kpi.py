@@ -1,0 +1,142 @@
+"""What managers see: volumes, alerts, confirmed fraud and how the team keeps up, in one DuckDB
+query per view, overall or by day, week, city, merchant or payment method.
+
+Definitions (the KPI page states them too):
+- alert: a transaction scored at or above the active run's threshold;
+- confirmed fraud: the transaction's current analyst label is fraud (alert or not);
+- reviewed alert: an alert whose current label is fraud or legitimate ('unsure' is not a decision);
+  precision of reviewed alerts = fraud / reviewed;
+- backlog: alerts with no current label whose case is not closed; an alert waits from the later
+  of the transaction time and when the dataset was loaded (it cannot be seen before), until `as_of`;
+- time to decision: from that moment to the first fraud/legitimate label that was not undone.
+Customer identifiers leave the database masked (`mask_sql`): the KPI views never carry raw ones.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from data.datasets import Dataset
+
+GROUPINGS = {"day": "Day", "week": "Week", "city": "City", "merchant": "Merchant", "payment_method": "Payment method"}
+KPI_COLUMNS = ("transactions", "amount", "alerts", "alert_rate", "confirmed_fraud", "confirmed_fraud_amount",
+               "reviewed_alerts", "reviewed_precision", "backlog", "backlog_mean_age_days", "backlog_oldest_days",
+               "mean_hours_to_decision")
+MASK_KEEP = 4  # trailing characters of an identifier left visible
+
+
+def mask_sql(column: str) -> str:
+    """SQL that masks an identifier to its last characters (`••••1234`); NULL stays NULL."""
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE '••••' || right(CAST({column} AS VARCHAR), {MASK_KEEP}) END"
+
+
+def available_groupings(dataset: Dataset) -> list[str]:
+    """The breakdowns a dataset's columns allow."""
+    have = {"city": dataset.has_column("city"), "payment_method": dataset.has_column("payment_method"),
+            "merchant": dataset.has_column("merchant_id") or dataset.has_column("merchant_name")}
+    return [g for g in GROUPINGS if have.get(g, True)]
+
+
+def _group_key(dataset: Dataset, by: str | None) -> str:
+    if by is None:
+        return "'all'"
+    if by not in GROUPINGS:
+        raise ValueError(f"group by one of {', '.join(GROUPINGS)}, not {by!r}")
+    if by == "day":
+        return "CAST(t.ts AS DATE)"
+    if by == "week":
+        return "CAST(date_trunc('week', t.ts) AS DATE)"
+    if by == "merchant":
+        return f"coalesce({dataset.sql_column('merchant_name')}, {dataset.sql_column('merchant_id')})"
+    return dataset.sql_column(by)
+
+
+def _period(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+    """[start, end] in days as [start 00:00, day after end 00:00)."""
+    return (datetime.combine(start, datetime.min.time()) if start else None,
+            datetime.combine(end + timedelta(days=1), datetime.min.time()) if end else None)
+
+
+def kpis(
+    conn: duckdb.DuckDBPyConnection,
+    dataset: Dataset,
+    run_id: int,
+    threshold: float,
+    by: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    as_of: datetime | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """The KPIs of transactions from `start` to `end` (days, inclusive): one row overall, or one
+    per group (`GROUPINGS`), ordered by time or by transactions (largest first, `limit` of them)."""
+    key = _group_key(dataset, by)
+    since, until = _period(start, end)
+    order = "key" if by in ("day", "week") else "transactions DESC, key"
+    backlog = "alert AND label IS NULL AND status IS DISTINCT FROM 'closed'"
+    return conn.execute(
+        f"""
+        WITH decided AS (
+            SELECT transaction_id, min(created_at) AS decided_at FROM labels
+            WHERE dataset_id = ? AND label IN ('fraud', 'legitimate')
+              AND (batch_id IS NULL OR batch_id NOT IN (SELECT batch_id FROM label_undos))
+            GROUP BY 1),
+        base AS (
+            SELECT {key} AS key, t.amount, coalesce(s.score >= ?, false) AS alert, l.label, c.status,
+                   greatest(t.ts, CAST(? AS TIMESTAMP)) AS waiting_since, d.decided_at
+            FROM {dataset.table} t
+            LEFT JOIN scores s ON s.run_id = ? AND s.tx_row = t.tx_row
+            LEFT JOIN (SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?) l
+                   ON l.transaction_id = t.transaction_id
+            LEFT JOIN (SELECT transaction_id, status FROM current_cases WHERE dataset_id = ?) c
+                   ON c.transaction_id = t.transaction_id
+            LEFT JOIN decided d ON d.transaction_id = t.transaction_id
+            WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?))
+        SELECT key, count(*) AS transactions, coalesce(sum(amount), 0) AS amount,
+               count(*) FILTER (alert) AS alerts, alerts / count(*) AS alert_rate,
+               count(*) FILTER (label = 'fraud') AS confirmed_fraud,
+               coalesce(sum(amount) FILTER (label = 'fraud'), 0) AS confirmed_fraud_amount,
+               count(*) FILTER (alert AND label IN ('fraud', 'legitimate')) AS reviewed_alerts,
+               count(*) FILTER (alert AND label = 'fraud') / nullif(reviewed_alerts, 0) AS reviewed_precision,
+               count(*) FILTER ({backlog}) AS backlog,
+               avg(epoch(CAST(? AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_mean_age_days,
+               max(epoch(CAST(? AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_oldest_days,
+               avg(epoch(decided_at - waiting_since)) FILTER (alert AND decided_at IS NOT NULL) / 3600
+                   AS mean_hours_to_decision
+        FROM base GROUP BY key HAVING count(*) > 0 ORDER BY {order} {'LIMIT ?' if limit else ''}""",
+        [dataset.id, float(threshold), dataset.created_at, int(run_id), dataset.id, dataset.id,
+         since, since, until, until, *[as_of or datetime.now()] * 2, *([int(limit)] if limit else [])],
+    ).df()
+
+
+def kpi_summary(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,
+                start: date | None = None, end: date | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+    """The overall KPIs as a dict (zeros and None when the period has no transactions)."""
+    frame = kpis(conn, dataset, run_id, threshold, None, start, end, as_of)
+    if frame.empty:
+        return {c: (0 if c in ("transactions", "amount", "alerts", "confirmed_fraud", "confirmed_fraud_amount",
+                               "reviewed_alerts", "backlog") else None) for c in KPI_COLUMNS}
+    row = frame.iloc[0]
+    return {c: (None if pd.isna(row[c]) else row[c].item() if hasattr(row[c], "item") else row[c]) for c in KPI_COLUMNS}
+
+
+def confirmed_fraud_cases(conn: duckdb.DuckDBPyConnection, dataset: Dataset, start: date | None = None,
+                          end: date | None = None, limit: int = 200) -> pd.DataFrame:
+    """The latest confirmed fraud cases in the period, with masked customer identifiers."""
+    since, until = _period(start, end)
+    customer = mask_sql(dataset.sql_column("customer_id"))
+    merchant = f"coalesce({dataset.sql_column('merchant_name')}, {dataset.sql_column('merchant_id')})"
+    return conn.execute(
+        f"""SELECT t.transaction_id, t.ts, t.amount, {customer} AS customer, {merchant} AS merchant,
+                   {dataset.sql_column('city')} AS city, l.analyst AS confirmed_by, l.labelled_at AS confirmed_at
+            FROM {dataset.table} t
+            JOIN (SELECT transaction_id, analyst, labelled_at FROM current_labels
+                  WHERE dataset_id = ? AND label = 'fraud') l ON l.transaction_id = t.transaction_id
+            WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?)
+            ORDER BY l.labelled_at DESC, t.tx_row LIMIT ?""",
+        [dataset.id, since, since, until, until, int(limit)],
+    ).df()
