@@ -170,6 +170,16 @@ def retrain(
     judged = newer[["tx_row", "y", ANOMALY_SCORE]].merge(context, on="tx_row")
     metrics = ranking_metrics(judged.assign(score=candidate.score(newer.set_index("tx_row").loc[judged["tx_row"]])))
     baseline = ranking_metrics(judged.assign(score=judged[ANOMALY_SCORE]))
+    # The version the queue ranks by now, on the same rows, so the new one is shown beside it.
+    current = active_run(conn, dataset)
+    if current is not None and current.id != base.id:
+        scored = labelled_frame(conn, dataset, current.id, cut, train_until)[["tx_row", "score"]]
+        beside = {"run": current.id, "detector": current.detector, "kind": current.kind,
+                  # an earlier supervised version was fitted on some of these labels: it looks better than it is
+                  "saw_these_labels": current.kind == "supervised",
+                  **ranking_metrics(judged.drop(columns=["score"], errors="ignore").merge(scored, on="tx_row"))}
+    else:
+        beside = None
     sample = newer.sample(min(len(newer), IMPORTANCE_ROWS), random_state=seed)
     importance = permutation_importance(candidate.detector.pipeline, candidate.transform(sample), sample["y"],
                                         scoring="average_precision", n_repeats=3, random_state=seed, n_jobs=1)
@@ -182,8 +192,10 @@ def retrain(
     score_seconds = time.perf_counter() - started
     progress(0.92, "Saving the model version")
     metrics.update({
-        "validation": {"from": str(cut), "until": str(train_until) if train_until else None, "rows": int(len(judged))},
+        "validation": {"from": str(cut), "until": str(train_until) if train_until else None, "rows": int(len(judged)),
+                       "use_truth": bool(use_truth)},
         "baseline": {"run": base.id, **baseline},
+        "active": beside,
         "importance": dict(zip(spec.numeric, importance.importances_mean.round(6).tolist(), strict=True)),
     })
     run_id = save_run(conn, dataset, final, frame["tx_row"].to_numpy(), scores, detector=model, params=final.params(),

@@ -82,3 +82,30 @@ def test_analyst_labels_alone_train_a_model(conn):
     version = retrain(conn, dataset, use_truth=False)
     counts = version.label_counts
     assert (counts["fraud"], counts["legitimate"]) == (60, 150) == (counts["analyst_fraud"], counts["analyst_legitimate"])
+
+
+def test_registry_lists_versions_with_who_and_the_side_by_side_validation(conn, labelled):
+    from detectors.registry import importance_of, model_registry, validation_table
+
+    dataset, base, split = labelled
+    first = retrain(conn, dataset, train_until=split, created_by="ana")
+    promote(conn, dataset, first.id, "marta")
+    second = retrain(conn, dataset, model="rf", train_until=split, created_by="ana")
+    table = model_registry(conn, dataset).set_index("version")
+    assert list(table.index) == [second.id, first.id, base.id]
+    assert table.loc[first.id, "active"] and not table.loc[second.id, "active"]
+    assert table.loc[first.id, "promoted_by"] == "marta" and table.loc[first.id, "last_action"] == "promote"
+    assert table.loc[second.id, "created_by"] == "ana" and table.loc[second.id, "built_on"] == base.id
+    assert table.loc[second.id, "fraud_labels"] == second.label_counts["fraud"]
+    assert table.loc[base.id, "kind"] == "detector" and "anomaly_score" in table.loc[first.id, "features"]
+    # The new version beside its detector and the version active when it was trained: same rows.
+    side = validation_table(second)
+    assert list(side.columns) == [f"#{second.id} rf (new)", f"#{base.id} detector",
+                                  f"#{first.id} hgb, active then (trained on some of these labels)"]
+    assert side.loc["Labelled rows"].nunique() == 1 and side.loc["Fraud"].nunique() == 1
+    assert side.iloc[0, 0] == pytest.approx(second.metrics["average_precision"])
+    assert side.iloc[0, 1] == pytest.approx(second.metrics["baseline"]["average_precision"])
+    assert validation_table(base) is None and importance_of(base) is None
+    importance = importance_of(second)
+    assert set(importance["feature"]) == set(second.features["numeric"])
+    assert list(importance["importance"]) == sorted(importance["importance"], reverse=True)
