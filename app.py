@@ -27,11 +27,15 @@ navigation = st.navigation(
         "Workbench": [
             st.Page("pages/data.py", title="Data", icon=":material/database:", default=True),
             st.Page("pages/detect.py", title="Detect & tune", icon=":material/tune:"),
+            st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
         ],
         "Investigate": [
             st.Page("pages/queue.py", title="Alert queue", icon=":material/notifications:"),
             st.Page("pages/case.py", title="Case", icon=":material/search:"),
             st.Page("pages/patterns.py", title="Geo & time", icon=":material/map:"),
+        ],
+        "Manage": [
+            st.Page("pages/overview.py", title="KPI overview", icon=":material/monitoring:"),
         ],
     }
 )

@@ -150,3 +150,17 @@ def warm_explainer(dataset_id: int, run) -> None:
                 _warming.discard(key)
 
     threading.Thread(target=build, name=f"warm-explainer-{run.id}", daemon=True).start()
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _drift(db: str, dataset_id: int, run_id: int, recent_days: int):
+    from detectors.drift import drift_report
+    from detectors.runs import get_run
+
+    conn = get_cursor()
+    return drift_report(conn, _dataset(dataset_id), get_run(conn, run_id), recent_days)
+
+
+def drift(dataset_id: int, run_id: int, recent_days: int):
+    """A run's drift report (PSI per feature and score); the rows and scores it reads never change."""
+    return _drift(_db(), dataset_id, run_id, int(recent_days))

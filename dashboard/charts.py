@@ -74,3 +74,56 @@ def tuning_results(trials: pd.DataFrame, metric: str) -> go.Figure:
         hovertemplate="trial %{x}: %{y:.3f}<br>%{text}<extra></extra>"))
     fig.update_layout(title=f"{metric.replace('_', ' ')} by trial", xaxis_title="trial", yaxis_title=metric, **LAYOUT)
     return fig
+
+
+def metrics_across_versions(registry: pd.DataFrame, metrics: dict[str, str]) -> go.Figure:
+    """Each version's metrics as measured when it was made, oldest first; supervised versions marked."""
+    frame = registry.sort_values("version")
+    names = [f"#{v} {m}" for v, m in zip(frame["version"], frame["model"], strict=True)]
+    fig = go.Figure()
+    for key, title in metrics.items():
+        fig.add_trace(go.Scatter(x=names, y=frame[key], mode="lines+markers", name=title, connectgaps=True,
+                                 marker=dict(symbol=["diamond" if k == "supervised" else "circle" for k in frame["kind"]],
+                                             size=10)))
+    fig.update_layout(title="Metrics across versions (◆ learned from labels)", yaxis_title="score", yaxis_range=[0, 1.02],
+                      xaxis_type="category", **LAYOUT)
+    return fig
+
+
+def feature_importance(importance: pd.DataFrame, describe: dict[str, tuple[str, str]], top: int = 15) -> go.Figure:
+    """Permutation importance: how much average precision drops when a feature is shuffled."""
+    frame = importance.head(top).iloc[::-1]
+    fig = go.Figure(go.Bar(y=[describe.get(f, (f, ""))[0] for f in frame["feature"]], x=frame["importance"],
+                           orientation="h", marker_color=SUSPICIOUS,
+                           hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+    fig.update_layout(title="Drop in average precision when the feature is shuffled", xaxis_title="importance",
+                      **{**LAYOUT, "height": 140 + 26 * len(frame)}, yaxis=dict(automargin=True))
+    return fig
+
+
+def psi_bars(table: pd.DataFrame, moderate: float, warning: float) -> go.Figure:
+    """PSI per feature, coloured by status, with the two reading lines."""
+    frame = table.iloc[::-1]
+    colours = {"drifted": SUSPICIOUS, "moderate": "#e0a030", "stable": NORMAL}
+    fig = go.Figure(go.Bar(y=frame["feature"], x=frame["psi"], orientation="h",
+                           marker_color=[colours[s] for s in frame["status"]],
+                           hovertemplate="%{y}: PSI %{x:.3f}<extra></extra>"))
+    for x, text in ((moderate, "moderate"), (warning, "drifted")):
+        fig.add_vline(x=x, line_dash="dot", line_color="#888", annotation_text=text, annotation_position="top")
+    fig.update_layout(title="Population stability index: training period vs recent", xaxis_title="PSI",
+                      **{**LAYOUT, "height": 140 + 22 * len(frame)}, yaxis=dict(automargin=True))
+    return fig
+
+
+def kpi_trend(frame: pd.DataFrame, period: str) -> go.Figure:
+    """Alerts and confirmed fraud per day or week (bars), alert rate (line, right axis)."""
+    fig = go.Figure([
+        go.Bar(x=frame["key"], y=frame["alerts"], name="alerts", marker_color=NORMAL),
+        go.Bar(x=frame["key"], y=frame["confirmed_fraud"], name="confirmed fraud", marker_color=SUSPICIOUS),
+        go.Scatter(x=frame["key"], y=frame["alert_rate"] * 100, name="alert rate %", yaxis="y2", mode="lines",
+                   line=dict(color="#444", dash="dot")),
+    ])
+    fig.update_layout(title=f"Alerts and confirmed fraud per {period}", barmode="overlay", yaxis_title="transactions",
+                      yaxis2=dict(title="alert rate %", overlaying="y", side="right", rangemode="tozero"),
+                      legend=dict(orientation="h", y=-0.15, x=0), **LAYOUT)
+    return fig

@@ -25,7 +25,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
 from data.datasets import Dataset
-from data.db import ProgressFn, no_progress
+from data.db import ProgressFn, fetch_one, no_progress
 from data.errors import DataError
 from detectors.evaluation import labelled_frame, ranking_metrics
 from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, ensure_features, load_frame
@@ -87,21 +87,23 @@ class SupervisedModel:
         return self.detector.score(self.transform(frame))
 
 
-def labelled_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, use_truth: bool,
-                  until: datetime | None = None) -> pd.DataFrame:
-    """tx_row, ts and y (1 fraud, 0 legitimate) of every labelled transaction before `until`: the
-    analyst's current label, else (if allowed) the dataset's label column; 'unsure' is left out."""
+def _labelled_sql(dataset: Dataset, use_truth: bool) -> str:
+    """Labelled transactions before `until` (2 parameters, then dataset id first): the analyst's
+    current label, else (if allowed) the dataset's label column; 'unsure' is left out."""
     truth = "CAST(t.is_fraud AS INTEGER)" if use_truth and dataset.has_role("label") else "CAST(NULL AS INTEGER)"
-    return conn.execute(
-        f"""SELECT * FROM (
+    return f"""SELECT * FROM (
                 SELECT t.tx_row, t.ts, l.label IS NOT NULL AS from_analyst,
                        CASE l.label WHEN 'fraud' THEN 1 WHEN 'legitimate' THEN 0 WHEN 'unsure' THEN NULL ELSE {truth} END AS y
                 FROM {dataset.table} t
                 LEFT JOIN (SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?) l USING (transaction_id)
                 WHERE CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?)
-            WHERE y IS NOT NULL ORDER BY ts, tx_row""",
-        [dataset.id, until, until],
-    ).df()
+            WHERE y IS NOT NULL"""
+
+
+def labelled_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, use_truth: bool,
+                  until: datetime | None = None) -> pd.DataFrame:
+    """tx_row, ts, from_analyst and y (1 fraud, 0 legitimate) of every labelled transaction before `until`."""
+    return conn.execute(f"{_labelled_sql(dataset, use_truth)} ORDER BY ts, tx_row", [dataset.id, until, until]).df()
 
 
 def label_counts(rows: pd.DataFrame) -> dict[str, int]:
@@ -111,8 +113,24 @@ def label_counts(rows: pd.DataFrame) -> dict[str, int]:
             "analyst_legitimate": int((rows.loc[analyst, "y"] == 0).sum()), "total": int(len(rows))}
 
 
+def count_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, use_truth: bool,
+                 until: datetime | None = None) -> dict[str, int]:
+    """`label_counts` counted in DuckDB, without loading the rows (for pages)."""
+    fraud, legitimate, analyst_fraud, analyst_legitimate = fetch_one(
+        conn, f"""SELECT count(*) FILTER (y = 1), count(*) FILTER (y = 0), count(*) FILTER (y = 1 AND from_analyst),
+                         count(*) FILTER (y = 0 AND from_analyst) FROM ({_labelled_sql(dataset, use_truth)})""",
+        [dataset.id, until, until])
+    return {"fraud": fraud, "legitimate": legitimate, "analyst_fraud": analyst_fraud,
+            "analyst_legitimate": analyst_legitimate, "total": fraud + legitimate}
+
+
+def labels_needed(counts: dict[str, int], needed: int = MIN_PER_CLASS) -> dict[str, int]:
+    """How many more labels of each class training needs (empty when there are enough)."""
+    return {k: needed - counts[k] for k in ("fraud", "legitimate") if counts[k] < needed}
+
+
 def _check_enough(counts: dict[str, int], needed: int, where: str) -> None:
-    short = {k: needed - counts[k] for k in ("fraud", "legitimate") if counts[k] < needed}
+    short = labels_needed(counts, needed)
     if short:
         more = " and ".join(f"{n:,} more {k}" for k, n in short.items())
         raise DataError(f"too few labels to {where}: {counts['fraud']:,} fraud and {counts['legitimate']:,} legitimate; "

@@ -16,7 +16,7 @@ from dashboard.controls import param_controls
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.progress import progress_status
 from dashboard.shell import page_setup
-from dashboard.state import active_dataset, flash, show_flashes
+from dashboard.state import active_dataset, current_analyst, flash, show_flashes
 from data.datasets import labels_version
 from data.errors import DataError
 from data.export import safe_csv
@@ -95,7 +95,7 @@ with tab_run:
                 with progress_status(f"Fitting {' + '.join(chosen) or 'nothing'} on {dataset.name}") as report:
                     run = fit_run(conn, dataset, chosen, params, contamination=contamination, combine=combine,
                                   train_until=datetime.combine(until, time()) if hold_out else None, spec=spec,
-                                  created_by="app", progress=report)
+                                  created_by=current_analyst() or "app", progress=report)
             except (DataError, ValueError) as exc:
                 st.error(str(exc))
             else:
@@ -115,7 +115,8 @@ with tab_active:
         run = by_id[selected_id]
         is_active = current is not None and current.id == run.id
         if not is_active and st.button("Make this the active run", help="The alert queue and other pages use the active run."):
-            set_active_run(conn, dataset.id, run.id)
+            set_active_run(conn, dataset.id, run.id, current_analyst() or "app",
+                           "promote" if current is None or run.id > current.id else "rollback")
             flash("success", f"Run #{run.id} is now the active run.")
             st.rerun()
         scores = run_scores(run.id)
@@ -234,6 +235,6 @@ with tab_tune:
             with progress_status(f"Fitting trial {row['trial']}") as report:
                 run = fit_run(conn, dataset, [row["detector"]], {row["detector"]: row["params"]},
                               contamination=float(row["contamination"]), train_until=datetime.combine(until, time()),
-                              created_by="app", note=f"from search {study}, trial {row['trial']}", progress=report)
+                              created_by=current_analyst() or "app", note=f"from search {study}, trial {row['trial']}", progress=report)
             flash("success", f"Saved trial {row['trial']} as run #{run.id}, now the active run.")
             st.rerun()

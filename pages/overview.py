@@ -1,0 +1,94 @@
+"""KPI overview for managers: volumes, alerts, confirmed fraud and how the team keeps up."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts
+from dashboard.connection import get_cursor
+from dashboard.formatting import fmt_int, fmt_pct, fmt_pen
+from dashboard.investigation import require_run
+from dashboard.shell import page_setup
+from dashboard.state import active_dataset, show_flashes
+from data.export import safe_csv
+from data.kpi import GROUPINGS, available_groupings, confirmed_fraud_cases, kpi_summary, kpis
+
+BREAKDOWN_ROWS = 50
+
+page_setup()
+conn = get_cursor()
+dataset = active_dataset(conn)
+st.title("KPI overview")
+show_flashes()
+if dataset is None:
+    st.info("There is no dataset yet. Generate or import one on the Data page.")
+    st.stop()
+run, threshold = require_run(conn, dataset)
+
+first, last = dataset.min_ts.date(), dataset.max_ts.date()
+left, right = st.columns([2, 1])
+period = left.date_input("Transactions from / to", (first, last), min_value=first, max_value=last, key="kpi-period",
+                         help="Both days included.")
+start, end = (period[0], period[1]) if len(period) == 2 else (period[0], period[0])  # while a range is being picked
+step = right.radio("Trend per", ["day", "week"], horizontal=True, key="kpi-step")
+
+summary = kpi_summary(conn, dataset, run.id, threshold, start, end)
+if not summary["transactions"]:
+    st.info(f"No transactions from {start} to {end}. Choose a wider period.")
+    st.stop()
+row1 = st.columns(4)
+row1[0].metric("Transactions", fmt_int(summary["transactions"]))
+row1[1].metric("Amount processed", fmt_pen(summary["amount"]))
+row1[2].metric("Alerts", fmt_int(summary["alerts"]), help=f"Scored at or above the threshold of {run.label}.")
+row1[3].metric("Alert rate", fmt_pct(summary["alert_rate"]))
+row2 = st.columns(4)
+row2[0].metric("Confirmed fraud", fmt_int(summary["confirmed_fraud"]), help="Transactions an analyst labelled fraud.")
+row2[1].metric("Confirmed fraud amount", fmt_pen(summary["confirmed_fraud_amount"]))
+row2[2].metric("Precision of reviewed alerts", fmt_pct(summary["reviewed_precision"], 1),
+               help=f"Of {fmt_int(summary['reviewed_alerts'])} alerts labelled fraud or legitimate, the share that was fraud.")
+hours = summary["mean_hours_to_decision"]
+row2[3].metric("Mean time to decision", "—" if hours is None else f"{hours:,.1f} h",
+               help="From when an alert could first be seen (the later of the transaction and its import) "
+                    "to its first fraud/legitimate label.")
+oldest = summary["backlog_oldest_days"]
+st.metric("Backlog: unreviewed alerts", fmt_int(summary["backlog"]),
+          help="Alerts with no label whose case is not closed.",
+          delta=None if oldest is None else f"oldest waiting {oldest:,.1f} days", delta_color="off")
+
+trend = kpis(conn, dataset, run.id, threshold, step, start, end)
+st.plotly_chart(charts.kpi_trend(trend, step), key="kpi-trend")
+
+groupings = [g for g in available_groupings(dataset) if g not in ("day", "week")]
+view = st.selectbox("Break down by", [step, *groupings], format_func=GROUPINGS.get, key="kpi-by")
+table = trend if view == step else kpis(conn, dataset, run.id, threshold, view, start, end, limit=BREAKDOWN_ROWS)
+shown = table.rename(columns={"key": GROUPINGS[view].lower()})
+st.dataframe(shown, hide_index=True, column_config={
+    "alert_rate": st.column_config.NumberColumn("alert rate", format="percent"),
+    "reviewed_precision": st.column_config.NumberColumn("precision (reviewed)", format="percent"),
+    "amount": st.column_config.NumberColumn("amount (PEN)", format="%.2f"),
+    "confirmed_fraud_amount": st.column_config.NumberColumn("confirmed fraud (PEN)", format="%.2f"),
+    **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.1f")
+       for c in ("backlog_mean_age_days", "backlog_oldest_days", "mean_hours_to_decision")},
+})
+if view not in ("day", "week") and len(table) == BREAKDOWN_ROWS:
+    st.caption(f"The {BREAKDOWN_ROWS} with the most transactions.")
+st.download_button("Download this table (CSV)", safe_csv(shown), icon=":material/download:",
+                   file_name=f"{dataset.name}-kpi-by-{view}-{start}-{end}.csv")
+
+st.subheader("Confirmed fraud")
+cases = confirmed_fraud_cases(conn, dataset, start, end)
+if cases.empty:
+    st.caption("No transaction in this period has been confirmed as fraud yet.")
+else:
+    st.caption("Latest first; customer identifiers are masked.")
+    st.dataframe(cases, hide_index=True, column_config={"amount": st.column_config.NumberColumn("amount (PEN)", format="%.2f")})
+    st.download_button("Download confirmed fraud (CSV)", safe_csv(cases), icon=":material/download:",
+                       file_name=f"{dataset.name}-confirmed-fraud-{start}-{end}.csv")
+with st.expander("How these figures are counted"):
+    st.markdown(
+        f"- **Alert**: a transaction scored at or above the threshold of the active version ({run.label}).\n"
+        "- **Confirmed fraud**: its current analyst label is fraud (alert or not); undone labels do not count.\n"
+        "- **Precision of reviewed alerts**: alerts labelled fraud ÷ alerts labelled fraud or legitimate ('unsure' is not a decision).\n"
+        "- **Backlog**: alerts with no label whose case is not closed; an alert waits from the later of its transaction "
+        "time and when its dataset was loaded.\n"
+        "- **Time to decision**: from that moment to the first fraud/legitimate label not undone.")
