@@ -96,7 +96,9 @@ with tab_versions:
             validation = run.metrics["validation"]
             st.write(f"Validation: fitted on labels before {validation['from'][:10]}, judged on the "
                      f"{fmt_int(validation['rows'])} labelled transactions from then on.")
-            st.dataframe(side, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in side.columns})
+            st.dataframe(side.apply(lambda column: [fmt_int(v) if label in ("Labelled rows", "Fraud") else
+                                                    "—" if v is None or v != v else f"{v:.3f}"
+                                                    for label, v in column.items()]))
     with right:
         with st.expander("Parameters and features"):
             st.json({"params": run.params, "features": run.features})

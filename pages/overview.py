@@ -62,7 +62,10 @@ groupings = [g for g in available_groupings(dataset) if g not in ("day", "week")
 view = st.selectbox("Break down by", [step, *groupings], format_func=GROUPINGS.get, key="kpi-by")
 table = trend if view == step else kpis(conn, dataset, run.id, threshold, view, start, end, limit=BREAKDOWN_ROWS)
 shown = table.rename(columns={"key": GROUPINGS[view].lower()})
+period_key = {GROUPINGS[view].lower(): st.column_config.DateColumn(GROUPINGS[view], format="YYYY-MM-DD")} \
+    if view in ("day", "week") else {}
 st.dataframe(shown, hide_index=True, column_config={
+    **period_key,
     "alert_rate": st.column_config.NumberColumn("alert rate", format="percent"),
     "reviewed_precision": st.column_config.NumberColumn("precision (reviewed)", format="percent"),
     "amount": st.column_config.NumberColumn("amount (PEN)", format="%.2f"),

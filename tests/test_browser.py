@@ -138,3 +138,63 @@ def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
     rows = conn.execute("SELECT label, analyst, note FROM current_labels").fetchall()
     conn.close()
     assert rows == [("fraud", "ana", "card reported stolen")]
+
+
+def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
+    """Label a handful in the queue, train from labels, promote; the registry (its CSV) and the
+    KPI page show the new version and the confirmed fraud."""
+    import pandas as pd
+
+    db = tmp_path / "learn.duckdb"
+    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "20000", "CENTINELA_ANALYST": "mia"}) as url, \
+            chromium_page() as page:
+        page.goto(url)
+        page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for(timeout=180_000)
+        page.get_by_role("link", name="KPI overview").click()
+        page.get_by_test_id("stMetric").filter(has_text="Confirmed fraud amount").wait_for()
+        assert metric_value(page, "Confirmed fraud") == "0"
+        assert metric_value(page, "Backlog: unreviewed alerts") == "200"
+
+        page.get_by_role("link", name="Alert queue").click()
+        page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for()
+        # The multiselect opens from its chevron; its first option is "Select all", then the alerts.
+        unpicked = page.locator("[role=option][aria-selected=false]").filter(has_text="TX")
+        for picked in range(3):  # the first unpicked alert, three times: the top three of the queue
+            if not unpicked.first.is_visible():
+                page.locator("[class*='st-key-queue-pick'] button[aria-label='Open']").click()
+            unpicked.first.click()
+            page.get_by_text(f"{picked + 1} selected.").wait_for()
+        page.keyboard.press("Escape")
+        form = page.get_by_test_id("stForm").filter(has_text="Close the cases")
+        form.get_by_text("fraud", exact=True).click()
+        form.get_by_role("button", name="Label 3 selected").click()
+        page.get_by_text("Labelled 3 alerts as fraud.").wait_for()
+
+        page.get_by_role("link", name="Models").click()
+        page.get_by_role("tab", name="Train from labels").click()
+        page.get_by_text("Also learn from the dataset's label column").click()
+        page.get_by_role("button", name="Train a new version").click()
+        page.get_by_text("Version #2 trained").wait_for(timeout=120_000)
+        page.get_by_role("heading", name="Version #2: hgb").wait_for()
+        page.get_by_role("button", name="Promote #2").click()
+        page.get_by_text("#2 now ranks the queue (promoted by mia).").wait_for()
+        page.get_by_text("This version ranks the queue.").wait_for()
+        page.get_by_role("heading", name="Models").scroll_into_view_if_needed()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "models.png"))
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download the registry (CSV)").click()
+        registry = pd.read_csv(download.value.path()).set_index("version")
+        assert list(registry.index) == [2, 1]
+        assert bool(registry.loc[2, "active"]) and registry.loc[2, "kind"] == "supervised"
+        assert registry.loc[2, "created_by"] == "mia" and registry.loc[2, "promoted_by"] == "mia"
+        assert registry.loc[2, "analyst_labels"] == 3 and registry.loc[1, "created_by"] == "demo"
+
+        page.get_by_role("link", name="KPI overview").click()
+        page.get_by_test_id("stMetric").filter(has_text="Confirmed fraud amount").wait_for()
+        assert metric_value(page, "Confirmed fraud") == "3"
+        page.get_by_text("How these figures are counted").click()
+        page.get_by_text("threshold of the active version (#2 hgb").wait_for()  # alerts now come from version 2
+        page.get_by_role("heading", name="KPI overview").scroll_into_view_if_needed()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "kpi.png"))
