@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning clean
+.PHONY: run test install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-investigation: install
 ## Label efficiency: simulated analysts label the queue daily, models retrain (about 5 min).
 bench-learning: install
 	$(BIN)/python -m benchmarks.bench_learning --plot docs/label-efficiency.png
+
+## KPI queries, drift, registry and retraining from labels at 1M rows.
+bench-models: install
+	$(BIN)/python -m benchmarks.bench_models
 
 ## Time the pages on 1M rows in headless Chromium; saves docs/screenshots/*-1m.png.
 bench-pages: install-dev chromium

@@ -5,7 +5,8 @@ fresh database, serves the app with `streamlit run`, and times in headless Chrom
 - the Data page, from navigation until the row count is on screen, cold and on a reload;
 - the Detect & tune page's threshold tab, until the alert count is on screen;
 - a threshold move: one key press on the contamination slider until the new alert count shows;
-- the alert queue until its first page shows, the top case until its SHAP chart shows, and the map.
+- the alert queue until its first page shows, the top case until its SHAP chart shows, the map,
+  the KPI overview, the Models page and its drift tab.
 Saves 1280x800 screenshots to docs/screenshots/. Run: `make bench-pages`.
 """
 
@@ -85,6 +86,21 @@ def main() -> int:
             timings.append(("Geo & time, map", time.perf_counter() - started))
             page.wait_for_timeout(800)
             page.screenshot(path=str(SCREENSHOTS / "geo-1m.png"))
+            started = time.perf_counter()
+            page.get_by_role("link", name="KPI overview").click()
+            page.get_by_text("Alerts and confirmed fraud per day").wait_for(timeout=120_000)
+            page.get_by_test_id("stDataFrame").first.wait_for()
+            timings.append(("KPI overview, figures, trend and table", time.perf_counter() - started))
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(SCREENSHOTS / "kpi-1m.png"))
+            started = time.perf_counter()
+            page.get_by_role("link", name="Models").click()
+            page.get_by_role("heading", name="Version #").wait_for(timeout=120_000)
+            timings.append(("Models, registry and the active version", time.perf_counter() - started))
+            started = time.perf_counter()
+            page.get_by_role("tab", name="Drift").click()
+            page.get_by_text("Population stability index").wait_for(timeout=120_000)
+            timings.append(("Models, drift tab (PSI of every feature, first time)", time.perf_counter() - started))
     print(f"rows: {args.rows:,}")
     for label, seconds in timings:
         print(f"{label}: {seconds:.2f} s")

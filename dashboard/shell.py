@@ -12,10 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import duckdb
 import streamlit as st
 
 from dashboard.connection import get_cursor
 from dashboard.progress import progress_status
+from dashboard.state import active_dataset, show_flashes
+from data.datasets import Dataset
 from data.db import database_path
 from data.demo import create_demo, database_is_empty, demo_rows
 from detectors.runs import DEFAULT_DETECTOR, default_split, fit_run
@@ -62,3 +65,17 @@ def page_setup() -> None:
     """First line of every page: make sure the page runs inside app.py."""
     if not getattr(_run, "inside", False):
         st.switch_page("app.py")
+
+
+def dataset_page(title: str) -> tuple[duckdb.DuckDBPyConnection, Dataset]:
+    """The start of a page that works on the active dataset: set-up, title, messages from the last
+    run, and, when there is no dataset yet, a pointer to the Data page instead of the page."""
+    page_setup()
+    conn = get_cursor()
+    dataset = active_dataset(conn)
+    st.title(title)
+    show_flashes()
+    if dataset is None:
+        st.info("There is no dataset yet. Generate or import one on the Data page.")
+        st.stop()
+    return conn, dataset

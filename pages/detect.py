@@ -11,12 +11,11 @@ import streamlit as st
 from dashboard import charts
 from dashboard.cached import run_evaluation_frame as evaluation_frame
 from dashboard.cached import run_ranking, run_scores
-from dashboard.connection import get_cursor
 from dashboard.controls import param_controls
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.progress import progress_status
-from dashboard.shell import page_setup
-from dashboard.state import active_dataset, current_analyst, flash, show_flashes
+from dashboard.shell import dataset_page
+from dashboard.state import current_analyst, flash
 from data.datasets import labels_version
 from data.errors import DataError
 from data.export import safe_csv
@@ -37,17 +36,11 @@ from detectors.runs import (
 )
 from detectors.tuning import METRICS, default_space, stored_trials, tune
 
-page_setup()
-conn = get_cursor()
-dataset = active_dataset(conn)
-st.title("Detect & tune")
-show_flashes()
-if dataset is None:
-    st.info("There is no dataset yet. Generate or import one on the Data page.")
-    st.stop()
+conn, dataset = dataset_page("Detect & tune")
 
 names = list(REGISTRY)
-runs = list_runs(conn, dataset)
+# Versions learned from labels are judged on their own validation labels: the Models page shows them.
+runs = [r for r in list_runs(conn, dataset) if r.kind == "detector"]
 current = active_run(conn, dataset)
 version = labels_version(conn, dataset.id)
 tab_run, tab_active, tab_compare, tab_tune = st.tabs(["Run a detector", "Threshold & metrics", "Compare runs", "Tune"])
@@ -109,7 +102,10 @@ with tab_active:
         st.info("No runs yet: fit a detector in the first tab.")
     else:
         by_id = {r.id: r for r in runs}
-        selected_id = st.selectbox("Run", list(by_id)[::-1], index=list(by_id)[::-1].index(current.id) if current else 0,
+        if current is not None and current.kind == "supervised":
+            st.info(f"The queue ranks by {current.label}, a version learned from labels: see the Models page.")
+        start_index = list(by_id)[::-1].index(current.id) if current and current.id in by_id else 0
+        selected_id = st.selectbox("Run", list(by_id)[::-1], index=start_index,
                                    format_func=lambda i: by_id[i].label + ("  · active" if current and current.id == i else ""),
                                    key="detect-run")
         run = by_id[selected_id]

@@ -9,12 +9,11 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.cached import drift
-from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_int
 from dashboard.investigation import feature_descriptions
 from dashboard.progress import progress_status
-from dashboard.shell import page_setup
-from dashboard.state import active_dataset, current_analyst, flash, show_flashes
+from dashboard.shell import dataset_page
+from dashboard.state import current_analyst, flash
 from data.errors import DataError
 from data.export import safe_csv
 from detectors.drift import PSI_MODERATE, PSI_WARNING
@@ -34,14 +33,7 @@ from detectors.supervised import (
 
 SHOW_VERSION = "models-show-version"
 
-page_setup()
-conn = get_cursor()
-dataset = active_dataset(conn)
-st.title("Models")
-show_flashes()
-if dataset is None:
-    st.info("There is no dataset yet. Generate or import one on the Data page.")
-    st.stop()
+conn, dataset = dataset_page("Models")
 runs = {r.id: r for r in list_runs(conn, dataset)}
 if not runs:
     st.info("No models yet: fit a detector on the Detect & tune page; versions trained from labels appear here too.")

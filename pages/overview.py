@@ -5,31 +5,23 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts
-from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_int, fmt_pct, fmt_pen
 from dashboard.investigation import require_run
-from dashboard.shell import page_setup
-from dashboard.state import active_dataset, show_flashes
+from dashboard.shell import dataset_page
 from data.export import safe_csv
 from data.kpi import GROUPINGS, available_groupings, confirmed_fraud_cases, kpi_summary, kpis
 
 BREAKDOWN_ROWS = 50
 
-page_setup()
-conn = get_cursor()
-dataset = active_dataset(conn)
-st.title("KPI overview")
-show_flashes()
-if dataset is None:
-    st.info("There is no dataset yet. Generate or import one on the Data page.")
-    st.stop()
+conn, dataset = dataset_page("KPI overview")
 run, threshold = require_run(conn, dataset)
 
 first, last = dataset.min_ts.date(), dataset.max_ts.date()
 left, right = st.columns([2, 1])
 period = left.date_input("Transactions from / to", (first, last), min_value=first, max_value=last, key="kpi-period",
                          help="Both days included.")
-start, end = (period[0], period[1]) if len(period) == 2 else (period[0], period[0])  # while a range is being picked
+# While a range is being picked the widget holds one day; cleared, none.
+start, end = (period[0], period[-1]) if period else (first, last)
 step = right.radio("Trend per", ["day", "week"], horizontal=True, key="kpi-step")
 
 summary = kpi_summary(conn, dataset, run.id, threshold, start, end)

@@ -9,27 +9,19 @@ import streamlit as st
 
 from dashboard import investigation_charts as charts
 from dashboard.cached import patterns, run_explainer
-from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.investigation import feature_descriptions, require_run
 from dashboard.maps import alert_map, tile_map
 from dashboard.progress import progress_status
-from dashboard.shell import page_setup
-from dashboard.state import active_dataset, queue_filters, set_queue_filters, show_flashes
+from dashboard.shell import dataset_page
+from dashboard.state import queue_filters, set_queue_filters
 from data.alerts import WEEKDAYS
 from data.datasets import labels_version
 from data.db import fetch_one
 from data.export import safe_csv
 from detectors.explain import GLOBAL_ALERTS, GLOBAL_NORMAL, global_importance
 
-page_setup()
-conn = get_cursor()
-dataset = active_dataset(conn)
-st.title("Geo & time")
-show_flashes()
-if dataset is None:
-    st.info("There is no dataset yet. Generate or import one on the Data page.")
-    st.stop()
+conn, dataset = dataset_page("Geo & time")
 run, threshold = require_run(conn, dataset)
 data = patterns(dataset.id, run.id, threshold, labels_version(conn, dataset.id))
 

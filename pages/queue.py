@@ -7,17 +7,14 @@ import math
 import streamlit as st
 
 from dashboard.cached import warm_explainer
-from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.investigation import act, assignee_choices, require_run, undo_box
-from dashboard.shell import page_setup
+from dashboard.shell import dataset_page
 from dashboard.state import (
-    active_dataset,
     current_analyst,
     queue_filters,
     queue_filters_version,
     set_queue_filters,
-    show_flashes,
 )
 from data.alerts import (
     LABEL_STATUSES,
@@ -33,14 +30,7 @@ from data.alerts import (
 from data.cases import LABELS, STATUS_TITLES, STATUSES, add_labels, labelled_cases, take_cases, update_cases
 from data.export import safe_csv
 
-page_setup()
-conn = get_cursor()
-dataset = active_dataset(conn)
-st.title("Alert queue")
-show_flashes()
-if dataset is None:
-    st.info("There is no dataset yet. Generate or import one on the Data page.")
-    st.stop()
+conn, dataset = dataset_page("Alert queue")
 run, threshold = require_run(conn, dataset)
 warm_explainer(dataset.id, run)  # the first case opened then shows its SHAP chart at once
 analyst = current_analyst()

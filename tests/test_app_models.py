@@ -3,6 +3,7 @@ drift, and managers' figures against direct SQL."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -28,6 +29,10 @@ def _page(path: str):
     at.switch_page(path).run()
     assert not at.exception, at.exception
     return at
+
+
+def _plotly_titles(at) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
 
 
 def _number(text: str) -> float:
@@ -64,6 +69,16 @@ def test_train_promote_and_roll_back_from_the_page(conn, fitted):
     at.run()
     assert active_run(conn, dataset).id == version.id
     assert "This version ranks the queue." in texts(at)
+    # The investigation pages follow the promoted version, and explain its probability.
+    queue = _page("pages/queue.py")
+    assert queue.dataframe[0].value["score"].between(0, 1).all()
+    top = queue.dataframe[0].value["transaction_id"].iloc[0]
+    case = app()
+    case.query_params["case"] = top
+    case.run()
+    case.switch_page("pages/case.py").run()
+    assert not case.exception, case.exception
+    assert any("Why it was flagged" in (json_title or "") for json_title in _plotly_titles(case))
     at.selectbox(key="models-version").set_value(base.id).run()
     one(at.button, f"Roll back to #{base.id}").click()
     at.run()
