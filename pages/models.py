@@ -51,7 +51,9 @@ with tab_versions:
     registry = model_registry(conn, dataset)
     shown = registry.drop(columns=["params", "features"]).assign(
         params=registry["params"].map(json.dumps), features=registry["features"].map(", ".join))
-    st.dataframe(shown, hide_index=True, column_config={
+    first = ["version", "active", "kind", "model", *METRICS, "detector_average_precision", "fraud_labels",
+             "legitimate_labels", "created_by", "created_at", "promoted_by", "promoted_at"]
+    st.dataframe(shown, hide_index=True, column_order=first + [c for c in shown.columns if c not in first], column_config={
         "version": st.column_config.NumberColumn("version", format="#%d"),
         "built_on": st.column_config.NumberColumn("built on run", format="#%d"),
         **{m: st.column_config.NumberColumn(title, format="%.3f") for m, title in METRICS.items()},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts
-from dashboard.formatting import fmt_int, fmt_pct, fmt_pen
+from dashboard.formatting import fmt_hours, fmt_int, fmt_pct, fmt_pen, fmt_pen_short
 from dashboard.investigation import require_run
 from dashboard.shell import dataset_page
 from data.export import safe_csv
@@ -30,22 +30,23 @@ if not summary["transactions"]:
     st.stop()
 row1 = st.columns(4)
 row1[0].metric("Transactions", fmt_int(summary["transactions"]))
-row1[1].metric("Amount processed", fmt_pen(summary["amount"]))
+row1[1].metric("Amount processed", fmt_pen_short(summary["amount"]), help=fmt_pen(summary["amount"]))
 row1[2].metric("Alerts", fmt_int(summary["alerts"]), help=f"Scored at or above the threshold of {run.label}.")
 row1[3].metric("Alert rate", fmt_pct(summary["alert_rate"]))
 row2 = st.columns(4)
 row2[0].metric("Confirmed fraud", fmt_int(summary["confirmed_fraud"]), help="Transactions an analyst labelled fraud.")
-row2[1].metric("Confirmed fraud amount", fmt_pen(summary["confirmed_fraud_amount"]))
+row2[1].metric("Confirmed fraud amount", fmt_pen_short(summary["confirmed_fraud_amount"]),
+               help=fmt_pen(summary["confirmed_fraud_amount"]))
 row2[2].metric("Precision of reviewed alerts", fmt_pct(summary["reviewed_precision"], 1),
                help=f"Of {fmt_int(summary['reviewed_alerts'])} alerts labelled fraud or legitimate, the share that was fraud.")
-hours = summary["mean_hours_to_decision"]
-row2[3].metric("Mean time to decision", "—" if hours is None else f"{hours:,.1f} h",
+row2[3].metric("Mean time to decision", fmt_hours(summary["mean_hours_to_decision"]),
                help="From when an alert could first be seen (the later of the transaction and its import) "
                     "to its first fraud/legitimate label.")
-oldest = summary["backlog_oldest_days"]
-st.metric("Backlog: unreviewed alerts", fmt_int(summary["backlog"]),
-          help="Alerts with no label whose case is not closed.",
-          delta=None if oldest is None else f"oldest waiting {oldest:,.1f} days", delta_color="off")
+row3 = st.columns(4)
+row3[0].metric("Backlog: unreviewed alerts", fmt_int(summary["backlog"]), help="Alerts with no label whose case is not closed.")
+oldest, mean_age = summary["backlog_oldest_days"], summary["backlog_mean_age_days"]
+row3[1].metric("Oldest unreviewed alert waiting", fmt_hours(None if oldest is None else oldest * 24))
+row3[2].metric("Mean backlog wait", fmt_hours(None if mean_age is None else mean_age * 24))
 
 trend = kpis(conn, dataset, run.id, threshold, step, start, end)
 st.plotly_chart(charts.kpi_trend(trend, step), key="kpi-trend")

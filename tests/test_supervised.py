@@ -109,3 +109,16 @@ def test_registry_lists_versions_with_who_and_the_side_by_side_validation(conn, 
     importance = importance_of(second)
     assert set(importance["feature"]) == set(second.features["numeric"])
     assert list(importance["importance"]) == sorted(importance["importance"], reverse=True)
+
+
+def test_promoting_a_version_that_is_not_this_datasets_changes_nothing(conn, labelled):
+    dataset, base, _ = labelled
+    other = store_synthetic(conn, "other", SyntheticConfig(rows=2_000, seed=1))
+    foreign = fit_run(conn, other, ["hbos"])
+    history = len(promotion_history(conn, dataset))
+    for run_id in (foreign.id, 9_999):
+        with pytest.raises(DataError, match="does not belong to this dataset"):
+            promote(conn, dataset, run_id, "sup")
+    with pytest.raises(DataError, match="model must be one of"):
+        retrain(conn, dataset, model="xgboost")
+    assert active_run(conn, dataset).id == base.id and len(promotion_history(conn, dataset)) == history
