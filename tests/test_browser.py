@@ -158,10 +158,14 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_role("link", name="Alert queue").click()
         page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for()
         # The multiselect opens from its chevron; its first option is "Select all", then the alerts.
+        # A rerun that lands while the list is open redraws the widget closed, so open it until it stays.
         unpicked = page.locator("[role=option][aria-selected=false]").filter(has_text="TX")
         for picked in range(3):  # the first unpicked alert, three times: the top three of the queue
-            if not unpicked.first.is_visible():
+            for _ in range(10):
+                if unpicked.first.is_visible():
+                    break
                 page.locator("[class*='st-key-queue-pick'] button[aria-label='Open']").click()
+                page.wait_for_timeout(500)
             unpicked.first.click()
             page.get_by_text(f"{picked + 1} selected.").wait_for()
         page.keyboard.press("Escape")
