@@ -23,7 +23,9 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 ## Serve the app at http://localhost:$(PORT) on $${CENTINELA_DB:-./centinela.duckdb}; demo data on first start.
+## On a database with no user yet, it first asks for the admin's password (or reads $$CENTINELA_ADMIN_PASSWORD).
 run: install
+	$(BIN)/centinela users first-admin
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 ## Install test dependencies (and Debian's chromium if missing), then run the whole suite.

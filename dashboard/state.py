@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
-
 import duckdb
 import streamlit as st
 
@@ -60,36 +57,12 @@ def active_dataset(conn: duckdb.DuckDBPyConnection) -> Dataset | None:
     return datasets[-1] if datasets else None
 
 
-ANALYST_KEY = "analyst"
-_ANALYST_VALUE = "analyst_value"
-
-
-def _keep_analyst() -> None:
-    st.session_state[_ANALYST_VALUE] = st.session_state[ANALYST_KEY].strip()
-
-
-def analyst_name() -> str:
-    """Who is working: a name in the sidebar, kept in the URL (sign-in replaces this later).
-
-    Defaults to $CENTINELA_ANALYST, else the operating-system user. Streamlit drops a widget's
-    state when the page changes, so the name lives in a plain session key and the widget is
-    refilled from it on every run.
-    """
-    if _ANALYST_VALUE not in st.session_state:
-        st.session_state[_ANALYST_VALUE] = (st.query_params.get(ANALYST_KEY) or os.environ.get("CENTINELA_ANALYST")
-                                            or getpass.getuser() or "analyst")
-    st.session_state[ANALYST_KEY] = st.session_state[_ANALYST_VALUE]
-    st.sidebar.text_input("Analyst", key=ANALYST_KEY, max_chars=64, on_change=_keep_analyst,
-                          help="Labels and case changes are recorded under this name.")
-    name = st.session_state[_ANALYST_VALUE]
-    if name:
-        st.query_params[ANALYST_KEY] = name
-    return name
-
-
 def current_analyst() -> str:
-    """The name entered in the sidebar (app.py draws the field on every page)."""
-    return str(st.session_state.get(_ANALYST_VALUE, "")).strip()
+    """Who is working: the signed-in user's name (labels and case changes are recorded under it)."""
+    from dashboard.auth import current_user
+
+    user = current_user()
+    return user.username if user else ""
 
 
 FILTERS_KEY = "queue_filters"

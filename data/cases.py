@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import duckdb
 import pandas as pd
 
+from data.audit import record
 from data.datasets import Dataset
 from data.db import fetch_one, transaction
 from data.errors import DataError
@@ -113,6 +114,9 @@ def add_labels(
 
     def write() -> str:
         with transaction(conn):
+            before = dict(conn.execute(
+                "SELECT transaction_id, label FROM current_labels WHERE dataset_id = ? AND transaction_id IN "
+                "(SELECT unnest(CAST(? AS VARCHAR[])))", [dataset.id, ids]).fetchall())
             conn.execute(
                 "INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at, id, batch_id) "
                 "SELECT ?, u.i, ?, ?, ?, current_timestamp::TIMESTAMP, nextval('label_ids'), ? "
@@ -122,9 +126,17 @@ def add_labels(
             if close and label != "unsure":
                 reason = "confirmed fraud" if label == "fraud" else "false positive"
                 _append_case_events(conn, dataset, ids, analyst, status="closed", reason=reason)
+            record(conn, analyst, "label", dataset_id=dataset.id, target=_target(ids),
+                   before={"labels": before} if before else None,
+                   after={"label": label, "note": note, "batch": batch, "transactions": ids, "closed": close})
         return batch
 
     return _retrying(write)
+
+
+def _target(ids: list[str]) -> str:
+    """An audit target: the transaction, or how many."""
+    return ids[0] if len(ids) == 1 else f"{len(ids):,} transactions"
 
 
 def undo_labels(conn: duckdb.DuckDBPyConnection, batch_id: str, analyst: str) -> int:
@@ -137,7 +149,10 @@ def undo_labels(conn: duckdb.DuckDBPyConnection, batch_id: str, analyst: str) ->
         raise DataError("that labelling action was already undone.")
 
     def write() -> int:
-        conn.execute("INSERT INTO label_undos VALUES (?, ?, current_timestamp::TIMESTAMP)", [batch_id, analyst])
+        with transaction(conn):
+            conn.execute("INSERT INTO label_undos VALUES (?, ?, current_timestamp::TIMESTAMP)", [batch_id, analyst])
+            dataset_id = fetch_one(conn, "SELECT any_value(dataset_id) FROM labels WHERE batch_id = ?", [batch_id])[0]
+            record(conn, analyst, "undo_labels", dataset_id=dataset_id, target=batch_id, after={"labels": int(count)})
         return int(count)
 
     return _retrying(write)
@@ -225,6 +240,9 @@ def update_cases(
     def write() -> int:
         with transaction(conn):
             _append_case_events(conn, dataset, ids, actor, status=status, assignee=assignee, reason=reason)
+            change = {"status": status, "reason": reason, **({"assignee": assignee} if assignee is not KEEP else {})}
+            record(conn, actor, "case", dataset_id=dataset.id, target=_target(ids),
+                   after={**{k: v for k, v in change.items() if v is not None or k == "assignee"}, "transactions": ids})
         return len(ids)
 
     return _retrying(write)

@@ -23,6 +23,9 @@ from data.features import compute_features, feature_catalogue
 from data.ingest import ENCODINGS, import_file, inspect_file
 from data.synthetic import SyntheticConfig, store_synthetic
 
+# Who the audit trail records for command-line work: the operator's account on this machine.
+OPERATOR = f"cli:{getpass.getuser() or 'unknown'}"
+
 
 class _Progress:
     """Progress lines on stderr, e.g. `[ 45%] Checking 1,000,000 rows`."""
@@ -125,6 +128,29 @@ def _parser() -> argparse.ArgumentParser:
     mod = sub.add_parser("models", help="list a dataset's detector runs and model versions")
     mod.add_argument("name", help="dataset")
     mod.add_argument("--json", action="store_true", help="print JSON")
+
+    usr = sub.add_parser("users", help="app users: add, list, change (the first admin too)")
+    usr_sub = usr.add_subparsers(dest="users_command", required=True)
+    add = usr_sub.add_parser("add", help="add a user; asks for the password (or reads it from stdin)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=("analyst", "manager", "data_scientist", "admin"))
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    usr_sub.add_parser("list", help="list users and roles").add_argument("--json", action="store_true")
+    usr_sub.add_parser("first-admin", help="with no user yet: create the admin from $CENTINELA_ADMIN_PASSWORD, "
+                                          "or ask for its password at a terminal (`make run` calls this)")
+    chg = usr_sub.add_parser("set", help="change a user's role or password, or disable / enable it")
+    chg.add_argument("username")
+    chg.add_argument("--role", choices=("analyst", "manager", "data_scientist", "admin"))
+    chg.add_argument("--password-stdin", action="store_true", help="read a new password from standard input")
+    state = chg.add_mutually_exclusive_group()
+    state.add_argument("--disable", action="store_true")
+    state.add_argument("--enable", action="store_true")
+
+    aud = sub.add_parser("audit", help="print the audit trail, newest first")
+    aud.add_argument("--actor", help="only this actor")
+    aud.add_argument("--action", action="append", default=[], help="only this action (repeatable)")
+    aud.add_argument("--limit", type=int, default=100)
+    aud.add_argument("--json", action="store_true", help="print JSON lines")
     return parser
 
 
@@ -173,10 +199,77 @@ def main(argv: Sequence[str] | None = None) -> int:
         conn.close()
 
 
+def _read_password(from_stdin: bool) -> str:
+    """A password from standard input, or typed twice at a terminal (never an argument: it would
+    stay in the shell history and the process list)."""
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Password again: ") != first:
+        raise DataError("the two passwords differ.")
+    return first
+
+
+def _users(args: argparse.Namespace, conn) -> int:
+    import pandas as pd
+
+    from data.users import add_user, change_user, list_users
+
+    if args.users_command == "first-admin":
+        from data.users import ADMIN_PASSWORD_ENV, ensure_first_admin, has_users
+
+        if has_users(conn):
+            return 0
+        created = ensure_first_admin(conn)
+        if created is None and sys.stdin.isatty():
+            print("No user exists yet. Create the first admin (user name 'admin').")
+            created = add_user(conn, "admin", _read_password(False), "admin", OPERATOR)
+        if created is None:
+            print(f"No user exists yet: set {ADMIN_PASSWORD_ENV} or run `centinela users add NAME --role admin`; "
+                  "the app shows the same until then.")
+        else:
+            print(f"created the first admin, {created.username!r}; sign in with it")
+        return 0
+    if args.users_command == "add":
+        user = add_user(conn, args.username, _read_password(args.password_stdin), args.role, OPERATOR)
+        print(f"added {user.username!r} as {user.role}")
+    elif args.users_command == "list":
+        users = list_users(conn)
+        if args.json:
+            print(users.to_json(orient="records", date_format="iso"))
+        for row in ([] if args.json else users.itertuples()):
+            state = " (disabled)" if pd.notna(row.disabled_at) else ""
+            print(f"{row.username:<24} {row.role:<15} added {row.created_at:%Y-%m-%d} by {row.created_by}{state}")
+    else:
+        password = _read_password(True) if args.password_stdin else None
+        disabled = True if args.disable else False if args.enable else None
+        change_user(conn, args.username, OPERATOR, role=args.role, password=password, disabled=disabled)
+        print(f"changed {args.username!r}")
+    return 0
+
+
 def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
+    if args.command == "users":
+        return _users(args, conn)
+
+    if args.command == "audit":
+        import pandas as pd
+
+        from data.audit import audit_log
+
+        log = audit_log(conn, actor=args.actor, actions=tuple(args.action), limit=args.limit)
+        for row in log.itertuples():
+            if args.json:
+                print(json.dumps({"id": row.id, "when": str(row.when), "actor": row.actor, "action": row.action,
+                                  "dataset_id": None if pd.isna(row.dataset_id) else int(row.dataset_id),
+                                  "target": row.target, "before": row.before, "after": row.after}, default=str))
+            else:
+                print(f"{row.when:%Y-%m-%d %H:%M:%S}  {row.actor:<20} {row.action:<12} {row.target or ''}")
+        return 0
+
     if args.command == "generate":
         cfg = SyntheticConfig(rows=args.rows, seed=args.seed, fraud_rate=args.fraud_rate, start=args.start, days=args.days)
-        dataset = store_synthetic(conn, args.name, cfg, progress=progress)
+        dataset = store_synthetic(conn, args.name, cfg, progress=progress, actor=OPERATOR)
         print(f"generated {dataset.name!r}: {dataset.row_count:,} rows, {dataset.min_ts} to {dataset.max_ts}")
         if not args.no_features:
             _features(conn, dataset, 7, progress)
@@ -189,7 +282,7 @@ def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
             print(json.dumps({"roles": mapping.roles, "categorical": mapping.categorical, "numeric": mapping.numeric}, indent=2))
             return 0
         result = import_file(conn, args.path, args.name, mapping, encoding=info.encoding,
-                             skip_bad_rows=args.skip_bad_rows, progress=progress)
+                             skip_bad_rows=args.skip_bad_rows, progress=progress, actor=OPERATOR)
         print(f"imported {result.dataset.name!r}: {result.rows_stored:,} of {result.rows_read:,} rows "
               f"in {result.seconds:.1f} s")
         for note in result.notes:
@@ -255,7 +348,8 @@ def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
             feature_set = ensure_features(conn, dataset)
             spec = FeatureSpec(list(feature_set.computed), [c.strip() for c in args.categorical.split(",") if c.strip()])
         run = fit_run(conn, dataset, names, _detector_params(names, args.param), contamination=args.contamination,
-                      combine=args.combine, train_until=args.train_until, spec=spec, seed=args.seed, progress=progress)
+                      combine=args.combine, train_until=args.train_until, spec=spec, seed=args.seed, progress=progress,
+                      created_by=OPERATOR)
         if args.json:
             print(json.dumps(run.__dict__, default=str, indent=2))
         else:
@@ -302,7 +396,7 @@ def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
 
         dataset = get_dataset(conn, args.name)
         run = retrain(conn, dataset, model=args.model, base_run_id=args.base_run, use_truth=not args.no_truth,
-                      train_until=args.train_until, created_by=getpass.getuser() or "cli",
+                      train_until=args.train_until, created_by=OPERATOR,
                       progress=progress)
         if args.json:
             print(json.dumps({"version": run.id, "model": run.detector, "label_counts": run.label_counts,
@@ -321,7 +415,7 @@ def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
         from detectors.supervised import promote
 
         dataset = get_dataset(conn, args.name)
-        run = promote(conn, dataset, args.version, getpass.getuser() or "cli")
+        run = promote(conn, dataset, args.version, OPERATOR)
         print(f"run #{run.id} ({run.detector}) now ranks the queue of {dataset.name!r}")
         return 0
 
@@ -345,7 +439,7 @@ def _run(args: argparse.Namespace, conn, progress: _Progress) -> int:
         return 0
 
     if args.command == "delete":
-        dataset = delete_dataset(conn, args.name)
+        dataset = delete_dataset(conn, args.name, OPERATOR)
         print(f"moved {dataset.name!r} to the trash; restore it from the Data page")
         return 0
     raise AssertionError(args.command)

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from data.audit import record
 from data.db import checked_ident, fetch_one, quote_ident, transaction
 from data.errors import DataError
 
@@ -134,7 +135,7 @@ class NewDataset:
 
 
 @contextmanager
-def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str) -> Iterator[NewDataset]:
+def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str, actor: str = "cli") -> Iterator[NewDataset]:
     """Open a transaction for a new dataset; the block creates `table` and fills in `columns`.
 
     When the block ends the dataset is registered and committed; if it raises, everything it
@@ -159,32 +160,39 @@ def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str) -> Iter
             [dataset_id, name, pending.table_name, source, row_count, min_ts, max_ts,
              json.dumps([c.as_dict() for c in pending.columns]), json.dumps(pending.report, default=str)],
         )
+        record(conn, actor, "generate" if source == "synthetic" else "import", dataset_id=dataset_id, target=name,
+               after={"source": source, "rows": row_count, "from": min_ts, "until": max_ts})
 
 
-def delete_dataset(conn: duckdb.DuckDBPyConnection, name: str) -> Dataset:
+def delete_dataset(conn: duckdb.DuckDBPyConnection, name: str, actor: str = "cli") -> Dataset:
     """Move a dataset to the trash; `restore_dataset` undoes it until `purge_deleted` runs."""
     dataset = get_dataset(conn, name)
-    conn.execute("UPDATE datasets SET deleted_at = current_timestamp::TIMESTAMP WHERE id = ?", [dataset.id])
+    with transaction(conn):
+        conn.execute("UPDATE datasets SET deleted_at = current_timestamp::TIMESTAMP WHERE id = ?", [dataset.id])
+        record(conn, actor, "delete", dataset_id=dataset.id, target=dataset.name, before={"rows": dataset.row_count})
     return dataset
 
 
-def restore_dataset(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> Dataset:
+def restore_dataset(conn: duckdb.DuckDBPyConnection, dataset_id: int, actor: str = "cli") -> Dataset:
     """Take a dataset back out of the trash."""
-    found = conn.execute(
-        "UPDATE datasets SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL RETURNING id", [dataset_id]
-    ).fetchall()
-    if not found:
-        raise DataError(f"dataset {dataset_id} is not in the trash.")
+    with transaction(conn):
+        found = conn.execute(
+            "UPDATE datasets SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL RETURNING name", [dataset_id]
+        ).fetchall()
+        if not found:
+            raise DataError(f"dataset {dataset_id} is not in the trash.")
+        record(conn, actor, "restore", dataset_id=dataset_id, target=found[0][0])
     return get_dataset(conn, dataset_id)
 
 
-def purge_deleted(conn: duckdb.DuckDBPyConnection) -> int:
+def purge_deleted(conn: duckdb.DuckDBPyConnection, actor: str = "cli") -> int:
     """Drop every dataset in the trash for good, with its features and labels."""
-    ids = [r[0] for r in conn.execute("SELECT id FROM datasets WHERE deleted_at IS NOT NULL").fetchall()]
-    for dataset_id in ids:
+    rows = conn.execute("SELECT id, name, row_count FROM datasets WHERE deleted_at IS NOT NULL").fetchall()
+    for dataset_id, name, row_count in rows:
         with transaction(conn):
             _purge(conn, dataset_id)
-    return len(ids)
+            record(conn, actor, "purge", dataset_id=dataset_id, target=name, before={"rows": row_count})
+    return len(rows)
 
 
 def _purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:

@@ -163,6 +163,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "INSERT INTO promotions SELECT dataset_id, run_id, 'fit', 'migration', current_timestamp::TIMESTAMP FROM active_runs",
     ),
+    (
+        # Sign-in: local users with argon2 password hashes (never the password), and a role each.
+        """CREATE TABLE users (
+            username VARCHAR PRIMARY KEY,
+            password_hash VARCHAR,
+            role VARCHAR NOT NULL CHECK (role IN ('analyst', 'manager', 'data_scientist', 'admin')),
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL,
+            disabled_at TIMESTAMP
+        )""",
+        # The audit trail, append-only: who did what, when, to what, with before/after values.
+        "CREATE SEQUENCE audit_ids START 1",
+        """CREATE TABLE audit (
+            id BIGINT PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL,
+            actor VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            dataset_id INTEGER,
+            target VARCHAR,
+            before_value JSON,
+            after_value JSON
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -29,7 +29,7 @@ def database_is_empty(conn: duckdb.DuckDBPyConnection) -> bool:
 def create_demo(conn: duckdb.DuckDBPyConnection, progress: ProgressFn = no_progress) -> Dataset:
     """Generate the demo dataset and its features."""
     rows = demo_rows()
-    dataset = store_synthetic(conn, DEMO_NAME, SyntheticConfig(rows=rows),
+    dataset = store_synthetic(conn, DEMO_NAME, SyntheticConfig(rows=rows), actor="demo",
                               progress=lambda f, m: progress(f * 0.8, m))
     compute_features(conn, dataset, progress=lambda f, m: progress(0.8 + f * 0.2, m))
     return dataset

@@ -331,6 +331,7 @@ def import_file(
     encoding: str = "utf-8",
     skip_bad_rows: bool = False,
     progress: ProgressFn = no_progress,
+    actor: str = "cli",
 ) -> ImportResult:
     """Import a CSV or Parquet file as dataset `name`; all or nothing.
 
@@ -357,7 +358,7 @@ def import_file(
 
     cursor = conn.cursor()  # its own connection, so a failed import cannot disturb the caller's
     try:
-        with new_dataset(cursor, name, f"file: {info.display_name}") as new:
+        with new_dataset(cursor, name, f"file: {info.display_name}", actor) as new:
             progress(0.10, f"Reading {info.display_name}")
             try:
                 cursor.execute(f"CREATE TABLE {new.table} AS SELECT {select} FROM {reader}", [*params, *reader_params])

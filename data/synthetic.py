@@ -476,7 +476,8 @@ SYNTHETIC_NUMERIC = ("customer_age", "account_age_days")
 
 
 def store_synthetic(
-    conn: duckdb.DuckDBPyConnection, name: str, config: SyntheticConfig | None = None, progress: ProgressFn | None = None
+    conn: duckdb.DuckDBPyConnection, name: str, config: SyntheticConfig | None = None, progress: ProgressFn | None = None,
+    actor: str = "cli",
 ) -> Dataset:
     """Generate a dataset and store it under `name` (one transaction, like an import)."""
     cfg = (config or SyntheticConfig()).validated()
@@ -496,7 +497,7 @@ def store_synthetic(
     cursor = conn.cursor()
     cursor.register(view, frame)
     try:
-        with new_dataset(cursor, name, "synthetic") as new:
+        with new_dataset(cursor, name, "synthetic", actor) as new:
             cursor.execute(f"CREATE TABLE {new.table} AS SELECT {', '.join(exprs)} FROM {quote_ident(view)}")
             new.columns = columns
             new.report = {"generator": {"rows": cfg.rows, "seed": cfg.seed, "fraud_rate": cfg.fraud_rate,

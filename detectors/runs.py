@@ -21,6 +21,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from data.audit import record
 from data.datasets import Dataset
 from data.db import ProgressFn, fetch_one, no_progress, transaction
 from data.errors import DataError
@@ -193,6 +194,10 @@ def save_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, model: Any, tx_r
                  json.dumps(label_counts) if label_counts is not None else None],
             )
             conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run_id])
+            record(conn, created_by, "retrain" if kind == "supervised" else "fit", dataset_id=dataset.id,
+                   target=f"run #{run_id}", after={"detector": detector, "params": params, "contamination": contamination,
+                                                   "train_until": train_until, "rows": fit_rows,
+                                                   "labels": label_counts, "built_on": base_run_id})
             if activate:
                 set_active_run(conn, dataset.id, run_id, created_by)
     except BaseException:
@@ -256,6 +261,10 @@ def set_active_run(conn: duckdb.DuckDBPyConnection, dataset_id: int, run_id: int
     """Make a run the one the queue ranks by; recorded in `promotions` (fit, promote or rollback)."""
     if fetch_one(conn, "SELECT 1 FROM runs WHERE id = ? AND dataset_id = ?", [run_id, dataset_id]) is None:
         raise DataError(f"run #{run_id} does not belong to this dataset.")
+    if action != "fit":  # a fit is audited with the run itself
+        previous = fetch_one(conn, "SELECT run_id FROM active_runs WHERE dataset_id = ?", [dataset_id])
+        record(conn, actor, action, dataset_id=dataset_id, target=f"run #{run_id}",
+               before={"run": previous[0] if previous else None}, after={"run": run_id})
     conn.execute("INSERT OR REPLACE INTO active_runs VALUES (?, ?)", [dataset_id, run_id])
     conn.execute("INSERT INTO promotions VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP)",
                  [dataset_id, run_id, action, actor])
@@ -279,10 +288,16 @@ def resolve_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int |
     return run
 
 
-def set_contamination(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float) -> None:
+def set_contamination(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float, actor: str = "cli") -> None:
     """Save a new contamination (threshold) for a run; the scores stay as they are."""
     check_contamination(contamination)
-    conn.execute("UPDATE runs SET contamination = ? WHERE id = ?", [float(contamination), int(run_id)])
+    with transaction(conn):
+        before = fetch_one(conn, "SELECT dataset_id, contamination FROM runs WHERE id = ?", [int(run_id)])
+        if before is None:
+            raise DataError(f"there is no run #{run_id}.")
+        conn.execute("UPDATE runs SET contamination = ? WHERE id = ?", [float(contamination), int(run_id)])
+        record(conn, actor, "threshold", dataset_id=before[0], target=f"run #{run_id}",
+               before={"contamination": before[1]}, after={"contamination": float(contamination)})
 
 
 def run_scores(conn: duckdb.DuckDBPyConnection, run_id: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
 from dashboard.mapping_editor import mapping_editor
 from dashboard.progress import progress_status
 from dashboard.shell import page_setup
-from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
+from dashboard.state import active_dataset, current_analyst, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
 from data.datasets import (
     delete_dataset,
@@ -144,7 +144,8 @@ with importer:
                     try:
                         with progress_status(f"Importing {info.display_name}") as report_progress:
                             result = import_file(conn, info.path, name, mapping, display_name=info.display_name,
-                                                 encoding=info.encoding, skip_bad_rows=skip_bad, progress=report_progress)
+                                                 encoding=info.encoding, skip_bad_rows=skip_bad, progress=report_progress,
+                                                 actor=current_analyst())
                             compute_features(conn, result.dataset, progress=report_progress)
                     except DataError as exc:
                         st.error(str(exc))
@@ -175,7 +176,7 @@ with generator:
             try:
                 with progress_status(f"Generating {rows:,} transactions") as report_progress:
                     cfg = SyntheticConfig(rows=int(rows), seed=int(seed), fraud_rate=fraud_pct / 100, days=int(days), start=start)
-                    created = store_synthetic(conn, name, cfg, progress=report_progress)
+                    created = store_synthetic(conn, name, cfg, progress=report_progress, actor=current_analyst())
                     compute_features(conn, created, progress=report_progress)
             except (DataError, ValueError) as exc:
                 st.error(str(exc))
@@ -200,7 +201,7 @@ with manager:
                 if confirm.strip() != target:
                     st.error("The name typed does not match; nothing was deleted.")
                 else:
-                    deleted = delete_dataset(conn, target)
+                    deleted = delete_dataset(conn, target, current_analyst())
                     st.session_state["undo_delete"] = deleted.id
                     flash("success", f"Moved '{deleted.name}' to the trash.")
                     st.rerun()
@@ -209,7 +210,7 @@ with manager:
 
     undo_id = st.session_state.get("undo_delete")
     if undo_id is not None and st.button("Undo the last delete", type="primary"):
-        restored = restore_dataset(conn, undo_id)
+        restored = restore_dataset(conn, undo_id, current_analyst())
         st.session_state.pop("undo_delete")
         set_active_dataset(restored.name)
         flash("success", f"Restored '{restored.name}'.")
@@ -222,12 +223,12 @@ with manager:
             col_name, col_button = st.columns([4, 1])
             col_name.write(f"**{d.name}** · {d.row_count:,} rows · {d.source}")
             if col_button.button("Restore", key=f"restore-{d.id}"):
-                restore_dataset(conn, d.id)
+                restore_dataset(conn, d.id, current_analyst())
                 set_active_dataset(d.name)
                 flash("success", f"Restored '{d.name}'.")
                 st.rerun()
         if st.button("Empty trash", help="Deletes the datasets in the trash for good, with their features and labels."):
-            count = purge_deleted(conn)
+            count = purge_deleted(conn, current_analyst())
             st.session_state.pop("undo_delete", None)
             flash("success", f"Deleted {count} dataset(s) for good.")
             st.rerun()

@@ -136,7 +136,7 @@ with tab_active:
                    f"card precision@{ranking['k']} {_fmt(ranking['card_precision_at_k'])} · F1 {_fmt(at_threshold['f1'])} · "
                    f"{run.detector}{' (fitted on a sample)' if run.sampled else ''}, fit {run.fit_seconds:.1f} s")
         if contamination != run.contamination and st.button(f"Save contamination {contamination:.3f} for run #{run.id}"):
-            set_contamination(conn, run.id, contamination)
+            set_contamination(conn, run.id, contamination, current_analyst() or "app")
             flash("success", f"Saved contamination {contamination:.3f} for run #{run.id}.")
             st.rerun()
         left, right = st.columns(2)

@@ -31,8 +31,19 @@ def server_like_navigation(monkeypatch):
     monkeypatch.setattr(PagesManager, "__init__", init)
 
 
-def app() -> AppTest:
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+def app(user: str = "ana", role: str = "admin") -> AppTest:
+    """app.py with a session signed in as `user` with `role` (role=None: not signed in).
+
+    The signed-in user lives in server-side session state, which a browser cannot set; the
+    sign-in form itself is tested in tests/test_auth.py and in the browser.
+    """
+    from dashboard.auth import USER_KEY
+    from data.users import User
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if role is not None:
+        at.session_state[USER_KEY] = User(user, role)
+    return at
 
 
 def one(elements, label: str):

@@ -85,3 +85,20 @@ def metric_value(page, label: str) -> str:
     """The value of the st.metric with this label."""
     metric = page.get_by_test_id("stMetric").filter(has_text=label).first
     return metric.get_by_test_id("stMetricValue").inner_text().strip()
+
+
+# The admin every browser test's server starts with (created from the environment on first start).
+ADMIN, ADMIN_PASSWORD = "ana", "a long test password"
+
+
+def admin_env(user: str = ADMIN, password: str = ADMIN_PASSWORD) -> dict[str, str]:
+    return {"CENTINELA_ADMIN_USER": user, "CENTINELA_ADMIN_PASSWORD": password}
+
+
+def sign_in(page, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+    """Fill in and submit the sign-in form (a new browser session starts signed out)."""
+    form = page.get_by_test_id("stForm").filter(has_text="Sign in")
+    form.get_by_label("User name").fill(user)
+    form.get_by_label("Password", exact=True).fill(password)
+    form.get_by_role("button", name="Sign in").click()
+    form.wait_for(state="detached")

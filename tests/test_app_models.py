@@ -18,7 +18,6 @@ pytestmark = pytest.mark.usefixtures("server_like_navigation")
 
 @pytest.fixture
 def fitted(conn, small_dataset, monkeypatch):
-    monkeypatch.setenv("CENTINELA_ANALYST", "ana")
     run = fit_run(conn, small_dataset, ["isolation_forest"], train_until=default_split(small_dataset))
     return small_dataset, run
 

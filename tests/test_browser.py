@@ -7,7 +7,7 @@ import pytest
 from data.datasets import get_dataset
 from data.db import connect
 from data.demo import DEFAULT_DEMO_ROWS, DEMO_NAME
-from tests.browser import SCREENSHOTS, chromium_page, metric_value, streamlit_server
+from tests.browser import SCREENSHOTS, admin_env, chromium_page, metric_value, sign_in, streamlit_server
 from tests.samples import write_shape
 
 pytestmark = pytest.mark.browser
@@ -15,8 +15,9 @@ pytestmark = pytest.mark.browser
 
 def test_fresh_database_shows_the_demo_datasets_row_count(tmp_path):
     db = tmp_path / "fresh.duckdb"
-    with streamlit_server(db) as url, chromium_page() as page:
+    with streamlit_server(db, env=admin_env()) as url, chromium_page() as page:
         page.goto(url)
+        sign_in(page)
         # First start generates the demo dataset (default size) with progress, then shows the Data page.
         page.get_by_role("heading", name="Data").wait_for(timeout=120_000)
         page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for()
@@ -59,11 +60,13 @@ def test_fresh_database_shows_the_demo_datasets_row_count(tmp_path):
 
 def test_first_request_to_a_page_url_on_a_cold_server(tmp_path):
     db = tmp_path / "cold.duckdb"
-    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "4000"}) as url, chromium_page() as page:
+    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "4000", **admin_env()}) as url, chromium_page() as page:
         page.goto(f"{url}/data")
+        sign_in(page)
         page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for(timeout=120_000)
         assert metric_value(page, "Rows") == "4,000"
         page.reload()
+        sign_in(page)  # a reload is a new session: signed out
         page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for()
         assert metric_value(page, "Rows") == "4,000"
         assert page.get_by_text("Active dataset").count() >= 1  # the shell is back after the first run
@@ -73,7 +76,7 @@ def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
     """Queue -> case -> SHAP chart -> label -> reload keeps it; the map draws with no internet at all."""
     db = tmp_path / "investigate.duckdb"
     outside: list[str] = []
-    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "20000", "CENTINELA_ANALYST": "ana"}) as url, \
+    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "20000", **admin_env()}) as url, \
             chromium_page() as page:
         local = url.split("//")[1]
 
@@ -86,12 +89,12 @@ def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
 
         page.context.route("**/*", only_local)
         page.goto(url)
+        sign_in(page)
         page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for(timeout=180_000)  # demo data made
         page.get_by_role("link", name="Alert queue").click()
         page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for()
         assert metric_value(page, "Alerts matching") == "200"  # 1% of 20,000
-        analyst = page.get_by_test_id("stSidebarUserContent").get_by_test_id("stTextInputField")
-        assert analyst.input_value() == "ana"  # the name survives the page change
+        assert "ana" in page.get_by_test_id("stSidebarUserContent").inner_text()  # still signed in after a page change
         page.wait_for_timeout(800)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "queue.png"))
@@ -111,6 +114,7 @@ def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
         form.get_by_role("button", name="Save label").click()
         page.get_by_text("as fraud.").wait_for()
         page.reload()
+        sign_in(page)
         page.get_by_test_id("stMetric").filter(has_text="Label").wait_for()
         assert metric_value(page, "Label") == "fraud"
         assert page.url == case_url
@@ -146,9 +150,10 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
     import pandas as pd
 
     db = tmp_path / "learn.duckdb"
-    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "20000", "CENTINELA_ANALYST": "mia"}) as url, \
+    with streamlit_server(db, env={"CENTINELA_DEMO_ROWS": "20000", **admin_env("mia")}) as url, \
             chromium_page() as page:
         page.goto(url)
+        sign_in(page, "mia")
         page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for(timeout=180_000)
         page.get_by_role("link", name="KPI overview").click()
         page.get_by_test_id("stMetric").filter(has_text="Confirmed fraud amount").wait_for()
@@ -202,3 +207,50 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_role("heading", name="KPI overview").scroll_into_view_if_needed()
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "kpi.png"))
+
+
+def test_a_manager_sees_kpis_with_masked_customers_and_no_queue(tmp_path):
+    import pandas as pd
+
+    from data.cases import add_labels
+    from data.features import compute_features
+    from data.synthetic import SyntheticConfig, store_synthetic
+    from data.users import add_user
+    from detectors.runs import default_split, fit_run
+
+    db = tmp_path / "roles.duckdb"
+    conn = connect(db)
+    dataset = store_synthetic(conn, "bank", SyntheticConfig(rows=5_000, seed=1))
+    compute_features(conn, dataset)
+    run = fit_run(conn, dataset, ["isolation_forest"], train_until=default_split(dataset))
+    top = conn.execute(f"SELECT transaction_id, customer_id FROM scores JOIN {dataset.table} USING (tx_row) "
+                       "WHERE run_id = ? ORDER BY score DESC LIMIT 3", [run.id]).fetchall()
+    add_labels(conn, dataset, [t for t, _ in top], "fraud", "ana")
+    add_user(conn, "ana", "a long test password", "admin", "test")
+    add_user(conn, "rosa", "another long password", "manager", "ana")
+    conn.close()
+    with streamlit_server(db) as url, chromium_page() as page:
+        page.goto(url)
+        sign_in(page, "rosa", "another long password")
+        page.get_by_role("heading", name="KPI overview").wait_for()  # a manager lands on the KPIs
+        assert metric_value(page, "Confirmed fraud") == "3"
+        sidebar = page.get_by_test_id("stSidebarUserContent").inner_text()
+        assert "KPI overview" in sidebar and "Manager" in sidebar
+        for hidden in ("Alert queue", "Case", "Data", "Models", "Users & audit"):
+            assert page.get_by_role("link", name=hidden, exact=True).count() == 0, hidden
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "manager.png"))
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download confirmed fraud (CSV)").click()
+        confirmed = pd.read_csv(download.value.path())
+        assert len(confirmed) == 3 and confirmed["customer"].str.startswith("••••").all()
+        assert not set(confirmed["customer"]) & {c for _, c in top}  # no raw identifier reaches a manager
+
+        page.goto(f"{url}/queue")  # the queue's URL, typed in directly
+        sign_in(page, "rosa", "another long password")
+        page.get_by_text("does not give access to this page").wait_for()
+        assert page.get_by_test_id("stDataFrame").count() == 0 and page.get_by_test_id("stMetric").count() == 0
+    conn = connect(db)
+    actions = conn.execute("SELECT actor, action FROM audit WHERE action IN ('login', 'login_failed') ORDER BY id").fetchall()
+    conn.close()
+    assert actions == [("rosa", "login"), ("rosa", "login")]

@@ -1,0 +1,54 @@
+"""The audit trail: every import, deletion, run, saved threshold, label, retrain, promotion,
+rollback, sign-in and user change, appended with who, when, what and before/after.
+
+Rows are only ever inserted (there is no update or delete path in the code). Writers record in
+the same transaction as the change where they have one, so a change and its record land together.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+ACTIONS = ("import", "generate", "delete", "restore", "purge", "fit", "threshold", "label", "undo_labels",
+           "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change")
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str, sort_keys=True)
+
+
+def record(conn: duckdb.DuckDBPyConnection, actor: str, action: str, *, dataset_id: int | None = None,
+           target: str | None = None, before: Any = None, after: Any = None) -> None:
+    """Append one audit row."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    conn.execute(
+        "INSERT INTO audit VALUES (nextval('audit_ids'), current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+        [str(actor or "unknown")[:128], action, dataset_id, None if target is None else str(target)[:512],
+         _json(before), _json(after)],
+    )
+
+
+def audit_log(conn: duckdb.DuckDBPyConnection, *, actor: str | None = None, actions: tuple[str, ...] = (),
+              start: date | None = None, end: date | None = None, text: str = "", limit: int = 1_000) -> pd.DataFrame:
+    """Audit rows, newest first, filtered by actor, actions, days (inclusive) and text in the target
+    or values (taken literally)."""
+    since = datetime.combine(start, datetime.min.time()) if start else None
+    until = datetime.combine(end + timedelta(days=1), datetime.min.time()) if end else None
+    text = text.strip()[:200].lower()
+    return conn.execute(
+        """SELECT id, created_at AS "when", actor, action, dataset_id, target, before_value AS before,
+                  after_value AS after FROM audit
+           WHERE (CAST(? AS VARCHAR) IS NULL OR actor = ?)
+             AND (len(CAST(? AS VARCHAR[])) = 0 OR action IN (SELECT unnest(CAST(? AS VARCHAR[]))))
+             AND (CAST(? AS TIMESTAMP) IS NULL OR created_at >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR created_at < ?)
+             AND (? = '' OR contains(lower(coalesce(target, '') || ' ' || coalesce(CAST(before_value AS VARCHAR), '')
+                                           || ' ' || coalesce(CAST(after_value AS VARCHAR), '')), ?))
+           ORDER BY id DESC LIMIT ?""",
+        [actor, actor, list(actions), list(actions), since, since, until, until, text, text, int(limit)],
+    ).df()
