@@ -258,17 +258,24 @@ def _text(src: str) -> str:
     return f"NULLIF(trim(CAST({src} AS VARCHAR)), '')"
 
 
+MIN_YEAR, MAX_YEAR = 1970, 2099
+MAX_AMOUNT = 1e12  # soles; larger is a unit or parsing error, and would swamp every total
+
+
 def _parse_expr(role: str, src: str, source_type: str) -> str:
     """SQL turning a source column into the role's type; NULL where the value does not parse."""
     if role == "timestamp":
         if source_type.startswith(("TIMESTAMP", "DATE")):
-            return f"CAST({src} AS TIMESTAMP)"
-        return f"coalesce(TRY_CAST({_text(src)} AS TIMESTAMP), try_strptime({_text(src)}, ?))"
+            value = f"CAST({src} AS TIMESTAMP)"
+        else:
+            value = f"coalesce(TRY_CAST({_text(src)} AS TIMESTAMP), try_strptime({_text(src)}, ?))"
+        # A transaction in 1900 or 2150 is a broken export, and would stretch every daily view.
+        return f"(CASE WHEN {value} >= TIMESTAMP '{MIN_YEAR}-01-01' AND {value} < TIMESTAMP '{MAX_YEAR + 1}-01-01' THEN {value} END)"
     if role == "amount":
         text = _text(src)
         value = (f"coalesce(TRY_CAST({text} AS DOUBLE), "
                  f"TRY_CAST(regexp_replace({text}, '^(S/\\.?|PEN|\\$)\\s*|,', '', 'g') AS DOUBLE))")
-        return f"(CASE WHEN isfinite({value}) AND {value} >= 0 THEN {value} END)"
+        return f"(CASE WHEN isfinite({value}) AND {value} >= 0 AND {value} < {MAX_AMOUNT:.0f} THEN {value} END)"
     if role in ("lat", "lon"):
         limit = 90 if role == "lat" else 180
         value = f"TRY_CAST({_text(src)} AS DOUBLE)"
@@ -284,15 +291,15 @@ def _parse_expr(role: str, src: str, source_type: str) -> str:
 
 def _expr_params(role: str, source_type: str) -> list[Any]:
     if role == "timestamp" and not source_type.startswith(("TIMESTAMP", "DATE")):
-        return [TIMESTAMP_FORMATS]
+        return [TIMESTAMP_FORMATS] * 3  # the parsed value appears three times in the range check
     if role == "label":
         return [TRUE_WORDS, FALSE_WORDS]
     return []
 
 
 PROBLEM_TEXT = {
-    "timestamp": "is not a date/time",
-    "amount": "is not a non-negative amount",
+    "timestamp": f"is not a date/time from {MIN_YEAR} to {MAX_YEAR}",
+    "amount": f"is not a non-negative amount below {MAX_AMOUNT:,.0f}",
     "lat": "is not a latitude between -90 and 90",
     "lon": "is not a longitude between -180 and 180",
     "label": "is not a fraud label (1/0, true/false, yes/no, fraud/legit)",
@@ -445,7 +452,10 @@ def _flagged(subset: list[_Check], checks: list[_Check]) -> str:
 def _rejection(bad_required: list[dict[str, Any]], info: FileInfo) -> DataError:
     first = bad_required[0]
     total = sum(p["count"] for p in bad_required)
-    more = f" ({total:,} such values in all; first rows: {', '.join(f'{r:,}' for r in first['rows'])})" if total > 1 else ""
+    rows = ", ".join(f"{r:,}" for r in first["rows"])
+    more = f" ({first['count']:,} such values in this column; first rows: {rows})" if first["count"] > 1 else ""
+    if total > first["count"]:
+        more += f" ({total - first['count']:,} more in {', '.join(repr(p['column']) for p in bad_required[1:])})"
     value = "an empty value" if first["value"] is None else repr(first["value"])
     return DataError(
         f"{value} {PROBLEM_TEXT[first['role']]}{more}.",
