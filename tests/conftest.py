@@ -53,12 +53,13 @@ def digest(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
     return out
 
 
-def run_cli(*args: str, db: Path, check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(*args: str, db: Path, check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run the installed `centinela` command (as a user would) against database `db`."""
     env = {**os.environ, "CENTINELA_DB": str(db)}
     exe = Path(sys.executable).parent / "centinela"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "data.cli"]
-    result = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                            input=stdin)
     if check and result.returncode != 0:
         raise AssertionError(f"centinela {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -147,3 +147,26 @@ def test_a_bad_label_file_is_rejected_whole(db_path, tmp_path):
     conn = connect(db_path)
     assert conn.execute("SELECT count(*) FROM labels").fetchall() == [(0,)]  # nothing half-applied
     conn.close()
+
+
+def test_users_and_audit_commands(db_path):
+    first = run_cli("users", "first-admin", db=db_path)  # no terminal, no environment: says how
+    assert first.returncode == 0 and "CENTINELA_ADMIN_PASSWORD" in first.stdout
+    added = run_cli("users", "add", "boss", "--role", "admin", "--password-stdin", db=db_path,
+                    stdin="a long admin password\n")
+    assert added.returncode == 0, added.stderr
+    short = run_cli("users", "add", "rosa", "--role", "manager", "--password-stdin", db=db_path, stdin="short\n")
+    assert short.returncode == 2 and "too short" in short.stderr
+    run_cli("users", "add", "rosa", "--role", "manager", "--password-stdin", db=db_path, check=True,
+            stdin="another long password\n")
+    changed = run_cli("users", "set", "rosa", "--role", "analyst", "--disable", db=db_path)
+    assert changed.returncode == 0, changed.stderr
+    listed = json.loads(run_cli("users", "list", "--json", db=db_path, check=True).stdout)
+    assert [(u["username"], u["role"], u["disabled_at"] is not None) for u in listed] == \
+        [("boss", "admin", False), ("rosa", "analyst", True)]
+    trail = [json.loads(line) for line in run_cli("audit", "--json", db=db_path, check=True).stdout.splitlines()]
+    assert [t["action"] for t in trail] == ["user_change", "user_add", "user_add"]
+    assert all(t["actor"].startswith("cli:") for t in trail)
+    assert '"role": "manager"' in trail[0]["before"] and '"disabled": true' in trail[0]["after"]
+    printed = run_cli("audit", "--json", db=db_path, check=True).stdout
+    assert "a long admin password" not in printed and "another long password" not in printed
