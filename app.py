@@ -43,7 +43,7 @@ home = st.Page(lambda: None, title="Centinela", url_path="home", default=True)
 navigation = st.navigation([home, *pages.values()], position="hidden")
 user = signed_in_user(conn)
 if navigation is home:
-    st.switch_page(pages[HOME[user.role]])
+    st.switch_page(pages[HOME[user.role]], query_params=st.query_params.to_dict())  # keep ?dataset=...
 ensure_demo_data()
 
 for section, entries in SECTIONS.items():

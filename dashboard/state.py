@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import streamlit as st
 
+from dashboard.auth import current_user
 from data.datasets import Dataset, list_datasets
 
 DATASET_KEY = "active_dataset"
@@ -59,8 +60,6 @@ def active_dataset(conn: duckdb.DuckDBPyConnection) -> Dataset | None:
 
 def current_analyst() -> str:
     """Who is working: the signed-in user's name (labels and case changes are recorded under it)."""
-    from dashboard.auth import current_user
-
     user = current_user()
     return user.username if user else ""
 

@@ -62,7 +62,7 @@ with st.expander("Filters" + (f" ({len(filters.describe())} active)" if filters.
         statuses = c8.multiselect("Case status", STATUSES, default=list(filters.case_statuses),
                                   format_func=STATUS_TITLES.get, key=f"qf-status-{version}")
         mine = c9.checkbox("Only my cases", value=bool(filters.assignee), key=f"qf-mine-{version}",
-                           help="Cases assigned to the analyst named in the sidebar.")
+                           help="Cases assigned to you.")
         c10, c11, c12 = st.columns(3)
         hours = c10.multiselect("Hours", list(range(24)), default=list(filters.hours), format_func=lambda h: f"{h:02d}:00",
                                 key=f"qf-hours-{version}")
