@@ -240,9 +240,9 @@ def update_cases(
     def write() -> int:
         with transaction(conn):
             _append_case_events(conn, dataset, ids, actor, status=status, assignee=assignee, reason=reason)
-            change = {"status": status, "reason": reason, **({"assignee": assignee} if assignee is not KEEP else {})}
-            record(conn, actor, "case", dataset_id=dataset.id, target=_target(ids),
-                   after={**{k: v for k, v in change.items() if v is not None or k == "assignee"}, "transactions": ids})
+            after = {"transactions": ids, **({"status": status} if status else {}), **({"reason": reason} if reason else {}),
+                     **({"assignee": assignee} if assignee is not KEEP else {})}
+            record(conn, actor, "case", dataset_id=dataset.id, target=_target(ids), after=after)
         return len(ids)
 
     return _retrying(write)
