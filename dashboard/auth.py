@@ -94,7 +94,8 @@ def _local_sign_in(conn: duckdb.DuckDBPyConnection) -> None:
             "- stop the app and run `centinela users add NAME --role admin` (it asks for the password).\n\n"
             "There is no default password.")
         st.stop()
-    with st.form("sign-in"):
+    _, middle, _ = st.columns([1, 2, 1])
+    with middle, st.form("sign-in"):
         st.subheader("Sign in")
         name = st.text_input("User name", max_chars=64, autocomplete="username")
         password = st.text_input("Password", type="password", max_chars=1_024, autocomplete="current-password")
@@ -103,7 +104,7 @@ def _local_sign_in(conn: duckdb.DuckDBPyConnection) -> None:
         try:
             user = authenticate(conn, name, password)
         except DataError as exc:
-            st.error(str(exc))
+            middle.error(str(exc))
         else:
             st.session_state[USER_KEY] = user
             st.rerun()

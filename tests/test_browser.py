@@ -231,6 +231,9 @@ def test_a_manager_sees_kpis_with_masked_customers_and_no_queue(tmp_path):
     conn.close()
     with streamlit_server(db) as url, chromium_page() as page:
         page.goto(url)
+        page.get_by_role("button", name="Sign in").wait_for()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "sign-in.png"))
         sign_in(page, "rosa", "another long password")
         page.get_by_role("heading", name="KPI overview").wait_for()  # a manager lands on the KPIs
         assert metric_value(page, "Confirmed fraud") == "3"
