@@ -208,6 +208,19 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "kpi.png"))
 
+        # The admin's audit trail holds all of it, under mia.
+        page.get_by_role("link", name="Users & audit").click()
+        page.get_by_role("tab", name="Audit trail").click()
+        page.get_by_text("The trail is append-only.").wait_for()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SCREENSHOTS / "audit.png"))
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download the audit trail (CSV)").click()
+        trail = pd.read_csv(download.value.path())
+        mine = trail[trail["actor"] == "mia"]
+        assert {"login", "label", "retrain", "promote"} <= set(mine["action"]), trail[["actor", "action"]]
+        assert set(trail.loc[trail["action"] == "generate", "actor"]) == {"demo"}
+
 
 def test_a_manager_sees_kpis_with_masked_customers_and_no_queue(tmp_path):
     import pandas as pd
