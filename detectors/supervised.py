@@ -25,7 +25,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.pipeline import Pipeline
 
 from data.datasets import Dataset
-from data.db import ProgressFn, fetch_one, no_progress
+from data.db import ProgressFn, fetch_one, no_progress, transaction
 from data.errors import DataError
 from detectors.evaluation import labelled_frame, ranking_metrics
 from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, ensure_features, load_frame
@@ -231,14 +231,16 @@ def _fmt(value: float | None) -> str:
 
 
 def promote(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, actor: str) -> Run:
-    """Make a version the one the queue ranks by."""
-    set_active_run(conn, dataset.id, int(run_id), actor, "promote")
+    """Make a version the one the queue ranks by (with its promotion and audit rows, all or nothing)."""
+    with transaction(conn):
+        set_active_run(conn, dataset.id, int(run_id), actor, "promote")
     return get_run(conn, run_id)
 
 
 def rollback(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, actor: str) -> Run:
-    """Go back to an earlier version (a detector run or a supervised one)."""
-    set_active_run(conn, dataset.id, int(run_id), actor, "rollback")
+    """Go back to an earlier version (a detector run or a supervised one), all or nothing."""
+    with transaction(conn):
+        set_active_run(conn, dataset.id, int(run_id), actor, "rollback")
     return get_run(conn, run_id)
 
 

@@ -17,6 +17,7 @@ from dashboard.progress import progress_status
 from dashboard.shell import dataset_page
 from dashboard.state import current_analyst, flash
 from data.datasets import labels_version
+from data.db import transaction
 from data.errors import DataError
 from data.export import safe_csv
 from detectors.base import REGISTRY, make_detector
@@ -111,8 +112,9 @@ with tab_active:
         run = by_id[selected_id]
         is_active = current is not None and current.id == run.id
         if not is_active and st.button("Make this the active run", help="The alert queue and other pages use the active run."):
-            set_active_run(conn, dataset.id, run.id, current_analyst() or "app",
-                           "promote" if current is None or run.id > current.id else "rollback")
+            with transaction(conn):  # the switch, its promotion row and its audit row together
+                set_active_run(conn, dataset.id, run.id, current_analyst() or "app",
+                               "promote" if current is None or run.id > current.id else "rollback")
             flash("success", f"Run #{run.id} is now the active run.")
             st.rerun()
         scores = run_scores(run.id)
