@@ -122,13 +122,16 @@ def change_user(conn: duckdb.DuckDBPyConnection, username: str, actor: str, *, r
                 password: str | None = None, disabled: bool | None = None) -> User | None:
     """Change a user's role, password or disabled state; audited with before and after (never
     the password). An admin cannot remove the last enabled admin."""
-    row = fetch_one(conn, "SELECT role, disabled_at IS NOT NULL FROM users WHERE username = ?", [username])
-    if row is None:
-        raise DataError(f"there is no user named {username!r}.")
-    before = {"role": row[0], "disabled": row[1]}
-    after = {"role": check_role(role) if role else row[0], "disabled": row[1] if disabled is None else disabled}
-    digest = _hasher.hash(check_password(password)) if password else None
+    role = check_role(role) if role else None
+    digest = _hasher.hash(check_password(password)) if password else None  # slow: before the transaction
     with transaction(conn):
+        # Read the current state inside the transaction, so the last-admin check and the audit's
+        # "before" are the state this change replaces.
+        row = fetch_one(conn, "SELECT role, disabled_at IS NOT NULL FROM users WHERE username = ?", [username])
+        if row is None:
+            raise DataError(f"there is no user named {username!r}.")
+        before = {"role": row[0], "disabled": row[1]}
+        after = {"role": role or row[0], "disabled": row[1] if disabled is None else disabled}
         admins = fetch_one(conn, "SELECT count(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL AND username <> ?",
                            [username])[0]
         if before["role"] == "admin" and not before["disabled"] and (after["role"] != "admin" or after["disabled"]) \
