@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8501
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models clean
+.PHONY: run test test-unit test-pages test-e2e install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,18 @@ run: install
 ## Install test dependencies (and Debian's chromium if missing), then run the whole suite.
 test: install-dev chromium
 	$(BIN)/python -m pytest
+
+## The fast, in-process tests alone (units and actions; about a third of the suite's time).
+test-unit: install-dev
+	$(BIN)/python -m pytest tests/unit
+
+## Page logic through Streamlit's AppTest.
+test-pages: install-dev
+	$(BIN)/python -m pytest tests/pages
+
+## End to end: the command line as a process, a real `streamlit run` in Chromium, kill tests.
+test-e2e: install-dev chromium
+	$(BIN)/python -m pytest tests/e2e
 
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }

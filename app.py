@@ -2,7 +2,8 @@
 
 Every run signs the user in first (or shows sign-in and stops), then checks the requested page
 against the user's role on the server before running it: the menu only lists a role's pages,
-and a page opened by URL without the role shows a message and nothing else.
+and a page opened by URL without the role shows a message and nothing else. Pages, their
+menu sections and roles are declared once, in dashboard.navigation.
 """
 
 from __future__ import annotations
@@ -11,47 +12,36 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.auth import HOME, allowed, denied, signed_in_user, user_box
+from dashboard.auth import denied, signed_in_user, user_box
 from dashboard.connection import get_cursor
+from dashboard.navigation import HOME, PAGES, SECTIONS, allowed
 from dashboard.shell import app_shell, ensure_demo_data
 from dashboard.state import dataset_selector
 from data.db import database_path
 
 ROOT = Path(__file__).resolve().parent
-# (script, title, icon) per menu section; who may open each is dashboard.auth.PAGE_ROLES.
-SECTIONS = {
-    "Workbench": [("pages/data.py", "Data", ":material/database:"),
-                  ("pages/detect.py", "Detect & tune", ":material/tune:"),
-                  ("pages/models.py", "Models", ":material/model_training:")],
-    "Investigate": [("pages/queue.py", "Alert queue", ":material/notifications:"),
-                    ("pages/case.py", "Case", ":material/search:"),
-                    ("pages/patterns.py", "Geo & time", ":material/map:")],
-    "Manage": [("pages/overview.py", "KPI overview", ":material/monitoring:"),
-               ("pages/admin.py", "Users & audit", ":material/admin_panel_settings:")],
-}
 
 # A local icon: a material-symbol icon would be fetched from Google on every page view, and
 # many bank networks block that.
 st.set_page_config(page_title="Centinela", page_icon=str(ROOT / "dashboard" / "centinela.png"), layout="wide")
 
 conn = get_cursor()
-pages = {script: st.Page(script, title=title, icon=icon)
-         for section in SECTIONS.values() for script, title, icon in section}
+pages = {spec.key: st.Page(spec.script, title=spec.title, icon=spec.icon) for spec in PAGES}
 # The navigation resolves the requested URL before sign-in, so a page asked for while signed out
 # (a bookmark, a reload) is the page shown after signing in. "/" goes to the role's home page.
 home = st.Page(lambda: None, title="Centinela", url_path="home", default=True)
 navigation = st.navigation([home, *pages.values()], position="hidden")
 user = signed_in_user(conn)
 if navigation is home:
-    st.switch_page(pages[HOME[user.role]], query_params=st.query_params.to_dict())  # keep ?dataset=...
+    st.switch_page(pages[HOME[user.role].key], query_params=st.query_params.to_dict())  # keep ?dataset=...
 ensure_demo_data()
 
-for section, entries in SECTIONS.items():
-    visible = [script for script, _, _ in entries if allowed(script, user)]
+for section in SECTIONS:
+    visible = [spec for spec in PAGES if spec.section == section and allowed(spec, user.role)]
     if visible:
         st.sidebar.caption(section)
-        for script in visible:
-            st.sidebar.page_link(pages[script])
+        for spec in visible:
+            st.sidebar.page_link(pages[spec.key])
 st.sidebar.divider()
 dataset_selector(conn)
 user_box(conn, user)
@@ -60,8 +50,8 @@ if user.role in ("admin", "data_scientist"):  # where the data lives is for thos
 
 # Every page is registered, so a URL always reaches this check; the menu lists only the pages
 # the role may open.
-script = next(s for s, page in pages.items() if page is navigation or page.title == navigation.title)
+spec = next(s for s in PAGES if pages[s.key] is navigation or pages[s.key].title == navigation.title)
 with app_shell():
-    if not allowed(script, user):
-        denied(navigation.title, user)
+    if not allowed(spec, user.role):
+        denied(spec, user)
     navigation.run()

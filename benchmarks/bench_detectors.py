@@ -12,14 +12,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from application import datasets, runs
+from application.context import Context
 from benchmarks.bench_foundation import machine
 from data.db import connect
-from data.errors import DataError
-from data.features import compute_features
-from data.synthetic import SyntheticConfig, store_synthetic
+from data.errors import UserError
+from data.synthetic import SyntheticConfig
 from detectors.base import REGISTRY
 from detectors.evaluation import labelled_frame, threshold_metrics
-from detectors.runs import alert_count, fit_run, run_scores
+from detectors.runs import alert_count, run_scores
 
 TARGETS = {"isolation_forest": 30.0, "ecod": 15.0, "hbos": 15.0}
 THRESHOLD_TARGET_S = 1.0
@@ -33,8 +34,8 @@ def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="centinela-detectors-") as folder:
         conn = connect(Path(folder) / "bench.duckdb")
-        dataset = store_synthetic(conn, "bench", SyntheticConfig(rows=args.rows, seed=1))
-        compute_features(conn, dataset)
+        ctx = Context(conn, "bench")
+        dataset = datasets.generate(ctx, "bench", SyntheticConfig(rows=args.rows, seed=1)).dataset
         print(f"machine: {machine()}")
         print(f"rows: {args.rows:,}, features: 21 engineered")
         print(f"{'detector':<18} {'fit':>8} {'score':>8} {'total':>8}  target    notes")
@@ -42,8 +43,8 @@ def main() -> int:
         for name in args.only or sorted(REGISTRY):
             cls = REGISTRY[name]
             try:
-                run = fit_run(conn, dataset, [name], created_by="bench")
-            except DataError as exc:
+                run = runs.fit(ctx, dataset, [name])
+            except UserError as exc:
                 print(f"{name:<18} {'—':>8} {'—':>8} {'—':>8}  {'':<9} refused: {exc.problem}")
                 continue
             total = run.fit_seconds + run.score_seconds

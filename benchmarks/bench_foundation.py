@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from application import datasets
+from application.context import Context
 from data.db import connect, sql_string
-from data.features import compute_features
-from data.ingest import import_file
-from data.synthetic import SyntheticConfig, store_synthetic
+from data.synthetic import SyntheticConfig
 
 TARGETS = {"generation_s": 60.0, "import_ratio": 1.5, "features_s": 15.0, "peak_rss_gb": 3.0}
 
@@ -41,11 +41,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="centinela-bench-") as folder:
         folder = Path(folder)
         conn = connect(folder / "bench.duckdb")
+        ctx = Context(conn, "bench")
         print(f"machine: {machine()}")
         print(f"rows: {args.rows:,}")
 
         started = time.perf_counter()
-        dataset = store_synthetic(conn, "bench", SyntheticConfig(rows=args.rows, seed=1))
+        dataset = datasets.generate(ctx, "bench", SyntheticConfig(rows=args.rows, seed=1), features=False).dataset
         generation = time.perf_counter() - started
 
         csv = folder / "bench.csv"
@@ -60,13 +61,13 @@ def main() -> int:
             bare_times.append(time.perf_counter() - started)
             conn.execute("DROP TABLE bare")
             started = time.perf_counter()
-            result = import_file(conn, csv, f"imported-{i}")
+            result = datasets.import_dataset(ctx, csv, f"imported-{i}", features=False).report
             import_times.append(time.perf_counter() - started)
             assert result.rows_stored == args.rows, result
         bare, imported = statistics.median(bare_times), statistics.median(import_times)
 
         started = time.perf_counter()
-        fs = compute_features(conn, dataset)
+        fs = datasets.compute_features(ctx, dataset, label_delay_days=7)
         features = time.perf_counter() - started
         conn.close()
 

@@ -12,14 +12,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from application import datasets, labels, runs
+from application.context import Context
+from benchmarks.attribution import attribution_accuracy
 from benchmarks.bench_foundation import machine
 from data.alerts import QueueFilters, alert_page, count_alerts, daily_trend, hour_weekday, places
-from data.cases import add_labels
 from data.db import connect
-from data.features import compute_features
-from data.synthetic import SyntheticConfig, store_synthetic
-from detectors.explain import attribution_accuracy, explain_case, explainer_for_run, global_importance
-from detectors.runs import fit_run, run_scores, threshold_for
+from data.synthetic import SyntheticConfig
+from detectors.base import threshold_for
+from detectors.explain import explain_case, explainer_for_run, global_importance
+from detectors.runs import run_scores
 
 QUEUE_TARGET_S, CASE_TARGET_S, GLOBAL_TARGET_S = 0.5, 1.0, 20.0
 ACCURACY_DETECTORS = ("isolation_forest", "iforest", "ecod", "copod", "hbos", "pca", "loda")
@@ -27,9 +29,9 @@ ACCURACY_DETECTORS = ("isolation_forest", "iforest", "ecod", "copod", "hbos", "p
 
 def load_rows_for(conn, dataset, run, tx_rows):
     from data.features import load_feature_set
-    from detectors.pipeline import FeatureSpec, load_rows
+    from detectors.pipeline import load_rows
 
-    return load_rows(conn, dataset, load_feature_set(conn, dataset), FeatureSpec(**run.features), tx_rows)
+    return load_rows(conn, dataset, load_feature_set(conn, dataset), run.spec, tx_rows)
 
 
 def _median_time(fn, repeat: int = 5) -> float:
@@ -54,16 +56,16 @@ def main() -> int:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="centinela-investigation-") as folder:
         conn = connect(Path(folder) / "bench.duckdb")
-        dataset = store_synthetic(conn, "bench", SyntheticConfig(rows=args.rows, seed=1))
-        compute_features(conn, dataset)
-        run = fit_run(conn, dataset, ["isolation_forest"], created_by="bench")
+        ctx = Context(conn, "bench")
+        dataset = datasets.generate(ctx, "bench", SyntheticConfig(rows=args.rows, seed=1)).dataset
+        run = runs.fit(ctx, dataset, ["isolation_forest"])
         started = time.perf_counter()
         threshold = threshold_for(run_scores(conn, run.id), run.contamination)
         print(f"rows: {args.rows:,}; run #{run.id} isolation_forest, contamination {run.contamination}")
         print(f"threshold from the stored scores (once per run, then cached): {time.perf_counter() - started:.3f} s")
         # Some analyst activity, so the label and case joins have rows to join.
         first = alert_page(conn, dataset, run.id, threshold, page_size=500)
-        add_labels(conn, dataset, first["transaction_id"][:300], "fraud", "bench", close=True)
+        labels.label(ctx, dataset, first["transaction_id"][:300], "fraud", close=True)
 
         city = first["city"].iloc[0]
         print("\nqueue page (count + 50 rows), median of 5:")
@@ -88,15 +90,15 @@ def main() -> int:
         explainer = explainer_for_run(conn, dataset, run)
         build = time.perf_counter() - started
         started = time.perf_counter()
-        explain_case(conn, dataset, run.id, rows[0], explainer=explainer)
+        explain_case(conn, dataset, run, rows[0], lambda: explainer)
         first_case = time.perf_counter() - started
         warm = []
         for tx_row in rows[1:11]:
             started = time.perf_counter()
-            explain_case(conn, dataset, run.id, tx_row, explainer=explainer)
+            explain_case(conn, dataset, run, tx_row, lambda: explainer)
             warm.append(time.perf_counter() - started)
         case = statistics.median(warm)
-        stored = _median_time(lambda: explain_case(conn, dataset, run.id, rows[0], explainer=explainer))
+        stored = _median_time(lambda: explain_case(conn, dataset, run, rows[0], lambda: explainer))
         ok &= case <= CASE_TARGET_S
         print("\nSHAP for one IsolationForest case (TreeExplainer, 200 trees):")
         print(f"  load model + build explainer (once per run and process): {build:.2f} s")
@@ -106,19 +108,19 @@ def main() -> int:
         print(f"  a case explained before (read from DuckDB): {stored:.3f} s")
 
         started = time.perf_counter()
-        result = global_importance(conn, dataset, run.id, threshold, lambda: explainer)
+        result = global_importance(conn, dataset, run, threshold, lambda: explainer)
         seconds = time.perf_counter() - started
         ok &= seconds <= GLOBAL_TARGET_S
         print(f"\nglobal importance over {result['alert_rows'] + result['normal_rows']:,} rows "
               f"({result['alert_rows']} alerts + {result['normal_rows']} normal): {seconds:.2f} s "
               f"(target <= {GLOBAL_TARGET_S:.0f} s) {_verdict(seconds, GLOBAL_TARGET_S)}")
 
-        ecod = fit_run(conn, dataset, ["ecod"], created_by="bench", activate=False)
+        ecod = runs.fit(ctx, dataset, ["ecod"], activate=False)
         ecod_threshold = threshold_for(run_scores(conn, ecod.id), ecod.contamination)
         ecod_explainer = explainer_for_run(conn, dataset, ecod)
         case = _median_time(lambda: ecod_explainer.explain(load_rows_for(conn, dataset, ecod, rows[:1])))
         started = time.perf_counter()
-        result = global_importance(conn, dataset, ecod.id, ecod_threshold, lambda: ecod_explainer)
+        result = global_importance(conn, dataset, ecod, ecod_threshold, lambda: ecod_explainer)
         print(f"ECOD run (permutation explainer): one case {case:.3f} s (median of 5); global importance over "
               f"{result['alert_rows'] + result['normal_rows']:,} rows {time.perf_counter() - started:.2f} s")
         conn.close()

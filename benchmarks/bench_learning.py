@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.alerts import QueueFilters, alert_page
-from data.cases import add_labels
+from application import datasets, labels, models, queue, runs
+from application.context import Context
+from data.alerts import QueueFilters
 from data.db import connect
-from data.errors import DataError
-from data.features import compute_features
-from data.synthetic import SyntheticConfig, store_synthetic
-from detectors.runs import DEFAULT_DETECTOR, Run, active_run, evaluate_run, fit_run, run_scores, threshold_for
-from detectors.supervised import promote, retrain
+from data.errors import UserError
+from data.synthetic import SyntheticConfig
+from detectors.base import DEFAULT_DETECTOR
+from detectors.runs import Run, evaluate_run
 
 
 def _test_metrics(conn, dataset, run: Run, test_start: datetime) -> tuple[float, float]:
@@ -49,12 +49,12 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="centinela-learning-") as folder:
         conn = connect(Path(folder) / "learning.duckdb")
-        dataset = store_synthetic(conn, "demo", SyntheticConfig(rows=args.rows, seed=args.seed))
-        compute_features(conn, dataset)
+        ctx, analysts = Context(conn, "bench"), Context(conn, "analysts")
+        dataset = datasets.generate(ctx, "demo", SyntheticConfig(rows=args.rows, seed=args.seed)).dataset
         first_day = pd.Timestamp(dataset.min_ts).normalize().to_pydatetime()
         detector_until = first_day + timedelta(days=args.detector_days)
         test_start = pd.Timestamp(dataset.max_ts).normalize().to_pydatetime() - timedelta(days=args.test_days - 1)
-        detector = fit_run(conn, dataset, [DEFAULT_DETECTOR], train_until=detector_until, created_by="bench")
+        detector = runs.fit(ctx, dataset, [DEFAULT_DETECTOR], train_until=detector_until)
         base_ap, base_p100 = _test_metrics(conn, dataset, detector, test_start)
         print(f"demo data: {dataset.row_count:,} rows, seed {args.seed}; detector {DEFAULT_DETECTOR} fitted before "
               f"{detector_until:%Y-%m-%d}; analysts label the top {args.k} alerts a day until {test_start:%Y-%m-%d}; "
@@ -62,49 +62,47 @@ def main() -> int:
         print(f"unsupervised baseline on the held-out days: AP {base_ap:.3f}, precision@100 {base_p100:.2f}")
         print(f"{'day':<11} {'labels':>7} {'fraud':>6} {'version':>8} {'AP':>6} {'P@100':>6} {'detector AP':>12} "
               f"{'detector P@100':>15} {'retrain s':>10}")
-        day, labels, fraud = detector_until, 0, 0
+        day, labelled, fraud = detector_until, 0, 0
         last = None
         curve = []  # (labels so far, AP, P@100) of the version ranking the queue after each day
         while day < test_start:
-            run = active_run(conn, dataset)
-            threshold = threshold_for(run_scores(conn, run.id), run.contamination)
-            queue = alert_page(conn, dataset, run.id, threshold, QueueFilters(start=day.date(), end=day.date(),
-                                                                            label_status="unlabelled"),
-                               page_size=args.k)
+            # That day's queue, ranked by the active version, as the analysts see it.
+            page = queue.queue_page(ctx, dataset, QueueFilters(start=day.date(), end=day.date(),
+                                                               label_status="unlabelled"), page_size=args.k)
             truth = conn.execute(
                 f"SELECT transaction_id, is_fraud FROM {dataset.table} WHERE transaction_id IN "
-                "(SELECT unnest(CAST(? AS VARCHAR[])))", [list(queue["transaction_id"])]).df()
+                "(SELECT unnest(CAST(? AS VARCHAR[])))", [list(page.rows["transaction_id"])]).df()
             for value, label in ((True, "fraud"), (False, "legitimate")):
                 ids = list(truth.loc[truth["is_fraud"] == value, "transaction_id"])
                 if ids:
-                    add_labels(conn, dataset, ids, label, "analysts")
-            labels += len(truth)
+                    labels.label(analysts, dataset, ids, label)
+            labelled += len(truth)
             fraud += int(truth["is_fraud"].sum())
             day += timedelta(days=1)
             started = time.perf_counter()
             try:
-                version = retrain(conn, dataset, model=args.model, base_run_id=detector.id, use_truth=False,
-                                  train_until=day, created_by="bench")
-            except DataError as exc:
+                version = models.retrain(ctx, dataset, model=args.model, base_run_id=detector.id, use_truth=False,
+                                         train_until=day)
+            except UserError as exc:
                 # Not enough labels (overall, or in the newest period to validate on): the queue
                 # keeps the version it had.
                 kept = f"kept #{last[4]}" if last else "—"
                 ap, p100 = (last[2], last[3]) if last else (base_ap, base_p100)
-                print(f"{day - timedelta(days=1):%Y-%m-%d} {labels:>7,} {fraud:>6,} {kept:>8} {ap:>6.3f} {p100:>6.2f} "
+                print(f"{day - timedelta(days=1):%Y-%m-%d} {labelled:>7,} {fraud:>6,} {kept:>8} {ap:>6.3f} {p100:>6.2f} "
                       f"{base_ap:>12.3f} {base_p100:>15.2f}   {exc.problem.split(':')[0]}")
-                last = (labels, fraud, ap, p100, last[4]) if last else None
-                curve.append((labels, ap, p100))
+                last = (labelled, fraud, ap, p100, last[4]) if last else None
+                curve.append((labelled, ap, p100))
                 continue
             seconds = time.perf_counter() - started
-            promote(conn, dataset, version.id, "bench")
+            models.promote(ctx, dataset, version.id)
             ap, p100 = _test_metrics(conn, dataset, version, test_start)
-            last = (labels, fraud, ap, p100, version.id)
-            curve.append((labels, ap, p100))
-            print(f"{day - timedelta(days=1):%Y-%m-%d} {labels:>7,} {fraud:>6,} {'#' + str(version.id):>8} {ap:>6.3f} "
+            last = (labelled, fraud, ap, p100, version.id)
+            curve.append((labelled, ap, p100))
+            print(f"{day - timedelta(days=1):%Y-%m-%d} {labelled:>7,} {fraud:>6,} {'#' + str(version.id):>8} {ap:>6.3f} "
                   f"{p100:>6.2f} {base_ap:>12.3f} {base_p100:>15.2f} {seconds:>10.1f}")
         if last:
-            labels, fraud, ap, p100, _ = last
-            print(f"after {labels:,} labels ({fraud:,} fraud), precision@100 goes from {base_p100:.2f} to {p100:.2f} "
+            labelled, fraud, ap, p100, _ = last
+            print(f"after {labelled:,} labels ({fraud:,} fraud), precision@100 goes from {base_p100:.2f} to {p100:.2f} "
                   f"and average precision from {base_ap:.3f} to {ap:.3f} on the held-out {args.test_days} days")
         conn.close()
     if args.plot:

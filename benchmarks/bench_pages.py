@@ -17,10 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from application import datasets, runs
+from application.context import Context
 from data.db import connect
-from data.features import compute_features
-from data.synthetic import SyntheticConfig, store_synthetic
-from detectors.runs import DEFAULT_DETECTOR, default_split, fit_run
+from data.synthetic import SyntheticConfig
+from detectors.base import DEFAULT_DETECTOR
+from detectors.runs import default_split
 from tests.browser import ADMIN, ADMIN_PASSWORD, SCREENSHOTS, admin_env, chromium_page, metric_value, streamlit_server
 
 
@@ -31,9 +33,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="centinela-pages-") as folder:
         db = Path(folder) / "pages.duckdb"
         conn = connect(db)
-        dataset = store_synthetic(conn, "large", SyntheticConfig(rows=args.rows, seed=2))
-        compute_features(conn, dataset)
-        fit_run(conn, dataset, [DEFAULT_DETECTOR], train_until=default_split(dataset))
+        ctx = Context(conn, "cli")
+        dataset = datasets.generate(ctx, "large", SyntheticConfig(rows=args.rows, seed=2)).dataset
+        runs.fit(ctx, dataset, [DEFAULT_DETECTOR], train_until=default_split(dataset))
         conn.close()
         with streamlit_server(db, env=admin_env()) as url, chromium_page() as page:
             timings = []

@@ -1,5 +1,5 @@
 """Sign-in and roles for the app. app.py calls `signed_in_user()` before anything else and
-`allowed(page, user)` before running a page: the check happens on the server for every page and
+`allowed(page, role)` (dashboard.navigation) before running a page: the check happens on the server for every page and
 every rerun, whatever URL the browser asked for.
 
 Local users (data.users) are the default. When `.streamlit/secrets.toml` configures an OpenID
@@ -15,39 +15,13 @@ from typing import Any
 import duckdb
 import streamlit as st
 
-from data.audit import record
-from data.errors import DataError
-from data.users import (
-    ADMIN_PASSWORD_ENV,
-    ADMIN_USER_ENV,
-    ROLE_TITLES,
-    User,
-    authenticate,
-    ensure_first_admin,
-    has_users,
-    role_for_identity,
-)
+from application import users
+from application.context import Context
+from dashboard.navigation import PageSpec
+from data.errors import UserError
+from data.users import ADMIN_PASSWORD_ENV, ADMIN_USER_ENV, ROLE_TITLES, User, has_users
 
 USER_KEY = "signed_in_user"
-
-# Which roles open which page (by its script). Admins open everything.
-PAGE_ROLES: dict[str, tuple[str, ...]] = {
-    "pages/data.py": ("data_scientist", "admin"),
-    "pages/detect.py": ("data_scientist", "admin"),
-    "pages/models.py": ("data_scientist", "admin"),
-    "pages/queue.py": ("analyst", "admin"),
-    "pages/case.py": ("analyst", "admin"),
-    "pages/patterns.py": ("analyst", "admin"),
-    "pages/overview.py": ("manager", "admin"),
-    "pages/admin.py": ("admin",),
-}
-# Where each role lands after signing in.
-HOME = {"analyst": "pages/queue.py", "manager": "pages/overview.py", "data_scientist": "pages/data.py",
-        "admin": "pages/data.py"}
-
-
-def allowed(page: str, user: User) -> bool:
-    return user.role in PAGE_ROLES.get(page, ("admin",))
 
 
 def current_user() -> User | None:
@@ -62,7 +36,7 @@ def _sso_settings() -> dict[str, Any] | None:
         return None
 
 
-def _sso_user(conn: duckdb.DuckDBPyConnection) -> User | None:
+def _sso_user(conn: duckdb.DuckDBPyConnection) -> User:
     if not st.user.is_logged_in:
         st.title("Centinela")
         st.write("Sign in with your organisation's account to continue.")
@@ -70,16 +44,15 @@ def _sso_user(conn: duckdb.DuckDBPyConnection) -> User | None:
         st.stop()
     email = str(st.user.get("email") or "")
     settings = st.secrets.get("centinela", {})
-    role = role_for_identity(email, dict(settings.get("roles", {})), settings.get("default_role"))
-    if role is None:
-        record(conn, email or "(no email)", "login_failed", target=email, after={"reason": "no role"})
+    try:
+        return users.sso_sign_in(Context(conn, email or "(no email)"), email, dict(settings.get("roles", {})),
+                                 settings.get("default_role"))
+    except UserError as exc:
         st.title("Centinela")
-        st.error(f"{email or 'This account'} has no role in Centinela. Ask an admin to add it to `[centinela.roles]`.")
+        st.error(str(exc))
         st.button("Sign out", on_click=st.logout)
         st.stop()
-    user = User(email, role)
-    record(conn, email, "login", target=email, after={"role": role, "via": "sso"})
-    return user
+    raise AssertionError("unreachable: st.stop() ends the run")
 
 
 def _local_sign_in(conn: duckdb.DuckDBPyConnection) -> None:
@@ -102,8 +75,8 @@ def _local_sign_in(conn: duckdb.DuckDBPyConnection) -> None:
         submitted = st.form_submit_button("Sign in", type="primary", icon=":material/login:")
     if submitted:
         try:
-            user = authenticate(conn, name, password)
-        except DataError as exc:
+            user = users.sign_in(Context(conn, name or "(empty)"), name, password)
+        except UserError as exc:
             middle.error(str(exc))
         else:
             st.session_state[USER_KEY] = user
@@ -120,7 +93,7 @@ def signed_in_user(conn: duckdb.DuckDBPyConnection) -> User:
         user = _sso_user(conn)
         st.session_state[USER_KEY] = user
         return user
-    ensure_first_admin(conn)
+    users.first_admin_from_environment(Context(conn, "environment"))
     _local_sign_in(conn)
     raise AssertionError("unreachable: sign-in stops the run")
 
@@ -128,7 +101,7 @@ def signed_in_user(conn: duckdb.DuckDBPyConnection) -> User:
 def sign_out(conn: duckdb.DuckDBPyConnection) -> None:
     user = current_user()
     if user is not None:
-        record(conn, user.username, "logout", target=user.username)
+        users.sign_out(Context(conn, user.username))
     st.session_state.clear()
     if _sso_settings() is not None:
         st.logout()
@@ -142,8 +115,8 @@ def user_box(conn: duckdb.DuckDBPyConnection, user: User) -> None:
         st.rerun()
 
 
-def denied(title: str, user: User) -> None:
+def denied(page: PageSpec, user: User) -> None:
     """What a page shows to a role it is not for: a message and nothing else."""
-    st.title(title)
+    st.title(page.title)
     st.error(f"Your role ({ROLE_TITLES[user.role]}) does not give access to this page.", icon=":material/block:")
     st.stop()

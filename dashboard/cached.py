@@ -1,6 +1,8 @@
-"""Cached aggregates for pages. A dataset's rows never change once created, and a run's scores
-never change, so results keyed on the database file and the ids stay valid (ids are never reused).
-Pages call the unprefixed helpers; the cached functions take the database path as a key."""
+"""Cached reads for pages. A dataset's rows never change once created, and a run's scores change
+only when it is rescored (same model, same values), so results keyed on the database file, the
+ids and the label version stay valid (ids are never reused). Pages call the unprefixed helpers;
+the cached functions take the database path as a key. Only pure, expensive reads are cached;
+nothing that writes."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from application.context import Context
 from dashboard.connection import get_cursor
 from data.datasets import Dataset, get_dataset, label_summary, missing_values, profile
 from data.db import database_path
+from detectors.runs import Run
 
 
 def _dataset(dataset_id: int) -> Dataset:
@@ -23,6 +27,11 @@ def _dataset(dataset_id: int) -> Dataset:
 
 def _db() -> str:
     return str(database_path().resolve())
+
+
+def _reader() -> Context:
+    """A context for cached reads (shared by every session, so no user is named)."""
+    return Context(get_cursor(), "app")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -41,28 +50,33 @@ def overview_of(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
     return result["missing"], result["profile"], result["labels"]
 
 
-def run_scores(run_id: int) -> np.ndarray:
-    return _run_scores(_db(), run_id)
+def run_scores(run: Run) -> np.ndarray:
+    return _run_scores(_db(), run.id, run.feature_version)
 
 
-def run_evaluation_frame(dataset_id: int, run_id: int, labels_version: tuple) -> pd.DataFrame:
-    return _run_evaluation_frame(_db(), dataset_id, run_id, labels_version)
+def run_evaluation_frame(dataset_id: int, run: Run, labels_version: tuple) -> pd.DataFrame:
+    return _run_evaluation_frame(_db(), dataset_id, run.id, run.feature_version, labels_version)
 
 
-def run_ranking(dataset_id: int, run_id: int, labels_version: tuple, k: int = 100) -> tuple[dict[str, Any], dict]:
-    return _run_ranking(_db(), dataset_id, run_id, labels_version, k)
+def run_ranking(dataset_id: int, run: Run, labels_version: tuple, k: int = 100) -> tuple[dict[str, Any], dict]:
+    return _run_ranking(_db(), dataset_id, run.id, run.feature_version, labels_version, k)
+
+
+# A run's scores change only when it is rescored on recomputed features, which changes its
+# feature version: the version is part of every key below.
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _run_scores(db: str, run_id: int) -> np.ndarray:
-    """A run's stored scores. Scores of a run never change (a rescore writes the same model's output)."""
+def _run_scores(db: str, run_id: int, feature_version: str | None) -> np.ndarray:
+    """A run's stored scores."""
     from detectors.runs import run_scores as stored
 
     return stored(get_cursor(), run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, labels_version: tuple) -> pd.DataFrame:
+def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, feature_version: str | None,
+                          labels_version: tuple) -> pd.DataFrame:
     """Scores joined with labels for a run's evaluation period (after training, if it held one out)."""
     from detectors.evaluation import labelled_frame
     from detectors.runs import get_run
@@ -73,30 +87,13 @@ def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, labels_version:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _run_ranking(db: str, dataset_id: int, run_id: int, labels_version: tuple, k: int) -> tuple[dict[str, Any], dict]:
+def _run_ranking(db: str, dataset_id: int, run_id: int, feature_version: str | None, labels_version: tuple,
+                 k: int) -> tuple[dict[str, Any], dict]:
     """Threshold-free metrics and curves of a run (computed once per run and labels)."""
     from detectors.evaluation import curves, ranking_metrics
 
-    frame = _run_evaluation_frame(db, dataset_id, run_id, labels_version)
+    frame = _run_evaluation_frame(db, dataset_id, run_id, feature_version, labels_version)
     return ranking_metrics(frame, k), curves(frame)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _sorted_scores(db: str, run_id: int) -> np.ndarray:
-    return np.sort(_run_scores(db, run_id))
-
-
-def run_threshold(run_id: int, contamination: float) -> float:
-    """The run's alert threshold at a contamination (a quantile of its cached scores)."""
-    from detectors.base import threshold_for
-
-    return threshold_for(_sorted_scores(_db(), run_id), contamination)
-
-
-def score_rank(run_id: int, score: float) -> tuple[int, int]:
-    """Where a score ranks in its run: (1 for the highest, number of transactions)."""
-    ordered = _sorted_scores(_db(), run_id)
-    return int(len(ordered) - np.searchsorted(ordered, score, side="right") + 1), len(ordered)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -109,30 +106,30 @@ def _explainer(db: str, dataset_id: int, run_id: int, artifact_sha256: str):
     return explainer_for_run(conn, _dataset(dataset_id), get_run(conn, run_id))
 
 
-def run_explainer(dataset_id: int, run) -> Any:
+def run_explainer(dataset_id: int, run: Run) -> Any:
     return _explainer(_db(), dataset_id, run.id, run.artifact_sha256)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _patterns(db: str, dataset_id: int, run_id: int, threshold: float, labels_version: tuple) -> dict[str, pd.DataFrame]:
-    from data.alerts import daily_trend, hour_weekday, places
+    from application.patterns import patterns as aggregates
+    from application.runs import ActiveRun
+    from detectors.runs import get_run
 
-    conn, dataset = get_cursor(), _dataset(dataset_id)
-    return {"cells": hour_weekday(conn, dataset, run_id, threshold),
-            "trend": daily_trend(conn, dataset, run_id, threshold),
-            "places": places(conn, dataset, run_id, threshold)}
+    ctx = _reader()
+    return aggregates(ctx, dataset_id, ActiveRun(get_run(ctx.conn, run_id), threshold))
 
 
-def patterns(dataset_id: int, run_id: int, threshold: float, labels_version: tuple) -> dict[str, pd.DataFrame]:
+def patterns(dataset_id: int, active, labels_version: tuple) -> dict[str, pd.DataFrame]:
     """Alerts by hour and weekday, by day and by place (three aggregate queries, cached)."""
-    return _patterns(_db(), dataset_id, run_id, threshold, labels_version)
+    return _patterns(_db(), dataset_id, active.run.id, active.threshold, labels_version)
 
 
 _warming: set[tuple] = set()
 _warming_lock = threading.Lock()
 
 
-def warm_explainer(dataset_id: int, run) -> None:
+def warm_explainer(dataset_id: int, run: Run) -> None:
     """Build the run's explainer in a background thread (the queue page calls this), so the first
     case an analyst opens does not wait for it; Streamlit's per-key lock makes a case page that
     asks meanwhile wait for this build instead of starting another."""
@@ -154,11 +151,9 @@ def warm_explainer(dataset_id: int, run) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _drift(db: str, dataset_id: int, run_id: int, recent_days: int):
-    from detectors.drift import drift_report
-    from detectors.runs import get_run
+    from application.models import drift as drift_report
 
-    conn = get_cursor()
-    return drift_report(conn, _dataset(dataset_id), get_run(conn, run_id), recent_days)
+    return drift_report(_reader(), dataset_id, run_id, recent_days)
 
 
 def drift(dataset_id: int, run_id: int, recent_days: int):

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import duckdb
 import streamlit as st
 
-from dashboard.cached import run_threshold
-from dashboard.state import flash
-from data.cases import analysts, last_action, undo_labels
+from application import labels
+from application.context import Context
+from application.runs import ActiveRun, active
+from dashboard.actions import act
+from dashboard.navigation import page_link
 from data.datasets import Dataset
-from data.errors import DataError
 from data.features import CATALOGUE
-from detectors.runs import Run, active_run
 
 
-def require_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> tuple[Run, float]:
+def require_run(ctx: Context, dataset: Dataset) -> ActiveRun:
     """The dataset's active run and its threshold; stops the page with a pointer if there is none."""
-    run = active_run(conn, dataset)
-    if run is None:
+    found = active(ctx, dataset)
+    if found is None:
         st.info("No detector has been run on this dataset yet, so there are no alerts. "
                 "Fit one on the Detect & tune page.")
-        st.page_link("pages/detect.py", label="Go to Detect & tune", icon=":material/tune:")
+        page_link("detect", label="Go to Detect & tune")
         st.stop()
-    return run, run_threshold(run.id, run.contamination)
+    return found
 
 
 def feature_descriptions() -> dict[str, tuple[str, str]]:
@@ -32,37 +29,13 @@ def feature_descriptions() -> dict[str, tuple[str, str]]:
     return {f.name: (f.description, f.unit) for f in CATALOGUE}
 
 
-def undo_box(conn: duckdb.DuckDBPyConnection, dataset: Dataset, analyst: str, key: str) -> None:
+def undo_box(ctx: Context, dataset: Dataset, key: str) -> None:
     """'Undo' for the analyst's latest labelling action that is still in effect."""
-    if not analyst:
-        return
-    action = last_action(conn, dataset, analyst)
+    action = labels.last_action(ctx, dataset)
     if action is None:
         return
     left, right = st.columns([4, 1], vertical_alignment="center")
     left.caption(f"Your last action: {action['count']:,} labelled **{action['label']}** at {action['at']:%H:%M:%S}.")
     if right.button("Undo", key=key, icon=":material/undo:", help="Take back your last labelling action"):
-        try:
-            count = undo_labels(conn, action["batch_id"], analyst)
-        except DataError as exc:
-            st.error(str(exc))
-        else:
-            flash("success", f"Undone: {count:,} label{'s' if count != 1 else ''} taken back (kept in the history).")
-            st.rerun()
-
-
-def act(action: Callable[[], object], success: str) -> None:
-    """Run a write an analyst asked for: on bad input show why (nothing was written), else
-    confirm at the top of the next run and rerun so every panel shows the change."""
-    try:
-        action()
-    except DataError as exc:
-        st.error(str(exc))
-    else:
-        flash("success", success)
-        st.rerun()
-
-
-def assignee_choices(conn: duckdb.DuckDBPyConnection, dataset: Dataset, analyst: str) -> list[str]:
-    """Everyone who has worked on the dataset, and the current analyst."""
-    return sorted(set(analysts(conn, dataset)) | ({analyst} if analyst else set()))
+        act(lambda c: labels.undo(c, action["batch_id"]),
+            lambda n: f"Undone: {n:,} label{'s' if n != 1 else ''} taken back (kept in the history).")

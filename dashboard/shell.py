@@ -12,16 +12,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import duckdb
 import streamlit as st
 
+from application.context import Context
+from application.runs import create_demo
+from dashboard.actions import page_context
 from dashboard.connection import get_cursor
 from dashboard.progress import progress_status
 from dashboard.state import active_dataset, show_flashes
 from data.datasets import Dataset
 from data.db import database_path
-from data.demo import create_demo, database_is_empty, demo_rows
-from detectors.runs import DEFAULT_DETECTOR, default_split, fit_run
+from data.demo import database_is_empty, demo_rows
 
 
 @st.cache_resource(show_spinner=False)
@@ -41,10 +42,7 @@ def ensure_demo_data() -> None:
         st.write(f"First start on `{database_path()}`: generating a demo dataset of {demo_rows():,} "
                  "Peruvian transactions. This takes a few seconds, once.")
         with progress_status("Generating demo data") as report:
-            dataset = create_demo(conn, lambda f, m: report(f * 0.7, m))
-            # The default detector, trained on the first 70% of the period, so Detect has a run.
-            fit_run(conn, dataset, [DEFAULT_DETECTOR], train_until=default_split(dataset), created_by="demo",
-                    progress=lambda f, m: report(0.7 + f * 0.3, m))
+            create_demo(Context(conn, "demo", report))
     st.rerun()
 
 
@@ -67,15 +65,16 @@ def page_setup() -> None:
         st.switch_page("app.py")
 
 
-def dataset_page(title: str) -> tuple[duckdb.DuckDBPyConnection, Dataset]:
+def dataset_page(title: str) -> tuple[Context, Dataset]:
     """The start of a page that works on the active dataset: set-up, title, messages from the last
-    run, and, when there is no dataset yet, a pointer to the Data page instead of the page."""
+    run, and, when there is no dataset yet, a pointer to the Data page instead of the page.
+    Returns the signed-in user's context (for reads; writes go through `dashboard.actions.act`)."""
     page_setup()
-    conn = get_cursor()
-    dataset = active_dataset(conn)
+    ctx = page_context()
+    dataset = active_dataset(ctx.conn)
     st.title(title)
     show_flashes()
     if dataset is None:
         st.info("There is no dataset yet. Generate or import one on the Data page.")
         st.stop()
-    return conn, dataset
+    return ctx, dataset

@@ -2,7 +2,7 @@
 aggregates by place, hour and day, and a case's surroundings (customer, merchant, devices).
 
 An alert is a transaction whose score in a run is at or above the run's threshold; the
-threshold is passed in (pages compute it once from the cached scores, see `runs.alert_count`).
+threshold is passed in (`application.runs.active` computes it once per run and contamination).
 Every value from a widget is a query parameter; column names come from the dataset's own
 stored columns (`Dataset.sql_column`).
 """
@@ -18,6 +18,7 @@ import pandas as pd
 
 from data.datasets import Dataset
 from data.db import fetch_one
+from data.errors import InvalidInput
 
 LABEL_STATUSES = ("any", "unlabelled", "labelled", "fraud", "legitimate", "unsure")
 ORDERS = {
@@ -25,7 +26,7 @@ ORDERS = {
     "newest": "t.ts DESC, t.tx_row",
     "amount": "t.amount DESC NULLS LAST, t.tx_row",
     # Active learning: the unlabelled alerts the model is least sure about (nearest its decision point).
-    "uncertain": "abs(a.score - ?), t.tx_row",
+    "uncertain": "abs(a.score - $pivot), t.tx_row",
 }
 ORDER_TITLES = {"score": "Highest score first", "newest": "Newest first", "amount": "Largest amount first",
                 "uncertain": "Least certain first (unlabelled)"}
@@ -82,79 +83,81 @@ class QueueFilters:
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+NO_FILTERS = QueueFilters()
 
 
-def _where(dataset: Dataset, filters: QueueFilters) -> tuple[str, list[Any]]:
-    """SQL conditions (over t = transactions, l = current label, c = current case) and parameters."""
+def _where(dataset: Dataset, filters: QueueFilters) -> tuple[str, dict[str, Any]]:
+    """SQL conditions (over t = transactions, l = current label, c = current case) and their
+    named parameters."""
     conditions: list[str] = []
-    params: list[Any] = []
+    params: dict[str, Any] = {}
     if filters.start:
-        conditions.append("t.ts >= ?")
-        params.append(datetime.combine(filters.start, datetime.min.time()))
+        conditions.append("t.ts >= $start")
+        params["start"] = datetime.combine(filters.start, datetime.min.time())
     if filters.end:
-        conditions.append("t.ts < ?")
-        params.append(datetime.combine(filters.end, datetime.min.time()) + timedelta(days=1))
+        conditions.append("t.ts < $end")
+        params["end"] = datetime.combine(filters.end, datetime.min.time()) + timedelta(days=1)
     for column, values in (("city", filters.cities), ("payment_method", filters.payment_methods)):
         if values:
-            conditions.append(f"{dataset.sql_column(column)} IN (SELECT unnest(CAST(? AS VARCHAR[])))")
-            params.append(list(values))
+            conditions.append(f"{dataset.sql_column(column)} IN (SELECT unnest(CAST(${column} AS VARCHAR[])))")
+            params[column] = list(values)
     if filters.merchants:
         # A merchant filter matches the id, or the name where the dataset has one.
-        conditions.append(f"({dataset.sql_column('merchant_id')} IN (SELECT unnest(CAST(? AS VARCHAR[]))) OR "
-                          f"{dataset.sql_column('merchant_name')} IN (SELECT unnest(CAST(? AS VARCHAR[]))))")
-        params += [list(filters.merchants), list(filters.merchants)]
+        conditions.append(f"({dataset.sql_column('merchant_id')} IN (SELECT unnest(CAST($merchants AS VARCHAR[]))) OR "
+                          f"{dataset.sql_column('merchant_name')} IN (SELECT unnest(CAST($merchants AS VARCHAR[]))))")
+        params["merchants"] = list(filters.merchants)
     if filters.amount_min is not None:
-        conditions.append("t.amount >= ?")
-        params.append(float(filters.amount_min))
+        conditions.append("t.amount >= $amount_min")
+        params["amount_min"] = float(filters.amount_min)
     if filters.amount_max is not None:
-        conditions.append("t.amount <= ?")
-        params.append(float(filters.amount_max))
+        conditions.append("t.amount <= $amount_max")
+        params["amount_max"] = float(filters.amount_max)
     if filters.label_status == "unlabelled":
         conditions.append("l.label IS NULL")
     elif filters.label_status == "labelled":
         conditions.append("l.label IS NOT NULL")
     elif filters.label_status in ("fraud", "legitimate", "unsure"):
-        conditions.append("l.label = ?")
-        params.append(filters.label_status)
+        conditions.append("l.label = $label")
+        params["label"] = filters.label_status
     if filters.case_statuses:
-        conditions.append("coalesce(c.status, 'open') IN (SELECT unnest(CAST(? AS VARCHAR[])))")
-        params.append(list(filters.case_statuses))
+        conditions.append("coalesce(c.status, 'open') IN (SELECT unnest(CAST($statuses AS VARCHAR[])))")
+        params["statuses"] = list(filters.case_statuses)
     if filters.assignee:
-        conditions.append("c.assignee = ?")
-        params.append(filters.assignee)
+        conditions.append("c.assignee = $assignee")
+        params["assignee"] = filters.assignee
     if filters.hours:
-        conditions.append("hour(t.ts) IN (SELECT unnest(CAST(? AS INTEGER[])))")
-        params.append([int(h) for h in filters.hours])
+        conditions.append("hour(t.ts) IN (SELECT unnest(CAST($hours AS INTEGER[])))")
+        params["hours"] = [int(h) for h in filters.hours]
     if filters.weekdays:
-        conditions.append("isodow(t.ts) IN (SELECT unnest(CAST(? AS INTEGER[])))")
-        params.append([int(d) for d in filters.weekdays])
+        conditions.append("isodow(t.ts) IN (SELECT unnest(CAST($weekdays AS INTEGER[])))")
+        params["weekdays"] = [int(d) for d in filters.weekdays]
     search = filters.search.strip()[:MAX_SEARCH].lower()
     if search:
         # contains() takes the text literally: no LIKE wildcards to escape.
         ids = [dataset.sql_column(c) for c in ("transaction_id", "customer_id", "merchant_id")]
-        conditions.append("(" + " OR ".join(f"contains(lower({c}), ?)" for c in ids) + ")")
-        params += [search] * len(ids)
+        conditions.append("(" + " OR ".join(f"contains(lower({c}), $search)" for c in ids) + ")")
+        params["search"] = search
     return (" AND ".join(conditions) or "TRUE"), params
 
 
-def _alerts_sql(dataset: Dataset, filters: QueueFilters) -> tuple[str, list[Any]]:
-    where, where_params = _where(dataset, filters)
+def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold: float) -> tuple[str, dict[str, Any]]:
+    where, params = _where(dataset, filters)
     sql = f"""
-        FROM (SELECT tx_row, score FROM scores WHERE run_id = ? AND score >= ?) a
+        FROM (SELECT tx_row, score FROM scores WHERE run_id = $run AND score >= $threshold) a
         JOIN {dataset.table} t USING (tx_row)
-        LEFT JOIN (SELECT transaction_id, label, analyst AS labelled_by FROM current_labels WHERE dataset_id = ?) l
+        LEFT JOIN (SELECT transaction_id, label, analyst AS labelled_by FROM current_labels WHERE dataset_id = $dataset) l
                ON l.transaction_id = t.transaction_id
-        LEFT JOIN (SELECT transaction_id, status, assignee FROM current_cases WHERE dataset_id = ?) c
+        LEFT JOIN (SELECT transaction_id, status, assignee FROM current_cases WHERE dataset_id = $dataset) c
                ON c.transaction_id = t.transaction_id
         WHERE {where}"""
-    return sql, [dataset.id, dataset.id, *where_params]
+    return sql, {**params, "run": int(run_id), "threshold": float(threshold), "dataset": dataset.id}
 
 
 def count_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,
                  filters: QueueFilters = QueueFilters()) -> int:
     """How many alerts match the filters."""
-    sql, params = _alerts_sql(dataset, filters)
-    return int(fetch_one(conn, f"SELECT count(*) {sql}", [int(run_id), float(threshold), *params])[0])
+    sql, params = _alerts_sql(dataset, filters, run_id, threshold)
+    return int(fetch_one(conn, f"SELECT count(*) {sql}", params)[0])
 
 
 def alert_page(
@@ -169,32 +172,24 @@ def alert_page(
     order: str = "score",
     pivot: float | None = None,
 ) -> pd.DataFrame:
-    """One page of alerts, highest score first by default (page 0 is the first).
+    """One page of alerts matching `filters`, highest score first by default (page 0 is the first).
 
-    Order "uncertain" lists unlabelled alerts nearest `pivot` first: the threshold for a detector
-    run (default), 0.5 for a model's fraud probabilities.
+    Order "uncertain" sorts by distance to `pivot` (the threshold if None); which alerts that
+    order is for (unlabelled ones) is the queue's rule, `application.queue`.
     """
     if order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(ORDERS)}")
+        raise InvalidInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}.", field="order")
     page_size = max(1, min(int(page_size), 10_000))
+    sql, params = _alerts_sql(dataset, filters, run_id, threshold)
     if order == "uncertain":
-        filters = filters.with_(label_status="unlabelled")
-    sql, params = _alerts_sql(dataset, filters)
-    order_params = [float(threshold if pivot is None else pivot)] if order == "uncertain" else []
+        params["pivot"] = float(threshold if pivot is None else pivot)
     extras = "".join(f", {dataset.sql_column(c)} AS {c}" for c in QUEUE_EXTRAS if dataset.has_column(c))
     return conn.execute(
         f"""SELECT t.transaction_id, t.ts, t.amount{extras}, a.score, l.label, l.labelled_by,
                    coalesce(c.status, 'open') AS status, c.assignee, t.tx_row
-            {sql} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?""",
-        [int(run_id), float(threshold), *params, *order_params, page_size, max(0, int(page)) * page_size],
+            {sql} ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset""",
+        {**params, "limit": page_size, "offset": max(0, int(page)) * page_size},
     ).df()
-
-
-def alert_queue(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,
-                filters: QueueFilters = QueueFilters(), **page: Any) -> tuple[pd.DataFrame, int]:
-    """One page of alerts and how many match in all: what the queue page shows."""
-    return (alert_page(conn, dataset, run_id, threshold, filters, **page),
-            count_alerts(conn, dataset, run_id, threshold, filters))
 
 
 def filter_choices(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,

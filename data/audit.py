@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-ACTIONS = ("import", "generate", "delete", "restore", "purge", "fit", "threshold", "label", "undo_labels",
+ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit", "threshold", "label", "undo_labels",
            "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change")
 
 
@@ -44,11 +44,12 @@ def audit_log(conn: duckdb.DuckDBPyConnection, *, actor: str | None = None, acti
     return conn.execute(
         """SELECT id, created_at AS "when", actor, action, dataset_id, target, before_value AS before,
                   after_value AS after FROM audit
-           WHERE (CAST(? AS VARCHAR) IS NULL OR actor = ?)
-             AND (len(CAST(? AS VARCHAR[])) = 0 OR action IN (SELECT unnest(CAST(? AS VARCHAR[]))))
-             AND (CAST(? AS TIMESTAMP) IS NULL OR created_at >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR created_at < ?)
-             AND (? = '' OR contains(lower(coalesce(target, '') || ' ' || coalesce(CAST(before_value AS VARCHAR), '')
-                                           || ' ' || coalesce(CAST(after_value AS VARCHAR), '')), ?))
-           ORDER BY id DESC LIMIT ?""",
-        [actor, actor, list(actions), list(actions), since, since, until, until, text, text, int(limit)],
+           WHERE (CAST($actor AS VARCHAR) IS NULL OR actor = $actor)
+             AND (len(CAST($actions AS VARCHAR[])) = 0 OR action IN (SELECT unnest(CAST($actions AS VARCHAR[]))))
+             AND (CAST($since AS TIMESTAMP) IS NULL OR created_at >= $since)
+             AND (CAST($until AS TIMESTAMP) IS NULL OR created_at < $until)
+             AND ($text = '' OR contains(lower(coalesce(target, '') || ' ' || coalesce(CAST(before_value AS VARCHAR), '')
+                                               || ' ' || coalesce(CAST(after_value AS VARCHAR), '')), $text))
+           ORDER BY id DESC LIMIT $limit""",
+        {"actor": actor, "actions": list(actions), "since": since, "until": until, "text": text, "limit": int(limit)},
     ).df()

@@ -8,25 +8,23 @@
   reason) and an assignee. Each change appends the case's full new state to `case_events`;
   the latest event is current (view `current_cases`), a case without events is open.
 
-Writes only append, so analysts labelling at once never overwrite each other; DuckDB may still
-refuse a transaction that conflicts with a concurrent one, so writes retry a few times.
+Writes only append, so analysts labelling at once never overwrite each other. These are storage
+functions: they run inside the caller's transaction and write no audit row; the actions that
+label, undo and change cases (`application.labels`, `application.cases`) do both.
 """
 
 from __future__ import annotations
 
-import time
 import unicodedata
-import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import duckdb
 import pandas as pd
 
-from data.audit import record
 from data.datasets import Dataset
-from data.db import fetch_one, transaction
-from data.errors import DataError
+from data.db import fetch_one
+from data.errors import InvalidInput, NotFound
 
 LABELS = ("fraud", "legitimate", "unsure")
 STATUSES = ("open", "in_review", "closed")
@@ -37,34 +35,39 @@ MAX_NAME = 64
 MAX_IDS = 10_000  # one action labels at most this many transactions
 KEEP = object()  # "leave the assignee as it is"
 
-T = TypeVar("T")
-
 
 def check_analyst(name: str | None) -> str:
     """An analyst name as stored: trimmed, printable, at most 64 characters."""
     name = (name or "").strip()
     if not name:
-        raise DataError("an analyst name is required.", hint="Enter your name in the sidebar.")
+        raise InvalidInput("an analyst name is required.", field="analyst", hint="Sign in first.")
     if len(name) > MAX_NAME or any(unicodedata.category(c).startswith("C") for c in name):
-        raise DataError(f"analyst name {name[:MAX_NAME]!r} is not allowed.",
-                        hint=f"Use at most {MAX_NAME} printable characters.")
+        raise InvalidInput(f"analyst name {name[:MAX_NAME]!r} is not allowed.", field="analyst",
+                           hint=f"Use at most {MAX_NAME} printable characters.")
     return name
 
 
-def _check_note(note: str | None) -> str | None:
+def check_note(note: str | None) -> str | None:
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
-        raise DataError(f"the note has {len(note):,} characters; at most {MAX_NOTE:,} are kept.")
+        raise InvalidInput(f"the note has {len(note):,} characters; at most {MAX_NOTE:,} are kept.", field="note")
     return note or None
 
 
-def _checked_ids(conn: duckdb.DuckDBPyConnection, dataset: Dataset, transaction_ids: Iterable[Any]) -> list[str]:
+def check_label(label: str) -> str:
+    if label not in LABELS:
+        raise InvalidInput(f"label must be one of {', '.join(LABELS)}, not {label!r}.", field="label")
+    return label
+
+
+def checked_ids(conn: duckdb.DuckDBPyConnection, dataset: Dataset, transaction_ids: Iterable[Any]) -> list[str]:
     """The ids, deduplicated in order, each checked to be a transaction of the dataset."""
     ids = list(dict.fromkeys(str(i) for i in transaction_ids if i is not None))
     if not ids:
-        raise DataError("no transactions selected.", hint="Select one or more alerts first.")
+        raise InvalidInput("no transactions selected.", field="transaction_ids", hint="Select one or more alerts first.")
     if len(ids) > MAX_IDS:
-        raise DataError(f"{len(ids):,} transactions selected; one action takes at most {MAX_IDS:,}.")
+        raise InvalidInput(f"{len(ids):,} transactions selected; one action takes at most {MAX_IDS:,}.",
+                           field="transaction_ids")
     missing = fetch_one(
         conn,
         f"SELECT u.i FROM unnest(CAST(? AS VARCHAR[])) AS u(i) "
@@ -72,90 +75,53 @@ def _checked_ids(conn: duckdb.DuckDBPyConnection, dataset: Dataset, transaction_
         [ids],
     )
     if missing:
-        raise DataError(f"transaction {missing[0]!r} is not in dataset {dataset.name!r}.")
+        raise NotFound(f"transaction {missing[0]!r} is not in dataset {dataset.name!r}.", field="transaction_ids")
     return ids
-
-
-def _retrying(write: Callable[[], T], attempts: int = 6) -> T:
-    """Run a write transaction, again after a short pause if DuckDB reports a write conflict."""
-    for attempt in range(attempts):
-        try:
-            return write()
-        except duckdb.TransactionException as exc:
-            if "conflict" not in str(exc).lower() or attempt == attempts - 1:
-                raise
-            time.sleep(0.02 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------------------------------------
 # Labels
 
 
-def add_labels(
-    conn: duckdb.DuckDBPyConnection,
-    dataset: Dataset,
-    transaction_ids: Iterable[Any],
-    label: str,
-    analyst: str,
-    note: str | None = None,
-    *,
-    close: bool = False,
-) -> str:
-    """Label transactions in one action; returns the action's batch id (for undo).
-
-    With `close`, a fraud or legitimate label also closes the cases, in the same transaction.
-    """
-    if label not in LABELS:
-        raise DataError(f"label must be one of {', '.join(LABELS)}, not {label!r}.")
-    analyst, note = check_analyst(analyst), _check_note(note)
-    ids = _checked_ids(conn, dataset, transaction_ids)
-    batch = uuid.uuid4().hex
-
-    def write() -> str:
-        with transaction(conn):
-            before = dict(conn.execute(
-                "SELECT transaction_id, label FROM current_labels WHERE dataset_id = ? AND transaction_id IN "
-                "(SELECT unnest(CAST(? AS VARCHAR[])))", [dataset.id, ids]).fetchall())
-            conn.execute(
-                "INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at, id, batch_id) "
-                "SELECT ?, u.i, ?, ?, ?, current_timestamp::TIMESTAMP, nextval('label_ids'), ? "
-                "FROM unnest(CAST(? AS VARCHAR[])) AS u(i)",
-                [dataset.id, label, analyst, note, batch, ids],
-            )
-            if close and label != "unsure":
-                reason = "confirmed fraud" if label == "fraud" else "false positive"
-                _append_case_events(conn, dataset, ids, analyst, status="closed", reason=reason)
-            record(conn, analyst, "label", dataset_id=dataset.id, target=_target(ids),
-                   before={"labels": before} if before else None,
-                   after={"label": label, "note": note, "batch": batch, "transactions": ids, "closed": close})
-        return batch
-
-    return _retrying(write)
+def insert_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, ids: list[str], label: str, analyst: str,
+                  note: str | None, batch: str) -> dict[str, str]:
+    """Append one label per transaction as action `batch`; returns the labels they replace."""
+    before = current_labels(conn, dataset, ids)
+    conn.execute(
+        "INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at, id, batch_id) "
+        "SELECT ?, u.i, ?, ?, ?, current_timestamp::TIMESTAMP, nextval('label_ids'), ? "
+        "FROM unnest(CAST(? AS VARCHAR[])) AS u(i)",
+        [dataset.id, label, analyst, note, batch, ids],
+    )
+    return before
 
 
-def _target(ids: list[str]) -> str:
-    """An audit target: the transaction, or how many."""
-    return ids[0] if len(ids) == 1 else f"{len(ids):,} transactions"
+def insert_label_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, rows: pd.DataFrame, batch: str) -> None:
+    """Append labels from a checked frame (transaction_id, label, analyst, note, line) as action `batch`."""
+    conn.register("_new_labels", rows)
+    try:
+        conn.execute(
+            "INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at, id, batch_id) "
+            "SELECT ?, transaction_id, label, analyst, note, current_timestamp::TIMESTAMP, nextval('label_ids'), ? "
+            "FROM _new_labels ORDER BY line",
+            [dataset.id, batch],
+        )
+    finally:
+        conn.unregister("_new_labels")
 
 
-def undo_labels(conn: duckdb.DuckDBPyConnection, batch_id: str, analyst: str) -> int:
-    """Undo one labelling action (the labels stay in the history, marked undone); returns its size."""
-    analyst = check_analyst(analyst)
-    count = fetch_one(conn, "SELECT count(*) FROM labels WHERE batch_id = ?", [batch_id])[0]
-    if not count:
-        raise DataError("there is no such labelling action to undo.")
-    if fetch_one(conn, "SELECT 1 FROM label_undos WHERE batch_id = ?", [batch_id]):
-        raise DataError("that labelling action was already undone.")
+def labelling_action(conn: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, Any]:
+    """A labelling action by its batch id: dataset, size and whether it was undone."""
+    row = fetch_one(conn, "SELECT any_value(dataset_id), count(*), bool_or(batch_id IN (SELECT batch_id FROM label_undos)) "
+                    "FROM labels WHERE batch_id = ?", [str(batch_id)])
+    if not row or not row[1]:
+        raise NotFound("there is no such labelling action to undo.", field="batch_id")
+    return {"dataset_id": row[0], "count": int(row[1]), "undone": bool(row[2])}
 
-    def write() -> int:
-        with transaction(conn):
-            conn.execute("INSERT INTO label_undos VALUES (?, ?, current_timestamp::TIMESTAMP)", [batch_id, analyst])
-            dataset_id = fetch_one(conn, "SELECT any_value(dataset_id) FROM labels WHERE batch_id = ?", [batch_id])[0]
-            record(conn, analyst, "undo_labels", dataset_id=dataset_id, target=batch_id, after={"labels": int(count)})
-        return int(count)
 
-    return _retrying(write)
+def mark_undone(conn: duckdb.DuckDBPyConnection, batch_id: str, analyst: str) -> None:
+    """Record that a labelling action was undone (its labels stay in the history)."""
+    conn.execute("INSERT INTO label_undos VALUES (?, ?, current_timestamp::TIMESTAMP)", [batch_id, analyst])
 
 
 def current_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, transaction_ids: Iterable[Any]) -> dict[str, str]:
@@ -199,58 +165,33 @@ def last_action(conn: duckdb.DuckDBPyConnection, dataset: Dataset, analyst: str)
 # Case workflow
 
 
-def _append_case_events(conn: duckdb.DuckDBPyConnection, dataset: Dataset, ids: list[str], actor: str, *,
-                        status: str | None = None, assignee: Any = KEEP, reason: str | None = None) -> None:
+def append_case_events(conn: duckdb.DuckDBPyConnection, dataset: Dataset, ids: list[str], actor: str, *,
+                       status: str | None = None, assignee: Any = KEEP, reason: str | None = None) -> None:
     """Append each case's new state, computed from its current one in the same statement."""
     change_assignee = assignee is not KEEP
     conn.execute(
         """INSERT INTO case_events (id, dataset_id, transaction_id, status, assignee, reason, actor, created_at)
-           SELECT nextval('case_event_ids'), ?, u.i, s.status,
-                  CASE WHEN ? THEN ? ELSE c.assignee END,
-                  CASE WHEN s.status = 'closed' THEN coalesce(?, c.reason) END,
-                  ?, current_timestamp::TIMESTAMP
-           FROM unnest(CAST(? AS VARCHAR[])) AS u(i)
-           LEFT JOIN (SELECT * FROM current_cases WHERE dataset_id = ?) c ON c.transaction_id = u.i
-           CROSS JOIN LATERAL (SELECT coalesce(?, c.status, 'open') AS status) s""",
-        [dataset.id, change_assignee, None if not change_assignee else assignee, reason, actor, ids, dataset.id, status],
+           SELECT nextval('case_event_ids'), $dataset, u.i, s.status,
+                  CASE WHEN $change_assignee THEN $assignee ELSE c.assignee END,
+                  CASE WHEN s.status = 'closed' THEN coalesce($reason, c.reason) END,
+                  $actor, current_timestamp::TIMESTAMP
+           FROM unnest(CAST($ids AS VARCHAR[])) AS u(i)
+           LEFT JOIN (SELECT * FROM current_cases WHERE dataset_id = $dataset) c ON c.transaction_id = u.i
+           CROSS JOIN LATERAL (SELECT coalesce($status, c.status, 'open') AS status) s""",
+        {"dataset": dataset.id, "change_assignee": change_assignee, "assignee": assignee if change_assignee else None,
+         "reason": reason, "actor": actor, "ids": ids, "status": status},
     )
 
 
-def update_cases(
-    conn: duckdb.DuckDBPyConnection,
-    dataset: Dataset,
-    transaction_ids: Iterable[Any],
-    actor: str,
-    *,
-    status: str | None = None,
-    assignee: Any = KEEP,
-    reason: str | None = None,
-) -> int:
-    """Change the status and/or assignee of cases; closing needs a reason. Returns the case count."""
-    actor = check_analyst(actor)
+def check_case_change(status: str | None, assignee: Any, reason: str | None) -> tuple[str | None, Any, str | None]:
+    """A case change's status, assignee and reason, checked: closing needs a reason."""
     if status is not None and status not in STATUSES:
-        raise DataError(f"status must be one of {', '.join(STATUSES)}, not {status!r}.")
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}.", field="status")
     if status == "closed" and not (reason or "").strip():
-        raise DataError("closing a case needs a reason.", hint=f"For example: {', '.join(CLOSE_REASONS)}.")
+        raise InvalidInput("closing a case needs a reason.", field="reason", hint=f"For example: {', '.join(CLOSE_REASONS)}.")
     if assignee is not KEEP and assignee is not None:
         assignee = check_analyst(assignee)
-    reason = (reason or "").strip()[:200] or None
-    ids = _checked_ids(conn, dataset, transaction_ids)
-
-    def write() -> int:
-        with transaction(conn):
-            _append_case_events(conn, dataset, ids, actor, status=status, assignee=assignee, reason=reason)
-            after = {"transactions": ids, **({"status": status} if status else {}), **({"reason": reason} if reason else {}),
-                     **({"assignee": assignee} if assignee is not KEEP else {})}
-            record(conn, actor, "case", dataset_id=dataset.id, target=_target(ids), after=after)
-        return len(ids)
-
-    return _retrying(write)
-
-
-def take_cases(conn: duckdb.DuckDBPyConnection, dataset: Dataset, transaction_ids: Iterable[Any], analyst: str) -> int:
-    """An analyst takes cases: assigned to them and in review."""
-    return update_cases(conn, dataset, transaction_ids, analyst, status="in_review", assignee=analyst)
+    return status, assignee, (reason or "").strip()[:200] or None
 
 
 def case_state(conn: duckdb.DuckDBPyConnection, dataset: Dataset, transaction_id: str) -> dict[str, Any]:
@@ -273,9 +214,9 @@ def case_history(conn: duckdb.DuckDBPyConnection, dataset: Dataset, transaction_
 def analysts(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> list[str]:
     """Everyone who has labelled or handled a case in the dataset (for the assignee picker)."""
     rows = conn.execute(
-        "SELECT analyst FROM labels WHERE dataset_id = ? UNION SELECT actor FROM case_events WHERE dataset_id = ? "
-        "UNION SELECT assignee FROM case_events WHERE dataset_id = ? AND assignee IS NOT NULL ORDER BY 1",
-        [dataset.id, dataset.id, dataset.id],
+        "SELECT analyst FROM labels WHERE dataset_id = $dataset UNION SELECT actor FROM case_events WHERE dataset_id = $dataset "
+        "UNION SELECT assignee FROM case_events WHERE dataset_id = $dataset AND assignee IS NOT NULL ORDER BY 1",
+        {"dataset": dataset.id},
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -308,11 +249,12 @@ def _rows_text(rows: pd.Series) -> str:
     return f"{len(rows):,} such row{'s' if len(rows) != 1 else ''} in all; first rows: {shown}"
 
 
-def import_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, analyst: str) -> tuple[str, int]:
+def read_label_file(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, analyst: str) -> pd.DataFrame:
     """Labels from a CSV file with columns transaction_id, label and optionally analyst and note,
-    as one undoable action; every row is checked first, and one bad row rejects the file.
+    every row checked first: one bad row rejects the file, naming its row and column.
 
-    Rows are numbered as a spreadsheet shows them (the header is row 1). Returns (batch id, count).
+    Rows are numbered as a spreadsheet shows them (the header is row 1). Returns the checked rows
+    (transaction_id, label, analyst, note, line) for `insert_label_rows`.
     """
     from pathlib import Path
 
@@ -320,18 +262,18 @@ def import_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, 
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
     except FileNotFoundError:
-        raise DataError("no such file.", file=name) from None
+        raise NotFound("no such file.", file=name) from None
     except pd.errors.EmptyDataError:
-        raise DataError("the file is empty.", file=name) from None
+        raise InvalidInput("the file is empty.", file=name) from None
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"not a readable UTF-8 CSV file ({str(exc).splitlines()[0]}).", file=name) from None
+        raise InvalidInput(f"not a readable UTF-8 CSV file ({str(exc).splitlines()[0]}).", file=name) from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in ("transaction_id", "label") if c not in frame.columns]
     if missing:
-        raise DataError(f"no {missing[0]!r} column.", file=name,
-                        hint="The columns are transaction_id, label and optionally analyst and note.")
+        raise InvalidInput(f"no {missing[0]!r} column.", file=name,
+                           hint="The columns are transaction_id, label and optionally analyst and note.")
     if frame.empty:
-        raise DataError("the file has a header but no labels.", file=name)
+        raise InvalidInput("the file has a header but no labels.", file=name)
     row_numbers = pd.Series(range(2, len(frame) + 2), index=frame.index)
     ids = frame["transaction_id"].str.strip()
     labels = frame["label"].str.strip().str.lower()
@@ -339,11 +281,11 @@ def import_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, 
     analysts_ = analysts_.where(analysts_ != "", analyst)
     notes = frame["note"].str.strip() if "note" in frame.columns else pd.Series("", index=frame.index)
 
-    def reject(mask: pd.Series, column: str, problem: str, hint: str | None = None) -> None:
+    def reject(mask: pd.Series, column: str, problem: str, hint: str | None = None, kind: type = InvalidInput) -> None:
         if mask.any():
             first = row_numbers[mask].iloc[0]
-            raise DataError(f"{problem} ({_rows_text(row_numbers[mask])}).", file=name, row=int(first), column=column,
-                            hint=hint)
+            raise kind(f"{problem} ({_rows_text(row_numbers[mask])}).", file=name, row=int(first), column=column,
+                       hint=hint)
 
     reject(ids == "", "transaction_id", "the transaction id is empty")
     bad = ~labels.isin(LABELS)
@@ -357,31 +299,14 @@ def import_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, 
     for value in analysts_.unique():
         try:
             check_analyst(value)
-        except DataError as exc:
+        except InvalidInput as exc:
             reject(analysts_ == value, "analyst", exc.problem)
     known = {r[0] for r in conn.execute(
         f"SELECT transaction_id FROM {dataset.table} WHERE transaction_id IN (SELECT unnest(CAST(? AS VARCHAR[])))",
         [list(ids)]).fetchall()}
     unknown = ~ids.isin(known)
     if unknown.any():
-        reject(unknown, "transaction_id", f"transaction {ids[unknown].iloc[0]!r} is not in dataset {dataset.name!r}")
-
-    batch = uuid.uuid4().hex
-    rows = pd.DataFrame({"transaction_id": ids, "label": labels, "analyst": analysts_,
+        reject(unknown, "transaction_id", f"transaction {ids[unknown].iloc[0]!r} is not in dataset {dataset.name!r}",
+               kind=NotFound)
+    return pd.DataFrame({"transaction_id": ids, "label": labels, "analyst": analysts_,
                          "note": notes.where(notes != "", None), "line": row_numbers})
-
-    def write() -> tuple[str, int]:
-        conn.register("_new_labels", rows)
-        try:
-            with transaction(conn):
-                conn.execute(
-                    "INSERT INTO labels (dataset_id, transaction_id, label, analyst, note, created_at, id, batch_id) "
-                    "SELECT ?, transaction_id, label, analyst, note, current_timestamp::TIMESTAMP, nextval('label_ids'), ? "
-                    "FROM _new_labels ORDER BY line",
-                    [dataset.id, batch],
-                )
-        finally:
-            conn.unregister("_new_labels")
-        return batch, len(rows)
-
-    return _retrying(write)

@@ -19,9 +19,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from data.audit import record
-from data.db import checked_ident, fetch_one, quote_ident, transaction
-from data.errors import DataError
+from data.db import checked_ident, fetch_one, fetch_records, quote_ident
+from data.errors import Conflict, InvalidInput, NotFound
 
 NAME_PATTERN = re.compile(r"^[\w][\w .\-()]{0,63}$", re.UNICODE)
 
@@ -82,8 +81,8 @@ def validate_name(name: str) -> str:
     """Dataset names: 1-64 letters, digits, spaces and . - _ ( ); shown everywhere, so kept plain."""
     cleaned = (name or "").strip()
     if not NAME_PATTERN.match(cleaned):
-        raise DataError(
-            f"dataset name {name!r} is not allowed.",
+        raise InvalidInput(
+            f"dataset name {name!r} is not allowed.", field="name",
             hint="Use 1-64 letters, digits, spaces, dots, dashes, underscores or parentheses, "
             "starting with a letter or digit.",
         )
@@ -93,29 +92,29 @@ def validate_name(name: str) -> str:
 _COLUMNS = "id, name, table_name, source, created_at, row_count, min_ts, max_ts, columns, import_report"
 
 
-def _from_row(row: tuple) -> Dataset:
-    cols = tuple(StoredColumn(**c) for c in json.loads(row[8]))
-    return Dataset(*row[:8], columns=cols, import_report=json.loads(row[9]))
+def _from_record(record: dict[str, Any]) -> Dataset:
+    columns = tuple(StoredColumn(**c) for c in json.loads(record.pop("columns")))
+    report = json.loads(record.pop("import_report"))
+    return Dataset(**record, columns=columns, import_report=report)
 
 
 def list_datasets(conn: duckdb.DuckDBPyConnection, *, deleted: bool = False) -> list[Dataset]:
     """Datasets in creation order; `deleted=True` lists the trash instead."""
     condition = "deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL"
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM datasets WHERE {condition} ORDER BY id").fetchall()
-    return [_from_row(r) for r in rows]
+    return [_from_record(r) for r in fetch_records(conn, f"SELECT {_COLUMNS} FROM datasets WHERE {condition} ORDER BY id")]
 
 
 def get_dataset(conn: duckdb.DuckDBPyConnection, name: str | int) -> Dataset:
-    """A live dataset by name or id; DataError naming the available ones if there is none."""
+    """A live dataset by name or id; NotFound naming the available ones if there is none."""
     key = "id" if isinstance(name, int) else "name"
-    row = fetch_one(conn, f"SELECT {_COLUMNS} FROM datasets WHERE {key} = ? AND deleted_at IS NULL", [name])
-    if row is None:
+    found = fetch_records(conn, f"SELECT {_COLUMNS} FROM datasets WHERE {key} = ? AND deleted_at IS NULL", [name])
+    if not found:
         names = [d.name for d in list_datasets(conn)]
-        raise DataError(
-            f"no dataset named {name!r}.",
+        raise NotFound(
+            f"no dataset {'#' if key == 'id' else 'named '}{name!r}.",
             hint=f"Available: {', '.join(names)}." if names else "There are no datasets yet: generate or import one.",
         )
-    return _from_row(row)
+    return _from_record(found[0])
 
 
 @dataclass
@@ -134,68 +133,57 @@ class NewDataset:
         return checked_ident(self.table_name)
 
 
-@contextmanager
-def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str, actor: str = "cli") -> Iterator[NewDataset]:
-    """Open a transaction for a new dataset; the block creates `table` and fills in `columns`.
-
-    When the block ends the dataset is registered and committed; if it raises, everything it
-    did is rolled back and the database is exactly as before.
-    """
+def check_new_name(conn: duckdb.DuckDBPyConnection, name: str) -> str:
+    """A valid name no live dataset has (checked again when the dataset is registered)."""
     name = validate_name(name)
-    with transaction(conn):
-        clash = fetch_one(conn, "SELECT id, deleted_at FROM datasets WHERE name = ?", [name])
-        if clash and clash[1] is None:
-            raise DataError(f"a dataset named {name!r} already exists.",
-                            hint="Choose another name, or delete the existing dataset first.")
-        if clash:  # the name is in the trash: the user deleted it, so the new one takes its place
-            _purge(conn, clash[0])
-        dataset_id = fetch_one(conn, "SELECT nextval('dataset_ids')")[0]
-        pending = NewDataset(dataset_id, name, f"tx_{dataset_id}", source)
-        yield pending
-        row_count, min_ts, max_ts = fetch_one(conn, f"SELECT count(*), min(ts), max(ts) FROM {pending.table}")
-        if row_count == 0:
-            raise DataError("no rows to store.", hint="The source has no usable data rows.")
-        conn.execute(
-            "INSERT INTO datasets VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, NULL)",
-            [dataset_id, name, pending.table_name, source, row_count, min_ts, max_ts,
-             json.dumps([c.as_dict() for c in pending.columns]), json.dumps(pending.report, default=str)],
-        )
-        record(conn, actor, "generate" if source == "synthetic" else "import", dataset_id=dataset_id, target=name,
-               after={"source": source, "rows": row_count, "from": min_ts, "until": max_ts})
+    if fetch_one(conn, "SELECT 1 FROM datasets WHERE name = ? AND deleted_at IS NULL", [name]):
+        raise Conflict(f"a dataset named {name!r} already exists.", field="name",
+                       hint="Choose another name, or delete the existing dataset first.")
+    return name
 
 
-def delete_dataset(conn: duckdb.DuckDBPyConnection, name: str, actor: str = "cli") -> Dataset:
-    """Move a dataset to the trash; `restore_dataset` undoes it until `purge_deleted` runs."""
-    dataset = get_dataset(conn, name)
-    with transaction(conn):
-        conn.execute("UPDATE datasets SET deleted_at = current_timestamp::TIMESTAMP WHERE id = ?", [dataset.id])
-        record(conn, actor, "delete", dataset_id=dataset.id, target=dataset.name, before={"rows": dataset.row_count})
-    return dataset
+@contextmanager
+def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str) -> Iterator[NewDataset]:
+    """Reserve an id for a new dataset; the block creates `table` and fills in `columns`, and the
+    dataset is registered when the block ends.
+
+    Runs inside the caller's transaction (the application layer's unit of work): if anything
+    raises, the caller's rollback leaves the database exactly as before.
+    """
+    name = check_new_name(conn, name)
+    trashed = fetch_one(conn, "SELECT id FROM datasets WHERE name = ? AND deleted_at IS NOT NULL", [name])
+    if trashed:  # the name is in the trash: the user deleted it, so the new one takes its place
+        purge(conn, trashed[0])
+    dataset_id = fetch_one(conn, "SELECT nextval('dataset_ids')")[0]
+    pending = NewDataset(dataset_id, name, f"tx_{dataset_id}", source)
+    yield pending
+    row_count, min_ts, max_ts = fetch_one(conn, f"SELECT count(*), min(ts), max(ts) FROM {pending.table}")
+    if row_count == 0:
+        raise InvalidInput("no rows to store.", hint="The source has no usable data rows.")
+    conn.execute(
+        "INSERT INTO datasets VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, NULL)",
+        [dataset_id, name, pending.table_name, source, row_count, min_ts, max_ts,
+         json.dumps([c.as_dict() for c in pending.columns]), json.dumps(pending.report, default=str)],
+    )
 
 
-def restore_dataset(conn: duckdb.DuckDBPyConnection, dataset_id: int, actor: str = "cli") -> Dataset:
+def mark_deleted(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+    """Move a dataset to the trash (`restore` takes it back until it is purged)."""
+    conn.execute("UPDATE datasets SET deleted_at = current_timestamp::TIMESTAMP WHERE id = ?", [dataset.id])
+
+
+def restore(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> Dataset:
     """Take a dataset back out of the trash."""
-    with transaction(conn):
-        found = conn.execute(
-            "UPDATE datasets SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL RETURNING name", [dataset_id]
-        ).fetchall()
-        if not found:
-            raise DataError(f"dataset {dataset_id} is not in the trash.")
-        record(conn, actor, "restore", dataset_id=dataset_id, target=found[0][0])
-    return get_dataset(conn, dataset_id)
+    found = conn.execute(
+        "UPDATE datasets SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL RETURNING name", [int(dataset_id)]
+    ).fetchall()
+    if not found:
+        raise NotFound(f"dataset {dataset_id} is not in the trash.")
+    return get_dataset(conn, int(dataset_id))
 
 
-def purge_deleted(conn: duckdb.DuckDBPyConnection, actor: str = "cli") -> int:
-    """Drop every dataset in the trash for good, with its features and labels."""
-    rows = conn.execute("SELECT id, name, row_count FROM datasets WHERE deleted_at IS NOT NULL").fetchall()
-    for dataset_id, name, row_count in rows:
-        with transaction(conn):
-            _purge(conn, dataset_id)
-            record(conn, actor, "purge", dataset_id=dataset_id, target=name, before={"rows": row_count})
-    return len(rows)
-
-
-def _purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
+def purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
+    """Drop a dataset for good, with its features, labels, cases, runs and scores."""
     table = conn.execute("SELECT table_name FROM datasets WHERE id = ?", [dataset_id]).fetchall()[0][0]
     feature_table = fetch_one(conn, "SELECT table_name FROM feature_sets WHERE dataset_id = ?", [dataset_id])
     if feature_table:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -186,10 +187,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             after_value JSON
         )""",
     ),
+    (
+        # Lineage: a feature set's version hashes the feature definitions and the label snapshot
+        # they were computed from; every run, stored explanation and global importance records the
+        # version it saw, so a stale one can be told from a current one. Older rows stay NULL
+        # (unknown), which reads as stale.
+        "ALTER TABLE feature_sets ADD COLUMN version VARCHAR",
+        "ALTER TABLE feature_sets ADD COLUMN labels_snapshot VARCHAR",
+        "ALTER TABLE runs ADD COLUMN feature_version VARCHAR",
+        # The alert threshold at the run's contamination, kept with it by the actions that change
+        # either (fit, save threshold, rescore); NULL for older runs, computed when read.
+        "ALTER TABLE runs ADD COLUMN threshold DOUBLE",
+        "ALTER TABLE explanations ADD COLUMN feature_version VARCHAR",
+        # What an explanation's attributions add up to, as its model declared it (for the caption).
+        "ALTER TABLE explanations ADD COLUMN explains VARCHAR",
+        "ALTER TABLE global_importance ADD COLUMN feature_version VARCHAR",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 ProgressFn = Callable[[float, str], None]
+
+# $start <= t.ts < $end, either end open when its parameter is NULL (named parameters).
+PERIOD_SQL = ("(CAST($start AS TIMESTAMP) IS NULL OR t.ts >= $start) "
+              "AND (CAST($end AS TIMESTAMP) IS NULL OR t.ts < $end)")
 
 
 def no_progress(fraction: float, message: str) -> None:
@@ -252,7 +273,11 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
 
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All-or-nothing: commit when the block ends, roll back everything if it raises."""
+    """All-or-nothing: commit when the block ends, roll back everything if it raises.
+
+    Only migrations and the application layer's unit of work open transactions: storage
+    functions in data/ run inside the caller's and never commit by themselves.
+    """
     conn.execute("BEGIN TRANSACTION")
     try:
         yield conn
@@ -286,7 +311,14 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def fetch_one(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
+def fetch_records(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> list[dict[str, Any]]:
+    """Every row of a query as a dict keyed by column name (decode rows by name, never by position)."""
+    result = conn.execute(sql, params or [])
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def fetch_one(conn: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> tuple | None:
     """The first row of a query, or None; reads the whole result so the connection is left idle.
 
     DuckDB 2 refuses some calls (register, unregister) while a result is partly read, and

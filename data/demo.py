@@ -1,4 +1,5 @@
-"""The demo dataset a fresh database starts with, so every page has something to show."""
+"""The demo dataset a fresh database starts with, so every page has something to show
+(`application.runs.create_demo` creates it)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,7 @@ import os
 
 import duckdb
 
-from data.datasets import Dataset
-from data.db import ProgressFn, fetch_one, no_progress
-from data.features import compute_features
-from data.synthetic import SyntheticConfig, store_synthetic
+from data.db import fetch_one
 
 DEMO_NAME = "demo"
 DEMO_ROWS_ENV = "CENTINELA_DEMO_ROWS"
@@ -24,12 +22,3 @@ def demo_rows() -> int:
 def database_is_empty(conn: duckdb.DuckDBPyConnection) -> bool:
     """True when the database has never held a dataset (the trash counts as holding one)."""
     return fetch_one(conn, "SELECT count(*) FROM datasets")[0] == 0
-
-
-def create_demo(conn: duckdb.DuckDBPyConnection, progress: ProgressFn = no_progress) -> Dataset:
-    """Generate the demo dataset and its features."""
-    rows = demo_rows()
-    dataset = store_synthetic(conn, DEMO_NAME, SyntheticConfig(rows=rows), actor="demo",
-                              progress=lambda f, m: progress(f * 0.8, m))
-    compute_features(conn, dataset, progress=lambda f, m: progress(0.8 + f * 0.2, m))
-    return dataset

@@ -9,6 +9,7 @@ with the reason recorded, never silently filled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from data.datasets import Dataset
-from data.db import ProgressFn, checked_ident, fetch_one, no_progress, quote_ident, transaction
+from data.datasets import Dataset, labels_version
+from data.db import ProgressFn, checked_ident, fetch_one, no_progress, quote_ident
+from data.errors import InvalidInput
 from data.geography import EARTH_RADIUS_KM
 
 
@@ -30,7 +32,6 @@ class Feature:
     unit: str
     sql: str  # expression over the `base` CTE; may use the named windows below
     needs: tuple[str, ...] = ()  # roles the dataset must have: customer_id, merchant_id, device_id, coords, labels
-    params: int = 0  # how many parameters the expression takes (see `_feature_params`)
 
 
 def _haversine(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
@@ -93,8 +94,8 @@ CATALOGUE: tuple[Feature, ...] = (
             "CASE WHEN merchant_id IS NOT NULL THEN avg(known_fraud) OVER merch_labels END",
             ("merchant_id", "labels")),
 )
-FEATURE_BY_NAME = {f.name: f for f in CATALOGUE}
 MERCHANT_RATE_WINDOW_DAYS = 28
+DEFAULT_LABEL_DELAY_DAYS = 7
 
 WINDOWS = """
 WINDOW
@@ -106,7 +107,7 @@ WINDOW
   cust_device AS (PARTITION BY customer_id, device_id ORDER BY ts, tx_row),
   merch_before AS (PARTITION BY merchant_id ORDER BY ts, tx_row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
   merch_labels AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
-      to_days(CAST(? AS INTEGER)) PRECEDING AND to_days(CAST(? AS INTEGER)) PRECEDING)
+      to_days(CAST($window_start AS INTEGER)) PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING)
 """
 
 
@@ -121,6 +122,8 @@ class FeatureSet:
     params: dict[str, Any]
     seconds: float
     computed_at: datetime | None = None
+    version: str | None = None  # see `feature_version`; None for sets computed before versions existed
+    labels_snapshot: str | None = None  # the labels a label-based feature read, or None if none does
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -153,17 +156,34 @@ def availability(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> dict[str,
     return {f.name: next((reasons[n] for n in f.needs if not present[n]), None) for f in CATALOGUE}
 
 
+def labels_snapshot(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> str:
+    """What the dataset's labels are right now, as a short string that changes whenever an
+    analyst label is added or an action undone (labels are append-only)."""
+    count, latest, undone = labels_version(conn, dataset.id)
+    return f"{count}:{latest}:{undone}:{'truth' if dataset.has_role('label') else 'none'}"
+
+
+def feature_version(features: list[Feature], params: dict[str, Any], snapshot: str | None) -> str:
+    """The version of a feature set: a hash of the definitions it computed (names and SQL, the
+    windows), its parameters and the label snapshot a label-based feature read."""
+    text = json.dumps({"features": [(f.name, f.sql) for f in features], "windows": WINDOWS, "params": params,
+                       "labels": snapshot}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def compute_features(
     conn: duckdb.DuckDBPyConnection,
     dataset: Dataset,
     *,
-    label_delay_days: int = 7,
+    label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS,
     progress: ProgressFn = no_progress,
 ) -> FeatureSet:
-    """(Re)compute the feature table `feat_<dataset id>`, replacing any earlier one atomically."""
-    if not 0 <= int(label_delay_days) <= 365:
-        raise ValueError(f"label delay must be between 0 and 365 days, got {label_delay_days}")
-    delay = int(label_delay_days)
+    """(Re)compute the feature table `feat_<dataset id>`, replacing any earlier one.
+
+    Runs inside the caller's transaction (the application layer's unit of work), so the old
+    table stays until the new one is committed.
+    """
+    delay = check_label_delay(label_delay_days)
     started = time.perf_counter()
     progress(0.05, "Checking which features this dataset supports")
     reasons = availability(conn, dataset)
@@ -180,7 +200,7 @@ def compute_features(
         label_expr = f"coalesce(CASE l.label WHEN 'fraud' THEN 1.0 WHEN 'legitimate' THEN 0.0 END, {truth})"
     base = f"""
     WITH latest AS (
-        SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?
+        SELECT transaction_id, label FROM current_labels WHERE dataset_id = $dataset
     ), base AS (
         SELECT t.tx_row, t.ts, t.amount,
                {col('customer_id', 'customer_id', 'VARCHAR')} AS customer_id,
@@ -193,33 +213,54 @@ def compute_features(
     select = ", ".join(f"CAST({f.sql} AS DOUBLE) AS {quote_ident(f.name)}" for f in chosen)
     table_name = f"feat_{dataset.id}"
     sql = f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
-    params = [dataset.id, delay + MERCHANT_RATE_WINDOW_DAYS, delay]
+    params = {"label_delay_days": delay}
+    reads_labels = any("labels" in f.needs for f in chosen)
+    snapshot = labels_snapshot(conn, dataset) if reads_labels else None
 
     progress(0.15, f"Computing {len(chosen)} features over {dataset.row_count:,} rows")
-    with transaction(conn):
-        conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table_name)}")
-        conn.execute(f"CREATE TABLE {checked_ident(table_name)} AS {sql}", params)
-        seconds = time.perf_counter() - started
-        conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset.id])
-        conn.execute(
-            "INSERT INTO feature_sets VALUES (?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?)",
-            [dataset.id, table_name, json.dumps({"label_delay_days": delay}),
-             json.dumps([f.name for f in chosen]), json.dumps(skipped), seconds],
-        )
+    conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table_name)}")
+    conn.execute(f"CREATE TABLE {checked_ident(table_name)} AS {sql}",
+                 {"dataset": dataset.id, "window_start": delay + MERCHANT_RATE_WINDOW_DAYS, "window_end": delay})
+    seconds = time.perf_counter() - started
+    conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset.id])
+    conn.execute(
+        "INSERT INTO feature_sets (dataset_id, table_name, computed_at, params, computed, skipped, seconds, version, "
+        "labels_snapshot) VALUES (?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+        [dataset.id, table_name, json.dumps(params), json.dumps([f.name for f in chosen]), json.dumps(skipped), seconds,
+         feature_version(chosen, params, snapshot), snapshot],
+    )
     progress(1.0, f"Computed {len(chosen)} features in {seconds:.1f} s")
     return load_feature_set(conn, dataset)  # type: ignore[return-value]
+
+
+def check_label_delay(days: Any) -> int:
+    try:
+        delay = int(days)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"the label delay must be a whole number of days, not {days!r}.",
+                           field="label_delay_days") from None
+    if not 0 <= delay <= 365 or delay != float(days):
+        raise InvalidInput(f"label delay must be between 0 and 365 days, got {days}.", field="label_delay_days")
+    return delay
+
+
+def behind_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet) -> bool:
+    """True when a label-based feature was computed from labels that have changed since."""
+    return feature_set.labels_snapshot is not None and feature_set.labels_snapshot != labels_snapshot(conn, dataset)
 
 
 def load_feature_set(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> FeatureSet | None:
     """The stored feature set of a dataset, or None if features were never computed."""
     row = fetch_one(
         conn,
-        "SELECT table_name, computed, skipped, params, seconds, computed_at FROM feature_sets WHERE dataset_id = ?",
+        "SELECT table_name, computed, skipped, params, seconds, computed_at, version, labels_snapshot "
+        "FROM feature_sets WHERE dataset_id = ?",
         [dataset.id],
     )
     if row is None:
         return None
-    return FeatureSet(dataset.id, row[0], json.loads(row[1]), json.loads(row[2]), json.loads(row[3]), row[4], row[5])
+    return FeatureSet(dataset.id, row[0], json.loads(row[1]), json.loads(row[2]), json.loads(row[3]), row[4], row[5],
+                      row[6], row[7])
 
 
 def feature_catalogue(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:

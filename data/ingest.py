@@ -26,7 +26,7 @@ import pandas as pd
 
 from data.datasets import Dataset, StoredColumn, get_dataset, new_dataset, validate_name
 from data.db import ProgressFn, fetch_one, no_progress, quote_ident
-from data.errors import DataError
+from data.errors import InvalidInput, NotFound
 from data.geography import lookup_frame, place_key_sql
 from data.mapping import ROLE_BY_NAME, ColumnMapping, guess_mapping, stored_name
 
@@ -90,14 +90,14 @@ def inspect_file(
     display_name: str | None = None,
     encoding: str = "utf-8",
 ) -> FileInfo:
-    """Check a file's bytes and read a preview; raise DataError describing any problem."""
+    """Check a file's bytes and read a preview; raise InvalidInput describing any problem."""
     path = Path(path)
     name = display_name or path.name
     if not path.is_file():
-        raise DataError("file not found.", file=name, hint="Check the path.")
+        raise NotFound("file not found.", file=name, hint="Check the path.")
     size = path.stat().st_size
     if size == 0:
-        raise DataError("the file is empty (0 bytes).", file=name, hint="Export the data again; nothing was imported.")
+        raise InvalidInput("the file is empty (0 bytes).", file=name, hint="Export the data again; nothing was imported.")
     fmt = _detect_format(path, name)
     if fmt == "parquet":
         return _inspect_parquet(conn, path, name, size)
@@ -110,11 +110,11 @@ def _detect_format(path: Path, name: str) -> str:
     if head == b"PAR1":
         return "parquet"
     if suffix in PARQUET_SUFFIXES:
-        raise DataError("the file is named .parquet but is not a Parquet file.", file=name,
-                        hint="Export it again as Parquet, or as CSV.")
+        raise InvalidInput("the file is named .parquet but is not a Parquet file.", file=name,
+                           hint="Export it again as Parquet, or as CSV.")
     if suffix not in CSV_SUFFIXES:
-        raise DataError(f"'{suffix or 'no extension'}' files are not supported.", file=name,
-                        hint="Import CSV (.csv, .tsv, .txt) or Parquet (.parquet) files; save spreadsheets as CSV first.")
+        raise InvalidInput(f"'{suffix or 'no extension'}' files are not supported.", file=name,
+                           hint="Import CSV (.csv, .tsv, .txt) or Parquet (.parquet) files; save spreadsheets as CSV first.")
     return "csv"
 
 
@@ -124,16 +124,16 @@ def _inspect_parquet(conn: duckdb.DuckDBPyConnection, path: Path, name: str, siz
         preview = conn.execute("SELECT * FROM read_parquet(?) LIMIT ?", [str(path), PREVIEW_ROWS]).df()
         rows = conn.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()[0][0]
     except duckdb.Error as exc:
-        raise DataError(f"cannot be read as Parquet ({_first_line(exc)}).", file=name,
-                        hint="The file may be truncated or corrupt; export it again.") from exc
+        raise InvalidInput(f"cannot be read as Parquet ({_first_line(exc)}).", file=name,
+                           hint="The file may be truncated or corrupt; export it again.") from exc
     if rows == 0:
-        raise DataError("the Parquet file has no rows.", file=name, hint="Nothing to import.")
+        raise InvalidInput("the Parquet file has no rows.", file=name, hint="Nothing to import.")
     return FileInfo(path, name, "parquet", [(r[0], r[1]) for r in described], preview, size_bytes=size)
 
 
 def _inspect_csv(conn: duckdb.DuckDBPyConnection, path: Path, name: str, size: int, encoding: str) -> FileInfo:
     if encoding not in ENCODINGS:
-        raise DataError(f"unsupported encoding {encoding!r}.", file=name, hint=f"Choose one of {', '.join(ENCODINGS)}.")
+        raise InvalidInput(f"unsupported encoding {encoding!r}.", file=name, hint=f"Choose one of {', '.join(ENCODINGS)}.")
     with path.open("rb") as handle:
         head = handle.read(HEADER_LIMIT + 1)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -141,29 +141,29 @@ def _inspect_csv(conn: duckdb.DuckDBPyConnection, path: Path, name: str, size: i
     elif head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
     if encoding != "utf-16" and b"\x00" in head[:65536]:
-        raise DataError("the file contains binary data, not text.", file=name,
-                        hint="Is it really a CSV? Spreadsheets must be saved as CSV; Parquet files need a .parquet name.")
+        raise InvalidInput("the file contains binary data, not text.", file=name,
+                           hint="Is it really a CSV? Spreadsheets must be saved as CSV; Parquet files need a .parquet name.")
     text = _decode_head(head, encoding, name)
     newline = text.find("\n")
     if newline < 0 and len(head) > HEADER_LIMIT:
-        raise DataError("the first line is longer than 1 MiB, so it cannot be a header.", file=name, row=1,
-                        hint="The file must start with a header line naming the columns.")
+        raise InvalidInput("the first line is longer than 1 MiB, so it cannot be a header.", file=name, row=1,
+                           hint="The file must start with a header line naming the columns.")
     header_line = text[: newline if newline >= 0 else len(text)].rstrip("\r").lstrip("\ufeff")
     if not header_line.strip():
-        raise DataError("the first line is empty; a header naming the columns is required.", file=name, row=1)
+        raise InvalidInput("the first line is empty; a header naming the columns is required.", file=name, row=1)
     delimiter = max(DELIMITERS, key=header_line.count)
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
     names = [h.strip() for h in header]
     for i, h in enumerate(names):
         if not h:
-            raise DataError(f"column {i + 1} of the header has no name.", file=name, row=1,
-                            hint="Give every column a name in the first line.")
+            raise InvalidInput(f"column {i + 1} of the header has no name.", file=name, row=1,
+                               hint="Give every column a name in the first line.")
     dupes = sorted({h for h in names if names.count(h) > 1})
     if dupes:
-        raise DataError(f"the header names column '{dupes[0]}' more than once.", file=name, row=1, column=dupes[0],
-                        hint="Rename the duplicate columns.")
+        raise InvalidInput(f"the header names column '{dupes[0]}' more than once.", file=name, row=1, column=dupes[0],
+                           hint="Rename the duplicate columns.")
     if not text[newline + 1:].strip() and len(head) <= HEADER_LIMIT:
-        raise DataError("the file has a header but no data rows.", file=name, row=2, hint="Nothing to import.")
+        raise InvalidInput("the file has a header but no data rows.", file=name, row=2, hint="Nothing to import.")
     info = FileInfo(path, name, "csv", [(n, "VARCHAR") for n in names], pd.DataFrame(), delimiter, encoding, size)
     try:
         preview = conn.execute(
@@ -183,7 +183,7 @@ def _decode_head(head: bytes, encoding: str, name: str) -> str:
         return cut.decode("utf-16" if encoding == "utf-16" else encoding)
     except UnicodeDecodeError as exc:
         row = cut[: exc.start].count(b"\n") + 1
-        raise DataError(
+        raise InvalidInput(
             f"byte 0x{cut[exc.start]:02X} is not valid {encoding.upper()} text.",
             file=name,
             row=row,
@@ -218,7 +218,7 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _csv_error(exc: duckdb.Error, info: FileInfo) -> DataError:
+def _csv_error(exc: duckdb.Error, info: FileInfo) -> InvalidInput:
     """Translate DuckDB's CSV error into one that names the file, row and what to do."""
     message = str(exc)
     line_match = re.search(r"CSV Error on Line: (\d+)", message)
@@ -230,23 +230,23 @@ def _csv_error(exc: duckdb.Error, info: FileInfo) -> DataError:
         # DuckDB stops counting one past the header's count, so "more" is all it knows then.
         problem = (f"has {found} fields where the header has {expected} ({header})." if found < expected
                    else f"has more fields than the header's {expected} ({header}).")
-        return DataError(
+        return InvalidInput(
             problem,
             file=info.display_name, row=row,
             hint="Every row needs one value per header column: quote values that contain the delimiter "
             f"'{info.delimiter}', or fix the row.",
         )
     if "Maximum line size" in message or "maximum line size" in message:
-        return DataError(f"the line is longer than the {MAX_LINE_BYTES >> 20} MiB limit.", file=info.display_name, row=row,
-                         hint="Is a closing quote missing, or is the file not line-based? Fix the line or split the file.")
+        return InvalidInput(f"the line is longer than the {MAX_LINE_BYTES >> 20} MiB limit.", file=info.display_name, row=row,
+                            hint="Is a closing quote missing, or is the file not line-based? Fix the line or split the file.")
     if "unicode" in message.lower() or "encod" in message.lower():
-        return DataError(f"the text is not valid {info.encoding.upper()}.", file=info.display_name, row=row,
-                         hint="Choose the file's encoding (latin-1 for Windows exports) or save it as UTF-8.")
+        return InvalidInput(f"the text is not valid {info.encoding.upper()}.", file=info.display_name, row=row,
+                            hint="Choose the file's encoding (latin-1 for Windows exports) or save it as UTF-8.")
     if "quote" in message.lower():
-        return DataError("a quoted value is never closed.", file=info.display_name, row=row,
-                         hint="Check the quotes on that line.")
-    return DataError(f"cannot be read as CSV ({_first_line(exc)}).", file=info.display_name, row=row,
-                     hint="Check that the file is a delimited text file with a header line.")
+        return InvalidInput("a quoted value is never closed.", file=info.display_name, row=row,
+                            hint="Check the quotes on that line.")
+    return InvalidInput(f"cannot be read as CSV ({_first_line(exc)}).", file=info.display_name, row=row,
+                        hint="Check that the file is a delimited text file with a header line.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,12 +338,12 @@ def import_file(
     encoding: str = "utf-8",
     skip_bad_rows: bool = False,
     progress: ProgressFn = no_progress,
-    actor: str = "cli",
 ) -> ImportResult:
-    """Import a CSV or Parquet file as dataset `name`; all or nothing.
+    """Import a CSV or Parquet file as dataset `name`, inside the caller's transaction (so the
+    caller's rollback undoes everything if anything is refused).
 
     Without `skip_bad_rows`, any missing or unparseable timestamp or amount rejects the file
-    with a DataError naming the rows. With it, those rows are left out, counted and listed in
+    with an InvalidInput naming the rows. With it, those rows are left out, counted and listed in
     the dataset's import report. Values of optional roles that do not parse become NULL and
     are counted the same way; the row is kept.
 
@@ -363,56 +363,52 @@ def import_file(
     else:
         reader, reader_params = "read_parquet(?)", [str(info.path)]
 
-    cursor = conn.cursor()  # its own connection, so a failed import cannot disturb the caller's
-    try:
-        with new_dataset(cursor, name, f"file: {info.display_name}", actor) as new:
-            progress(0.10, f"Reading {info.display_name}")
-            try:
-                cursor.execute(f"CREATE TABLE {new.table} AS SELECT {select} FROM {reader}", [*params, *reader_params])
-            except duckdb.Error as exc:
-                if info.format == "csv":
-                    raise _csv_error(exc, info) from exc
-                raise DataError(f"cannot be read ({_first_line(exc)}).", file=info.display_name) from exc
-            # Insertion order is file order, so rowid counts data rows in the file. Rows not yet
-            # committed are numbered from an offset, hence the subtraction.
-            first = fetch_one(cursor, f"SELECT min(rowid) FROM {new.table}")[0] or 0
-            row = f"(rowid - {int(first)})"
-            cursor.execute(f"ALTER TABLE {new.table} ADD COLUMN tx_row BIGINT")
-            cursor.execute(
-                f"UPDATE {new.table} SET tx_row = {row}"
-                + (f", transaction_id = 'R' || lpad(CAST({row} + 1 AS VARCHAR), 9, '0')"
-                   if "transaction_id" not in mapping.roles else "")
-            )
-            rows_read = fetch_one(cursor, f"SELECT count(*) FROM {new.table}")[0]
-            if rows_read == 0:
-                raise DataError("the file has no data rows.", file=info.display_name, hint="Nothing to import.")
+    with new_dataset(conn, name, f"file: {info.display_name}") as new:
+        progress(0.10, f"Reading {info.display_name}")
+        try:
+            conn.execute(f"CREATE TABLE {new.table} AS SELECT {select} FROM {reader}", [*params, *reader_params])
+        except duckdb.Error as exc:
+            if info.format == "csv":
+                raise _csv_error(exc, info) from exc
+            raise InvalidInput(f"cannot be read ({_first_line(exc)}).", file=info.display_name) from exc
+        # Insertion order is file order, so rowid counts data rows in the file. Rows not yet
+        # committed are numbered from an offset, hence the subtraction.
+        first = fetch_one(conn, f"SELECT min(rowid) FROM {new.table}")[0] or 0
+        row = f"(rowid - {int(first)})"
+        conn.execute(f"ALTER TABLE {new.table} ADD COLUMN tx_row BIGINT")
+        conn.execute(
+            f"UPDATE {new.table} SET tx_row = {row}"
+            + (f", transaction_id = 'R' || lpad(CAST({row} + 1 AS VARCHAR), 9, '0')"
+               if "transaction_id" not in mapping.roles else "")
+        )
+        rows_read = fetch_one(conn, f"SELECT count(*) FROM {new.table}")[0]
+        if rows_read == 0:
+            raise InvalidInput("the file has no data rows.", file=info.display_name, hint="Nothing to import.")
 
-            progress(0.55, f"Checking {rows_read:,} rows")
-            problems = _find_problems(cursor, new.table, checks, info, reader, reader_params)
-            bad_required = [p for p in problems if p["required"]]
-            if bad_required and not skip_bad_rows:
-                raise _rejection(bad_required, info)
-            if bad_required:
-                cursor.execute(f"DELETE FROM {new.table} WHERE {_flagged([c for c in checks if c.required], checks)}")
-            _check_duplicate_ids(cursor, new.table, mapping, info)
-            if "city" in mapping.roles and not ("lat" in mapping.roles and "lon" in mapping.roles):
-                notes.append(_resolve_places(cursor, new.table, mapping))
-            for i in range(_flag_columns(checks)):
-                cursor.execute(f"ALTER TABLE {new.table} DROP COLUMN _issues_{i}")
-            progress(0.85, "Registering the dataset")
-            new.columns = columns
-            new.report = {
-                "file": info.display_name,
-                "format": info.format,
-                "encoding": info.encoding if info.format == "csv" else None,
-                "rows_read": rows_read,
-                "mapping": {"roles": mapping.roles, "categorical": mapping.categorical, "numeric": mapping.numeric},
-                "problems": problems,
-                "notes": notes,
-            }
-        dataset = get_dataset(cursor, new.id)
-    finally:
-        cursor.close()
+        progress(0.55, f"Checking {rows_read:,} rows")
+        problems = _find_problems(conn, new.table, checks, info, reader, reader_params)
+        bad_required = [p for p in problems if p["required"]]
+        if bad_required and not skip_bad_rows:
+            raise _rejection(bad_required, info)
+        if bad_required:
+            conn.execute(f"DELETE FROM {new.table} WHERE {_flagged([c for c in checks if c.required], checks)}")
+        _check_duplicate_ids(conn, new.table, mapping, info)
+        if "city" in mapping.roles and not ("lat" in mapping.roles and "lon" in mapping.roles):
+            notes.append(_resolve_places(conn, new.table, mapping))
+        for i in range(_flag_columns(checks)):
+            conn.execute(f"ALTER TABLE {new.table} DROP COLUMN _issues_{i}")
+        progress(0.85, "Registering the dataset")
+        new.columns = columns
+        new.report = {
+            "file": info.display_name,
+            "format": info.format,
+            "encoding": info.encoding if info.format == "csv" else None,
+            "rows_read": rows_read,
+            "mapping": {"roles": mapping.roles, "categorical": mapping.categorical, "numeric": mapping.numeric},
+            "problems": problems,
+            "notes": notes,
+        }
+    dataset = get_dataset(conn, new.id)
     skipped = rows_read - dataset.row_count
     if skipped:
         notes.insert(0, f"{skipped:,} rows with a missing or unparseable timestamp or amount were left out (listed in the report).")
@@ -449,7 +445,7 @@ def _flagged(subset: list[_Check], checks: list[_Check]) -> str:
     return " OR ".join(parts) or "false"
 
 
-def _rejection(bad_required: list[dict[str, Any]], info: FileInfo) -> DataError:
+def _rejection(bad_required: list[dict[str, Any]], info: FileInfo) -> InvalidInput:
     first = bad_required[0]
     total = sum(p["count"] for p in bad_required)
     rows = ", ".join(f"{r:,}" for r in first["rows"])
@@ -457,7 +453,7 @@ def _rejection(bad_required: list[dict[str, Any]], info: FileInfo) -> DataError:
     if total > first["count"]:
         more += f" ({total - first['count']:,} more in {', '.join(repr(p['column']) for p in bad_required[1:])})"
     value = "an empty value" if first["value"] is None else repr(first["value"])
-    return DataError(
+    return InvalidInput(
         f"{value} {PROBLEM_TEXT[first['role']]}{more}.",
         file=info.display_name, row=first["rows"][0], column=first["column"],
         hint="Fix those values, map another column, or import with 'skip bad rows' (--skip-bad-rows) "
@@ -503,8 +499,8 @@ def _check_duplicate_ids(cursor: duckdb.DuckDBPyConnection, table: str, mapping:
     row_offset = 2 if info.format == "csv" else 1
     missing = fetch_one(cursor, f"SELECT min(tx_row) FROM {table} WHERE transaction_id IS NULL")[0]
     if missing is not None:
-        raise DataError("the transaction id is empty.", file=info.display_name, row=missing + row_offset, column=column,
-                        hint="Every row needs an id: fill it in, or unmap the id column to number the rows instead.")
+        raise InvalidInput("the transaction id is empty.", file=info.display_name, row=missing + row_offset, column=column,
+                           hint="Every row needs an id: fill it in, or unmap the id column to number the rows instead.")
     if not fetch_one(cursor, f"SELECT count(*) > count(DISTINCT transaction_id) FROM {table}")[0]:
         return
     ident, n, rows, groups = fetch_one(
@@ -513,7 +509,7 @@ def _check_duplicate_ids(cursor: duckdb.DuckDBPyConnection, table: str, mapping:
         f"FROM {table} GROUP BY 1 HAVING count(*) > 1 ORDER BY min(tx_row) LIMIT 1",
         [row_offset],
     )
-    raise DataError(
+    raise InvalidInput(
         f"transaction id {ident!r} appears {n} times (rows {rows[0]:,} and {rows[1]:,})"
         + (f"; {groups - 1:,} more ids are duplicated" if groups > 1 else "") + ".",
         file=info.display_name, row=rows[1], column=column,

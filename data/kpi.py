@@ -21,6 +21,8 @@ import duckdb
 import pandas as pd
 
 from data.datasets import Dataset
+from data.db import PERIOD_SQL
+from data.errors import InvalidInput
 
 GROUPINGS = {"day": "Day", "week": "Week", "city": "City", "merchant": "Merchant", "payment_method": "Payment method"}
 KPI_COLUMNS = ("transactions", "amount", "alerts", "alert_rate", "confirmed_fraud", "confirmed_fraud_amount",
@@ -45,7 +47,7 @@ def _group_key(dataset: Dataset, by: str | None) -> str:
     if by is None:
         return "'all'"
     if by not in GROUPINGS:
-        raise ValueError(f"group by one of {', '.join(GROUPINGS)}, not {by!r}")
+        raise InvalidInput(f"group by one of {', '.join(GROUPINGS)}, not {by!r}.", field="by")
     if by == "day":
         return "CAST(t.ts AS DATE)"
     if by == "week":
@@ -82,20 +84,20 @@ def kpis(
         f"""
         WITH decided AS (
             SELECT transaction_id, min(created_at) AS decided_at FROM labels
-            WHERE dataset_id = ? AND label IN ('fraud', 'legitimate')
+            WHERE dataset_id = $dataset AND label IN ('fraud', 'legitimate')
               AND (batch_id IS NULL OR batch_id NOT IN (SELECT batch_id FROM label_undos))
             GROUP BY 1),
         base AS (
-            SELECT {key} AS key, t.amount, coalesce(s.score >= ?, false) AS alert, l.label, c.status,
-                   greatest(t.ts, CAST(? AS TIMESTAMP)) AS waiting_since, d.decided_at
+            SELECT {key} AS key, t.amount, coalesce(s.score >= $threshold, false) AS alert, l.label, c.status,
+                   greatest(t.ts, CAST($loaded_at AS TIMESTAMP)) AS waiting_since, d.decided_at
             FROM {dataset.table} t
-            LEFT JOIN scores s ON s.run_id = ? AND s.tx_row = t.tx_row
-            LEFT JOIN (SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?) l
+            LEFT JOIN scores s ON s.run_id = $run AND s.tx_row = t.tx_row
+            LEFT JOIN (SELECT transaction_id, label FROM current_labels WHERE dataset_id = $dataset) l
                    ON l.transaction_id = t.transaction_id
-            LEFT JOIN (SELECT transaction_id, status FROM current_cases WHERE dataset_id = ?) c
+            LEFT JOIN (SELECT transaction_id, status FROM current_cases WHERE dataset_id = $dataset) c
                    ON c.transaction_id = t.transaction_id
             LEFT JOIN decided d ON d.transaction_id = t.transaction_id
-            WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?))
+            WHERE {PERIOD_SQL})
         SELECT key, count(*) AS transactions, coalesce(sum(amount), 0) AS amount,
                count(*) FILTER (alert) AS alerts, alerts / count(*) AS alert_rate,
                count(*) FILTER (label = 'fraud') AS confirmed_fraud,
@@ -103,13 +105,13 @@ def kpis(
                count(*) FILTER (alert AND label IN ('fraud', 'legitimate')) AS reviewed_alerts,
                count(*) FILTER (alert AND label = 'fraud') / nullif(reviewed_alerts, 0) AS reviewed_precision,
                count(*) FILTER ({backlog}) AS backlog,
-               avg(epoch(CAST(? AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_mean_age_days,
-               max(epoch(CAST(? AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_oldest_days,
+               avg(epoch(CAST($as_of AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_mean_age_days,
+               max(epoch(CAST($as_of AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_oldest_days,
                avg(epoch(decided_at - waiting_since)) FILTER (alert AND decided_at IS NOT NULL) / 3600
                    AS mean_hours_to_decision
-        FROM base GROUP BY key HAVING count(*) > 0 ORDER BY {order} {'LIMIT ?' if limit else ''}""",
-        [dataset.id, float(threshold), dataset.created_at, int(run_id), dataset.id, dataset.id,
-         since, since, until, until, *[as_of or datetime.now()] * 2, *([int(limit)] if limit else [])],
+        FROM base GROUP BY key HAVING count(*) > 0 ORDER BY {order} {'LIMIT $limit' if limit else ''}""",
+        {"dataset": dataset.id, "threshold": float(threshold), "loaded_at": dataset.created_at, "run": int(run_id),
+         "start": since, "end": until, "as_of": as_of or datetime.now(), **({"limit": int(limit)} if limit else {})},
     ).df()
 
 
@@ -135,8 +137,8 @@ def confirmed_fraud_cases(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sta
                    {dataset.sql_column('city')} AS city, l.analyst AS confirmed_by, l.labelled_at AS confirmed_at
             FROM {dataset.table} t
             JOIN (SELECT transaction_id, analyst, labelled_at FROM current_labels
-                  WHERE dataset_id = ? AND label = 'fraud') l ON l.transaction_id = t.transaction_id
-            WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?)
-            ORDER BY l.labelled_at DESC, t.tx_row LIMIT ?""",
-        [dataset.id, since, since, until, until, int(limit)],
+                  WHERE dataset_id = $dataset AND label = 'fraud') l ON l.transaction_id = t.transaction_id
+            WHERE {PERIOD_SQL}
+            ORDER BY l.labelled_at DESC, t.tx_row LIMIT $limit""",
+        {"dataset": dataset.id, "start": since, "end": until, "limit": int(limit)},
     ).df()

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from data.errors import DataError
+from data.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,14 @@ class ColumnMapping:
         return [*self.roles.values(), *self.categorical, *self.numeric]
 
     def validate(self, columns: list[str], file: str | None = None) -> ColumnMapping:
-        """Raise a DataError unless every required role is mapped to one existing column, once."""
+        """Raise InvalidInput unless every required role is mapped to one existing column, once."""
         unknown = [r for r in self.roles if r not in ROLE_BY_NAME]
         if unknown:
-            raise DataError(f"unknown role {unknown[0]!r}.", file=file,
-                            hint=f"Roles are: {', '.join([*ROLE_BY_NAME, *MULTI_ROLES])}.")
+            raise InvalidInput(f"unknown role {unknown[0]!r}.", file=file,
+                               hint=f"Roles are: {', '.join([*ROLE_BY_NAME, *MULTI_ROLES])}.")
         for role in ROLES:
             if role.required and not self.roles.get(role.name):
-                raise DataError(
+                raise InvalidInput(
                     f"no column is mapped to the required role '{role.name}' ({role.title}).",
                     file=file,
                     hint=f"Map one of the file's columns ({', '.join(columns[:12])}) to it, "
@@ -82,13 +82,13 @@ class ColumnMapping:
                 )
         missing = [c for c in self.source_columns() if c not in columns]
         if missing:
-            raise DataError(f"the mapping names a column the file does not have: {missing[0]!r}.",
-                            file=file, hint=f"The file's columns are: {', '.join(columns)}.")
+            raise InvalidInput(f"the mapping names a column the file does not have: {missing[0]!r}.",
+                               file=file, hint=f"The file's columns are: {', '.join(columns)}.")
         used = self.source_columns()
         twice = sorted({c for c in used if used.count(c) > 1})
         if twice:
-            raise DataError(f"column {twice[0]!r} is mapped to more than one role.", file=file,
-                            hint="Map each column to one role only.")
+            raise InvalidInput(f"column {twice[0]!r} is mapped to more than one role.", file=file,
+                               hint="Map each column to one role only.")
         return self
 
     def with_overrides(self, overrides: list[str], columns: list[str]) -> ColumnMapping:
@@ -98,7 +98,7 @@ class ColumnMapping:
             role, sep, column = item.partition("=")
             role = role.strip()
             if not sep:
-                raise DataError(f"--map {item!r} is not ROLE=COLUMN.")
+                raise InvalidInput(f"--map {item!r} is not ROLE=COLUMN.")
             if role in MULTI_ROLES:
                 chosen = [c.strip() for c in column.split(",") if c.strip()]
                 setattr(mapping, role, chosen)
@@ -108,14 +108,14 @@ class ColumnMapping:
                     setattr(mapping, other, [x for x in getattr(mapping, other) if x != c])
                 continue
             if role not in ROLE_BY_NAME:
-                raise DataError(f"unknown role {role!r} in --map {item!r}.",
-                                hint=f"Roles are: {', '.join([*ROLE_BY_NAME, *MULTI_ROLES])}.")
+                raise InvalidInput(f"unknown role {role!r} in --map {item!r}.",
+                                   hint=f"Roles are: {', '.join([*ROLE_BY_NAME, *MULTI_ROLES])}.")
             if not column:
                 mapping.roles.pop(role, None)
                 continue
             if column not in columns:
-                raise DataError(f"--map {item!r} names a column the file does not have.",
-                                hint=f"The file's columns are: {', '.join(columns)}.")
+                raise InvalidInput(f"--map {item!r} names a column the file does not have.",
+                                   hint=f"The file's columns are: {', '.join(columns)}.")
             mapping.roles = {r: s for r, s in mapping.roles.items() if s != column}
             mapping.categorical = [c for c in mapping.categorical if c != column]
             mapping.numeric = [c for c in mapping.numeric if c != column]

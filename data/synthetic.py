@@ -25,6 +25,7 @@ from faker import Faker
 
 from data.datasets import Dataset, StoredColumn, get_dataset, new_dataset
 from data.db import ProgressFn, no_progress, quote_ident
+from data.errors import InvalidInput
 from data.geography import haversine_km, places_frame
 
 SCENARIOS: tuple[str, ...] = (
@@ -106,11 +107,11 @@ class SyntheticConfig:
 
     def validated(self) -> SyntheticConfig:
         if not 100 <= self.rows <= 50_000_000:
-            raise ValueError(f"rows must be between 100 and 50,000,000, got {self.rows:,}")
+            raise InvalidInput(f"rows must be between 100 and 50,000,000, got {self.rows:,}.", field="rows")
         if not 0.0 <= self.fraud_rate <= 0.2:
-            raise ValueError(f"fraud rate must be between 0 and 0.2, got {self.fraud_rate}")
+            raise InvalidInput(f"fraud rate must be between 0 and 0.2, got {self.fraud_rate}.", field="fraud_rate")
         if not 1 <= self.days <= 3660:
-            raise ValueError(f"days must be between 1 and 3660, got {self.days}")
+            raise InvalidInput(f"days must be between 1 and 3660, got {self.days}.", field="days")
         return self
 
 
@@ -477,9 +478,8 @@ SYNTHETIC_NUMERIC = ("customer_age", "account_age_days")
 
 def store_synthetic(
     conn: duckdb.DuckDBPyConnection, name: str, config: SyntheticConfig | None = None, progress: ProgressFn | None = None,
-    actor: str = "cli",
 ) -> Dataset:
-    """Generate a dataset and store it under `name` (one transaction, like an import)."""
+    """Generate a dataset and store it under `name`, inside the caller's transaction (like an import)."""
     cfg = (config or SyntheticConfig()).validated()
     report = progress or no_progress
     frame = generate_transactions(cfg, progress=lambda f, m: report(f * 0.7, m))
@@ -494,17 +494,15 @@ def store_synthetic(
         exprs.append(f"CAST({quote_ident(col)} AS {sql_type}) AS {quote_ident(col)}")
         columns.append(StoredColumn(col, role, col))
     view = f"_synthetic_{id(frame)}"
-    cursor = conn.cursor()
-    cursor.register(view, frame)
+    conn.register(view, frame)
     try:
-        with new_dataset(cursor, name, "synthetic", actor) as new:
-            cursor.execute(f"CREATE TABLE {new.table} AS SELECT {', '.join(exprs)} FROM {quote_ident(view)}")
+        with new_dataset(conn, name, "synthetic") as new:
+            conn.execute(f"CREATE TABLE {new.table} AS SELECT {', '.join(exprs)} FROM {quote_ident(view)}")
             new.columns = columns
             new.report = {"generator": {"rows": cfg.rows, "seed": cfg.seed, "fraud_rate": cfg.fraud_rate,
                                         "start": cfg.start.isoformat(), "days": cfg.days}}
-        dataset = get_dataset(cursor, new.id)
     finally:
-        cursor.unregister(view)
-        cursor.close()
+        conn.unregister(view)
+    dataset = get_dataset(conn, new.id)
     report(1.0, f"Generated {dataset.row_count:,} rows")
     return dataset

@@ -1,67 +1,101 @@
 """The detector backends: scikit-learn's IsolationForest and PyOD's detectors.
 
 PyOD's contamination parameter only sets its own label threshold; Centinela thresholds scores
-itself (`threshold_for`), so it is left at PyOD's default and never exposed.
+itself (`threshold_for`), so it is left at PyOD's default and never exposed. Every class writes
+its `__init__` out (scikit-learn reads the parameters from its signature); a test checks that
+each signature matches the declared `param_specs`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.stats import skew
 
-from detectors.base import Detector, Param, register
+from detectors.base import Detector, ExplanationSupport, Param, register
 
-SEED_NOTE = "Random seed (same seed, same model)."
+FOREST_PARAMS = (
+    Param("n_estimators", "int", 200, "Number of trees.", 20, 1000),
+    Param("max_samples", "int", 256, "Rows drawn to build each tree.", 16, 100_000, log=True),
+    Param("max_features", "float", 1.0, "Share of features each tree sees.", 0.1, 1.0),
+)
+PATH_LENGTH = ("the negative mean path length: how few random splits isolate the transaction "
+               "(fewer = more anomalous; the anomaly score rises with it)")
+
+
+class _Forest(Detector):
+    """An isolation forest: explained exactly by shap's TreeExplainer on the mean path length."""
+
+    param_specs = FOREST_PARAMS
+
+    def __init__(self, n_estimators: int = 200, max_samples: int = 256, max_features: float = 1.0,
+                 random_state: int = 0):
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.max_features = max_features
+        self.random_state = random_state
+
+    def _forest_args(self, params: dict[str, Any], n_rows: int) -> dict[str, Any]:
+        return {"n_estimators": params["n_estimators"], "max_samples": min(params["max_samples"], n_rows),
+                "max_features": params["max_features"], "n_jobs": -1, "random_state": self.random_state}
+
+    def _sklearn_forest(self) -> Any:
+        raise NotImplementedError
+
+    def explanation_support(self) -> ExplanationSupport:
+        # shap explains the forest's mean path length; shorter = more anomalous, hence the sign.
+        return ExplanationSupport("tree", PATH_LENGTH, tree_model=self._sklearn_forest(), sign=-1.0)
 
 
 @register
-class SklearnIsolationForest(Detector):
+class SklearnIsolationForest(_Forest):
     name = "isolation_forest"
     title = "IsolationForest (scikit-learn)"
     summary = "Isolates rare points with random splits; fast, the default."
-    params = (
-        Param("n_estimators", "int", 200, "Number of trees.", 20, 1000),
-        Param("max_samples", "int", 256, "Rows drawn to build each tree.", 16, 100_000, log=True),
-        Param("max_features", "float", 1.0, "Share of features each tree sees.", 0.1, 1.0),
-    )
 
-    def _fit(self, X: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, params: dict[str, Any]) -> None:
         from sklearn.ensemble import IsolationForest
 
-        p = self.param_values
-        self.model_ = IsolationForest(n_estimators=p["n_estimators"], max_samples=min(p["max_samples"], len(X)),
-                                      max_features=p["max_features"], n_jobs=-1, random_state=self.seed).fit(X)
+        self.model_ = IsolationForest(**self._forest_args(params, len(X))).fit(X)
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        return -self.model_.score_samples(X)  # sklearn: lower = more abnormal
+    def _decision_function(self, X: np.ndarray) -> np.ndarray:
+        return -self.model_.score_samples(X)  # scikit-learn: lower = more abnormal
 
-
-class _PyOD(Detector):
-    """A PyOD detector: `decision_function` is already 'higher = more anomalous'."""
-
-    def _make(self):
-        raise NotImplementedError
-
-    def _fit(self, X: np.ndarray) -> None:
-        self.model_ = self._make().fit(X)
-
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.decision_function(X)
+    def _sklearn_forest(self) -> Any:
+        return self.model_
 
 
 @register
-class PyODIForest(_PyOD):
+class PyODIForest(_Forest):
     name = "iforest"
     title = "IForest (PyOD)"
     summary = "PyOD's isolation forest."
-    params = SklearnIsolationForest.params
 
-    def _fit(self, X: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, params: dict[str, Any]) -> None:
         from pyod.models.iforest import IForest
 
-        p = self.param_values
-        self.model_ = IForest(n_estimators=p["n_estimators"], max_samples=min(p["max_samples"], len(X)),
-                              max_features=p["max_features"], n_jobs=-1, random_state=self.seed).fit(X)
+        self.model_ = IForest(**self._forest_args(params, len(X))).fit(X)
+
+    def _decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.decision_function(X)
+
+    def _sklearn_forest(self) -> Any:
+        return self.model_.detector_  # PyOD's IForest wraps scikit-learn's
+
+
+class _PyOD(Detector):
+    """A PyOD detector built by `_make(params)`: its `decision_function` is already 'higher =
+    more anomalous'."""
+
+    def _make(self, params: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _fit(self, X: np.ndarray, params: dict[str, Any]) -> None:
+        self.model_ = self._make(params).fit(X)
+
+    def _decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.decision_function(X)
 
 
 class _Ecdf(Detector):
@@ -75,7 +109,10 @@ class _Ecdf(Detector):
 
     fit_sample = 50_000
 
-    def _fit(self, X: np.ndarray) -> None:
+    def __init__(self, random_state: int = 0):
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray, params: dict[str, Any]) -> None:
         self.sorted_ = np.sort(X, axis=0)
         self.skew_sign_ = np.sign(np.nan_to_num(skew(X, axis=0)))
 
@@ -100,7 +137,7 @@ class PyODECOD(_Ecdf):
     title = "ECOD (PyOD)"
     summary = "Empirical-CDF tail probabilities per feature; no parameters, fast."
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _decision_function(self, X: np.ndarray) -> np.ndarray:
         u_l, u_r, u_skew = self._tails(X)
         return np.maximum(np.maximum(u_l, u_r), u_skew).sum(axis=1)
 
@@ -111,7 +148,7 @@ class PyODCOPOD(_Ecdf):
     title = "COPOD (PyOD)"
     summary = "Empirical-copula tail probabilities; no parameters, fast."
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _decision_function(self, X: np.ndarray) -> np.ndarray:
         u_l, u_r, u_skew = self._tails(X)
         return np.maximum(u_skew, (u_l + u_r) / 2).sum(axis=1)
 
@@ -121,16 +158,22 @@ class PyODHBOS(_PyOD):
     name = "hbos"
     title = "HBOS (PyOD)"
     summary = "Histogram per feature, scores add up; the fastest."
-    params = (
+    param_specs = (
         Param("n_bins", "int", 20, "Histogram bins per feature.", 5, 200),
         Param("alpha", "float", 0.1, "Regularizer against empty bins.", 0.001, 1.0, log=True),
         Param("tol", "float", 0.5, "Tolerance for values just outside the bins.", 0.0, 1.0),
     )
 
-    def _make(self):
+    def __init__(self, n_bins: int = 20, alpha: float = 0.1, tol: float = 0.5, random_state: int = 0):
+        self.n_bins = n_bins
+        self.alpha = alpha
+        self.tol = tol
+        self.random_state = random_state
+
+    def _make(self, params: dict[str, Any]) -> Any:
         from pyod.models.hbos import HBOS
 
-        return HBOS(**self.param_values)
+        return HBOS(**params)
 
 
 @register
@@ -138,14 +181,18 @@ class PyODPCA(_PyOD):
     name = "pca"
     title = "PCA (PyOD)"
     summary = "Distance from the main linear structure (weighted reconstruction error)."
-    params = (Param("whiten", "bool", False, "Whiten the components."),)
+    param_specs = (Param("whiten", "bool", False, "Whiten the components."),)
 
-    def _make(self):
+    def __init__(self, whiten: bool = False, random_state: int = 0):
+        self.whiten = whiten
+        self.random_state = random_state
+
+    def _make(self, params: dict[str, Any]) -> Any:
         from pyod.models.pca import PCA
 
         # Unweighted: PyOD's weighting divides by each component's explained variance, and the
         # near-zero ones of engineered features overflow every score to infinity.
-        return PCA(whiten=self.param_values["whiten"], weighted=False, random_state=self.seed)
+        return PCA(whiten=params["whiten"], weighted=False, random_state=self.random_state)
 
 
 @register
@@ -153,20 +200,20 @@ class PyODLODA(_PyOD):
     name = "loda"
     title = "LODA (PyOD)"
     summary = "Ensemble of histograms on random one-dimensional projections."
-    params = (
+    param_specs = (
         Param("n_bins", "int", 10, "Histogram bins per projection.", 5, 100),
         Param("n_random_cuts", "int", 100, "Number of random projections.", 10, 500),
     )
 
-    def _make(self):
+    def __init__(self, n_bins: int = 10, n_random_cuts: int = 100, random_state: int = 0):
+        self.n_bins = n_bins
+        self.n_random_cuts = n_random_cuts
+        self.random_state = random_state
+
+    def _make(self, params: dict[str, Any]) -> Any:
         from pyod.models.loda import LODA
 
-        return LODA(n_bins=self.param_values["n_bins"], n_random_cuts=self.param_values["n_random_cuts"],
-                    random_state=self.seed)
-
-    def _fit(self, X: np.ndarray) -> None:
-        np.random.seed(self.seed)  # LODA draws its projections from NumPy's global generator
-        super()._fit(X)
+        return LODA(**params, random_state=self.random_state)
 
 
 @register
@@ -176,16 +223,21 @@ class PyODKNN(_PyOD):
     summary = "Distance to the k-th nearest neighbour; fits on a 20,000-row sample."
     fit_sample = 20_000
     max_rows = 500_000
-    params = (
+    param_specs = (
         Param("n_neighbors", "int", 10, "Neighbours considered.", 1, 100),
         Param("method", "choice", "largest", "Distance used: to the k-th, the mean or the median neighbour.",
               choices=("largest", "mean", "median")),
     )
 
-    def _make(self):
+    def __init__(self, n_neighbors: int = 10, method: str = "largest", random_state: int = 0):
+        self.n_neighbors = n_neighbors
+        self.method = method
+        self.random_state = random_state
+
+    def _make(self, params: dict[str, Any]) -> Any:
         from pyod.models.knn import KNN
 
-        return KNN(n_neighbors=self.param_values["n_neighbors"], method=self.param_values["method"], n_jobs=-1)
+        return KNN(**params, n_jobs=-1)
 
 
 @register
@@ -195,12 +247,16 @@ class PyODLOF(_PyOD):
     summary = "Local density compared with the neighbours'; fits on a 20,000-row sample."
     fit_sample = 20_000
     max_rows = 500_000
-    params = (Param("n_neighbors", "int", 20, "Neighbours considered.", 2, 200),)
+    param_specs = (Param("n_neighbors", "int", 20, "Neighbours considered.", 2, 200),)
 
-    def _make(self):
+    def __init__(self, n_neighbors: int = 20, random_state: int = 0):
+        self.n_neighbors = n_neighbors
+        self.random_state = random_state
+
+    def _make(self, params: dict[str, Any]) -> Any:
         from pyod.models.lof import LOF
 
-        return LOF(n_neighbors=self.param_values["n_neighbors"], n_jobs=-1)
+        return LOF(**params, n_jobs=-1)
 
 
 @register
@@ -210,12 +266,17 @@ class PyODOCSVM(_PyOD):
     summary = "Boundary around the normal mass; fits on a 5,000-row sample, slow to score."
     fit_sample = 5_000
     max_rows = 200_000
-    params = (
+    param_specs = (
         Param("nu", "float", 0.1, "Upper bound on the share of training rows outside the boundary.", 0.001, 0.9),
         Param("kernel", "choice", "rbf", "Kernel.", choices=("rbf", "linear", "poly", "sigmoid")),
     )
 
-    def _make(self):
+    def __init__(self, nu: float = 0.1, kernel: str = "rbf", random_state: int = 0):
+        self.nu = nu
+        self.kernel = kernel
+        self.random_state = random_state
+
+    def _make(self, params: dict[str, Any]) -> Any:
         from pyod.models.ocsvm import OCSVM
 
-        return OCSVM(nu=self.param_values["nu"], kernel=self.param_values["kernel"])
+        return OCSVM(**params)

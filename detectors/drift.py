@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from data.datasets import Dataset
-from data.errors import DataError
-from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, ensure_features, load_sample
+from data.errors import InvalidInput
+from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, load_sample, require_features
 from detectors.runs import Run
 
 PSI_BINS = 10
@@ -73,7 +73,7 @@ class DriftReport:
 def recent_window(dataset: Dataset, days: int) -> datetime:
     """Start of the last `days` days of a dataset."""
     if dataset.max_ts is None:
-        raise DataError(f"dataset {dataset.name!r} has no timestamps to compare periods by.")
+        raise InvalidInput(f"dataset {dataset.name!r} has no timestamps to compare periods by.")
     return pd.Timestamp(dataset.max_ts - timedelta(days=days)).to_pydatetime()
 
 
@@ -82,10 +82,10 @@ def drift_report(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, re
     """PSI of each of the run's features and of its score: its training period against the last
     `recent_days` days. A run trained on everything is compared with what came before the window."""
     if not 1 <= int(recent_days) <= 3660:
-        raise DataError(f"the recent period must be 1 to 3,660 days, not {recent_days}.")
+        raise InvalidInput(f"the recent period must be 1 to 3,660 days, not {recent_days}.")
     recent_start = recent_window(dataset, int(recent_days))
     train_end = min(run.train_until or recent_start, recent_start)
-    feature_set = ensure_features(conn, dataset)
+    feature_set = require_features(conn, dataset)
     features = [f for f in run.features["numeric"] if f != ANOMALY_SCORE and f in feature_set.computed]
     spec = FeatureSpec([*features, ANOMALY_SCORE], [], base_run_id=run.id)  # ANOMALY_SCORE = this run's score
     reference = load_sample(conn, dataset, feature_set, spec, sample_rows, end=train_end, seed=seed,
@@ -93,8 +93,8 @@ def drift_report(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, re
     recent = load_sample(conn, dataset, feature_set, spec, sample_rows, seed=seed, start=recent_start)
     if reference.empty or recent.empty:
         empty = "training period" if reference.empty else "recent period"
-        raise DataError(f"the {empty} has no transactions to compare.",
-                        hint="Choose a shorter recent period, or a run trained on earlier data.")
+        raise InvalidInput(f"the {empty} has no transactions to compare.",
+                           hint="Choose a shorter recent period, or a run trained on earlier data.")
     rows = []
     for column in [ANOMALY_SCORE, *features]:
         before, after = reference[column].to_numpy(np.float64), recent[column].to_numpy(np.float64)

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from data.datasets import Dataset
+from data.db import PERIOD_SQL
 
 
 def labelled_frame(
@@ -35,15 +36,15 @@ def labelled_frame(
     return conn.execute(
         f"""
         WITH latest AS (
-            SELECT transaction_id, label FROM current_labels WHERE dataset_id = ?
+            SELECT transaction_id, label FROM current_labels WHERE dataset_id = $dataset
         )
         SELECT s.tx_row, s.score,
                CASE l.label WHEN 'fraud' THEN 1.0 WHEN 'legitimate' THEN 0.0 WHEN 'unsure' THEN NULL ELSE {truth} END AS y,
                {scenario} AS scenario, {card} AS card, CAST(t.ts AS DATE) AS day
         FROM scores s JOIN {dataset.table} t USING (tx_row) LEFT JOIN latest l USING (transaction_id)
-        WHERE s.run_id = ? AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?)
+        WHERE s.run_id = $run AND {PERIOD_SQL}
         """,
-        [dataset.id, run_id, start, start, end, end],
+        {"dataset": dataset.id, "run": int(run_id), "start": start, "end": end},
     ).df()
 
 

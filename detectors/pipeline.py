@@ -21,10 +21,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from data.datasets import Dataset
-from data.db import quote_ident
-from data.errors import DataError
-from data.features import FeatureSet, compute_features, load_feature_set
-from detectors.base import Detector
+from data.db import PERIOD_SQL, quote_ident
+from data.errors import InvalidInput
+from data.features import FeatureSet, load_feature_set
+from detectors.base import Detector, ExplanationSupport
 
 MAX_CATEGORIES = 30  # categorical columns with more distinct values (ids, IPs) are left out
 # Ground truth and analyst-facing identifiers never become model inputs.
@@ -47,9 +47,14 @@ class FeatureSpec:
         return out
 
 
-def ensure_features(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> FeatureSet:
-    """The dataset's feature set, computing it first if it was never computed."""
-    return load_feature_set(conn, dataset) or compute_features(conn, dataset)
+def require_features(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> FeatureSet:
+    """The dataset's feature set; InvalidInput if features were never computed (the actions that
+    fit and train compute them first, `application.features.ensure`)."""
+    feature_set = load_feature_set(conn, dataset)
+    if feature_set is None:
+        raise InvalidInput(f"dataset {dataset.name!r} has no features yet.",
+                           hint=f"Compute them on the Data page, or: centinela features {dataset.name!r}")
+    return feature_set
 
 
 def default_feature_spec(feature_set: FeatureSet) -> FeatureSpec:
@@ -78,25 +83,25 @@ def validate_spec(spec: FeatureSpec, dataset: Dataset, feature_set: FeatureSet) 
     bad = [f for f in spec.numeric if f not in feature_set.computed]
     bad += [c for c in spec.categorical if c not in dataset.extras("categorical") or c in NEVER_FEATURES]
     if bad:
-        raise DataError(f"{bad[0]!r} is not a usable feature of dataset {dataset.name!r}.",
-                        hint=f"Computed features: {', '.join(feature_set.computed)}.")
+        raise InvalidInput(f"{bad[0]!r} is not a usable feature of dataset {dataset.name!r}.",
+                           hint=f"Computed features: {', '.join(feature_set.computed)}.")
     if not spec.numeric and not spec.categorical:
-        raise DataError("no features selected.", hint="Choose at least one feature.")
+        raise InvalidInput("no features selected.", hint="Choose at least one feature.")
     return spec
 
 
 ANOMALY_SCORE = "anomaly_score"
 
 
-def _select_from(dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec) -> tuple[str, list[Any]]:
-    """`SELECT ... FROM ...` of a spec's columns (with tx_row and ts), and its parameters."""
+def _select_from(dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec) -> tuple[str, dict[str, Any]]:
+    """`SELECT ... FROM ...` of a spec's columns (with tx_row and ts), and its named parameters."""
     columns = [f"s.score AS {ANOMALY_SCORE}" if c == ANOMALY_SCORE and spec.base_run_id is not None
                else f"f.{quote_ident(c)}" for c in spec.numeric]
     columns += [f"t.{quote_ident(c)}" for c in spec.categorical]
     sql = f"SELECT {', '.join(['t.tx_row', 't.ts', *columns])} FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row)"
     if spec.base_run_id is None:
-        return sql, []
-    return sql + " LEFT JOIN scores s ON s.run_id = ? AND s.tx_row = t.tx_row", [int(spec.base_run_id)]
+        return sql, {}
+    return sql + " LEFT JOIN scores s ON s.run_id = $base_run AND s.tx_row = t.tx_row", {"base_run": int(spec.base_run_id)}
 
 
 def load_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
@@ -104,8 +109,8 @@ def load_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: Fe
     """Feature rows of the given transactions (by tx_row), in tx_row order."""
     select, params = _select_from(dataset, feature_set, spec)
     return conn.execute(
-        f"{select} WHERE t.tx_row IN (SELECT unnest(CAST(? AS BIGINT[]))) ORDER BY t.tx_row",
-        [*params, [int(r) for r in tx_rows]],
+        f"{select} WHERE t.tx_row IN (SELECT unnest(CAST($rows AS BIGINT[]))) ORDER BY t.tx_row",
+        {**params, "rows": [int(r) for r in tx_rows]},
     ).df()
 
 
@@ -114,9 +119,8 @@ def load_sample(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: 
     """A deterministic pseudo-random sample of `n` feature rows with start <= ts < end (the same for the same seed)."""
     select, params = _select_from(dataset, feature_set, spec)
     return conn.execute(
-        f"{select} WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) "
-        "ORDER BY hash(t.tx_row, ?), t.tx_row LIMIT ?",
-        [*params, start, start, end, end, int(seed), int(n)],
+        f"{select} WHERE {PERIOD_SQL} ORDER BY hash(t.tx_row, $seed), t.tx_row LIMIT $n",
+        {**params, "start": start, "end": end, "seed": int(seed), "n": int(n)},
     ).df()
 
 
@@ -130,15 +134,11 @@ def load_frame(
 ) -> pd.DataFrame:
     """Feature rows (with tx_row and ts) for transactions with start <= ts < end, in tx_row order."""
     select, params = _select_from(dataset, feature_set, spec)
-    return conn.execute(
-        f"{select} WHERE (CAST(? AS TIMESTAMP) IS NULL OR t.ts >= ?) AND (CAST(? AS TIMESTAMP) IS NULL OR t.ts < ?) "
-        "ORDER BY t.tx_row",
-        [*params, start, start, end, end],
-    ).df()
+    return conn.execute(f"{select} WHERE {PERIOD_SQL} ORDER BY t.tx_row", {**params, "start": start, "end": end}).df()
 
 
-class Model:
-    """Preprocessing and detector, fitted and saved together."""
+class DetectorModel:
+    """Preprocessing and an anomaly detector, fitted and saved together (a `RankingModel`)."""
 
     def __init__(self, detector: Detector, spec: FeatureSpec):
         self.detector = detector
@@ -163,9 +163,9 @@ class Model:
             out[column] = out[column].astype(object).where(out[column].notna(), None)
         return out
 
-    def fit(self, frame: pd.DataFrame) -> Model:
+    def fit(self, frame: pd.DataFrame) -> DetectorModel:
         if frame.empty:
-            raise DataError("there are no rows to train on.", hint="Choose a later 'train until' date.")
+            raise InvalidInput("there are no rows to train on.", hint="Choose a later 'train until' date.")
         columns = self._columns(frame)
         self.preprocessor_ = self._preprocessor().fit(columns)
         self.feature_names_ = list(self.preprocessor_.get_feature_names_out())
@@ -175,5 +175,14 @@ class Model:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.preprocessor_.transform(self._columns(frame))
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.detector.score(self.transform(frame))
+    def score_matrix(self, X: np.ndarray) -> np.ndarray:
+        return self.detector.decision_function(X)
+
+    def decision_function(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.score_matrix(self.transform(frame))
+
+    def check_rows(self, n_rows: int, action: str) -> None:
+        self.detector.check_rows(n_rows, action)
+
+    def explanation_support(self) -> ExplanationSupport:
+        return self.detector.explanation_support()

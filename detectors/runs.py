@@ -1,4 +1,9 @@
-"""Runs: every detector fit, recorded in DuckDB with its scores and a model artifact file.
+"""Runs: every detector fit and every learned version, recorded in DuckDB with a score per
+transaction and a model artifact file.
+
+This module fits, scores and stores; it opens no transaction and writes no audit row. The
+actions that fit, activate and re-threshold runs (`application.runs`, `application.models`)
+wrap these in one unit of work each.
 
 Artifacts are written by the app into its own model directory (`models/` beside the database,
 or $CENTINELA_MODELS) and loaded only from there, after checking the SHA-256 recorded with the
@@ -9,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,19 +26,19 @@ import duckdb
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
-from data.audit import record
 from data.datasets import Dataset
-from data.db import ProgressFn, fetch_one, no_progress, transaction
-from data.errors import DataError
+from data.db import ProgressFn, fetch_one, fetch_records, no_progress
+from data.errors import Conflict, InvalidInput, NotFound
+from data.features import FeatureSet
 from detectors.base import REGISTRY, Detector, check_contamination, make_detector, threshold_for
 from detectors.ensemble import Ensemble
 from detectors.evaluation import evaluate, labelled_frame
-from detectors.pipeline import FeatureSpec, Model, default_feature_spec, ensure_features, load_frame, validate_spec
+from detectors.pipeline import DetectorModel, FeatureSpec, load_frame
+from detectors.ranking import RankingModel
 
 MODELS_ENV = "CENTINELA_MODELS"
-DEFAULT_CONTAMINATION = 0.01
-DEFAULT_DETECTOR = "isolation_forest"
 SCORE_CHUNK = 200_000
 
 
@@ -43,7 +49,7 @@ class Run:
     detector: str
     params: dict[str, Any]
     contamination: float
-    features: dict[str, list[str]]
+    features: dict[str, Any]
     dataset_fingerprint: str
     train_from: datetime | None
     train_until: datetime | None
@@ -60,25 +66,142 @@ class Run:
     kind: str = "detector"  # or "supervised": trained on labels, scores are fraud probabilities
     base_run_id: int | None = None  # a supervised run's detector run (its anomaly score is a feature)
     label_counts: dict[str, Any] | None = None
+    feature_version: str | None = None  # the feature set version its scores were computed on
+    threshold: float | None = None  # the alert threshold at `contamination` (see `store_threshold`)
 
     @property
     def label(self) -> str:
         return f"#{self.id} {self.detector} ({self.created_at:%Y-%m-%d %H:%M})"
 
-
-_RUN_COLUMNS = ("id, dataset_id, detector, params, contamination, features, dataset_fingerprint, train_from, train_until, "
-                "fit_rows, sampled, fit_seconds, score_seconds, metrics, artifact, artifact_sha256, created_at, created_by, note")
-
-
-_RUN_SELECT = _RUN_COLUMNS + ", kind, base_run_id, label_counts"
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec(**self.features)
 
 
-def _run_from(row: tuple) -> Run:
-    values = list(row)
-    for i in (3, 5, 13):
-        values[i] = json.loads(values[i])
-    values[21] = json.loads(values[21]) if values[21] else None
-    return Run(*values)
+_RUN_COLUMNS = ", ".join(f.name for f in fields(Run))
+_JSON_COLUMNS = ("params", "features", "metrics", "label_counts")
+
+
+def _run_from(record: dict[str, Any]) -> Run:
+    for name in _JSON_COLUMNS:
+        record[name] = json.loads(record[name]) if record[name] is not None else None
+    return Run(**record)
+
+
+def get_run(conn: duckdb.DuckDBPyConnection, run_id: int) -> Run:
+    found = fetch_records(conn, f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [int(run_id)])
+    if not found:
+        raise NotFound(f"no run #{run_id}.", field="run")
+    return _run_from(found[0])
+
+
+def list_runs(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> list[Run]:
+    return [_run_from(r) for r in fetch_records(conn, f"SELECT {_RUN_COLUMNS} FROM runs WHERE dataset_id = ? ORDER BY id",
+                                                [dataset.id])]
+
+
+def active_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> Run | None:
+    row = fetch_one(conn, "SELECT run_id FROM active_runs WHERE dataset_id = ?", [dataset.id])
+    return get_run(conn, row[0]) if row else None
+
+
+def run_of(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int | None) -> Run:
+    """The given run of the dataset, else its active run; a clear error if there is none."""
+    if run_id is None:
+        run = active_run(conn, dataset)
+        if run is None:
+            raise NotFound(f"dataset {dataset.name!r} has no runs yet.",
+                           hint=f"Fit one: centinela fit {dataset.name!r} --detector isolation_forest")
+        return run
+    run = get_run(conn, run_id)
+    if run.dataset_id != dataset.id:
+        raise NotFound(f"run #{run_id} belongs to another dataset.", field="run")
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting and scoring (no storage)
+
+
+def build_detector(names: list[str], params: dict[str, dict[str, Any]] | None = None,
+                   combine: str = "mean", random_state: int = 0) -> Detector:
+    """One detector, or an ensemble of several, with every parameter checked."""
+    params = params or {}
+    if not names:
+        raise InvalidInput("no detector selected.", field="detector",
+                           hint=f"Choose one or more of: {', '.join(REGISTRY)}.")
+    if len(names) == 1:
+        return make_detector(names[0], params.get(names[0]), random_state)
+    return Ensemble.of(names, params, combine=combine, random_state=random_state)
+
+
+def detector_params(detector: Detector) -> dict[str, Any]:
+    """A detector's parameters as stored with its run: scikit-learn's names (`member__param`
+    inside an ensemble), plain values only."""
+    return {k: v for k, v in detector.get_params(deep=True).items() if not isinstance(v, (BaseEstimator, list))}
+
+
+@dataclass
+class FittedRun:
+    """A model fitted and every transaction scored, not yet stored."""
+
+    model: RankingModel
+    detector: str
+    params: dict[str, Any]
+    tx_rows: np.ndarray
+    scores: np.ndarray
+    train_from: Any
+    train_until: datetime | None
+    fit_rows: int
+    sampled: bool
+    fit_seconds: float
+    score_seconds: float
+
+
+def fit_detector(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, detector: Detector,
+                 spec: FeatureSpec, *, train_until: datetime | None = None,
+                 progress: ProgressFn = no_progress) -> FittedRun:
+    """Fit on rows before `train_until` (all rows if None) and score every row; stores nothing.
+
+    Everything that can refuse (rows the detector cannot take, an empty training period) does so
+    before the long work starts.
+    """
+    detector.check_rows(dataset.row_count, "score")
+    check_train_until(dataset, train_until)
+    frame = load_frame(conn, dataset, feature_set, spec)
+    train = frame if train_until is None else frame[frame["ts"] < pd.Timestamp(train_until)]
+    model = DetectorModel(detector, spec)
+    sample_note = f" (on a {detector.fit_sample:,}-row sample)" if detector.fit_sample and len(train) > detector.fit_sample else ""
+    progress(0.10, f"Fitting {detector.title} on {len(train):,} rows{sample_note}")
+    started = time.perf_counter()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = score_in_chunks(model, frame, lambda f, m: progress(0.40 + 0.45 * f, m))
+    return FittedRun(model, detector.name if not isinstance(detector, Ensemble) else "ensemble", detector_params(detector),
+                     frame["tx_row"].to_numpy(), scores, train["ts"].min(), train_until, len(train),
+                     bool(detector.sampled_), fit_seconds, time.perf_counter() - started)
+
+
+def check_train_until(dataset: Dataset, train_until: datetime | None) -> None:
+    """A training period must hold transactions."""
+    if train_until is not None and pd.Timestamp(train_until) <= pd.Timestamp(dataset.min_ts):
+        raise InvalidInput(f"no transactions before {train_until:%Y-%m-%d} to train on.", field="train_until",
+                           hint=f"The dataset runs from {dataset.min_ts:%Y-%m-%d} to {dataset.max_ts:%Y-%m-%d}.")
+
+
+def score_in_chunks(model: RankingModel, frame: pd.DataFrame, progress: ProgressFn = no_progress) -> np.ndarray:
+    """Score `frame` a chunk at a time, so progress moves and memory stays bounded."""
+    scores = np.empty(len(frame))
+    for start in range(0, len(frame), SCORE_CHUNK):
+        stop = min(start + SCORE_CHUNK, len(frame))
+        progress(start / len(frame), f"Scoring rows {start + 1:,}-{stop:,} of {len(frame):,}")
+        scores[start:stop] = model.decision_function(frame.iloc[start:stop])
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage (inside the caller's transaction)
 
 
 def models_dir(conn: duckdb.DuckDBPyConnection) -> Path:
@@ -92,136 +215,146 @@ def models_dir(conn: duckdb.DuckDBPyConnection) -> Path:
     return folder.resolve()
 
 
-def default_split(dataset: Dataset) -> datetime:
-    """Where time-aware validation splits by default: train on the first 70% of the period."""
-    return pd.Timestamp(dataset.min_ts + (dataset.max_ts - dataset.min_ts) * 0.7).floor("D").to_pydatetime()
-
-
 def fingerprint(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> str:
     """A short hash of the dataset's rows (ids, times, amounts): shows whether a run saw these data."""
     count, hashed = fetch_one(conn, f"SELECT count(*), sum(hash(transaction_id, ts, amount)) FROM {dataset.table}")
     return hashlib.sha256(f"{count}:{hashed}".encode()).hexdigest()[:16]
 
 
-def build_detector(names: list[str], params: dict[str, dict[str, Any]] | None = None,
-                   combine: str = "mean", seed: int = 0) -> Detector:
-    """One detector, or an ensemble of several."""
-    params = params or {}
-    if not names:
-        raise DataError("no detector selected.", hint=f"Choose one or more of: {', '.join(REGISTRY)}.")
-    if len(names) == 1:
-        return make_detector(names[0], params.get(names[0]), seed=seed)
-    return Ensemble.of(names, params, combine=combine, seed=seed)
+def next_run_id(conn: duckdb.DuckDBPyConnection) -> int:
+    return int(fetch_one(conn, "SELECT nextval('run_ids')")[0])
 
 
-def fit_run(
-    conn: duckdb.DuckDBPyConnection,
-    dataset: Dataset,
-    names: list[str],
-    params: dict[str, dict[str, Any]] | None = None,
-    *,
-    contamination: float = DEFAULT_CONTAMINATION,
-    combine: str = "mean",
-    train_until: datetime | None = None,
-    spec: FeatureSpec | None = None,
-    seed: int = 0,
-    created_by: str = "cli",
-    note: str | None = None,
-    activate: bool = True,
-    progress: ProgressFn = no_progress,
-) -> Run:
-    """Fit on rows before `train_until` (all rows if None), score every row, record the run."""
-    # Everything that can refuse does so before any work is done or stored.
-    check_contamination(contamination)
-    detector = build_detector(names, params, combine, seed)
-    detector.check_rows(dataset.row_count, "score")
-    if train_until is not None and pd.Timestamp(train_until) <= pd.Timestamp(dataset.min_ts):
-        raise DataError(f"no transactions before {train_until:%Y-%m-%d} to train on.",
-                        hint=f"The dataset runs from {dataset.min_ts:%Y-%m-%d} to {dataset.max_ts:%Y-%m-%d}.")
-    progress(0.02, "Loading features")
-    feature_set = ensure_features(conn, dataset)
-    spec = validate_spec(spec or default_feature_spec(feature_set), dataset, feature_set)
-    frame = load_frame(conn, dataset, feature_set, spec)
-    train = frame if train_until is None else frame[frame["ts"] < pd.Timestamp(train_until)]
-
-    model = Model(detector, spec)
-    sample_note = f" (on a {detector.fit_sample:,}-row sample)" if detector.fit_sample and len(train) > detector.fit_sample else ""
-    progress(0.10, f"Fitting {detector.title} on {len(train):,} rows{sample_note}")
-    started = time.perf_counter()
-    model.fit(train)
-    fit_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    scores = _score_in_chunks(model, frame, lambda f, m: progress(0.40 + 0.45 * f, m))
-    score_seconds = time.perf_counter() - started
-
-    progress(0.88, "Saving the run")
-    detector_name = names[0] if len(names) == 1 else "ensemble"
-    run_id = save_run(conn, dataset, model, frame["tx_row"].to_numpy(), scores, detector=detector_name,
-                      params=detector.get_params(), contamination=contamination, train_from=train["ts"].min(),
-                      train_until=train_until, fit_rows=len(train), sampled=bool(detector.sampled_),
-                      fit_seconds=fit_seconds, score_seconds=score_seconds, created_by=created_by, note=note,
-                      activate=activate)
-    progress(0.95, "Evaluating")
-    run = get_run(conn, run_id)
-    metrics = evaluate_run(conn, dataset, run)
-    conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", [json.dumps(metrics, default=_json_default), run_id])
-    progress(1.0, f"Run #{run_id}: fitted in {fit_seconds:.1f} s, scored {len(frame):,} rows in {score_seconds:.1f} s")
-    return get_run(conn, run_id)
-
-
-def save_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, model: Any, tx_rows: np.ndarray, scores: np.ndarray, *,
-             detector: str, params: dict[str, Any], contamination: float, train_from: Any, train_until: Any,
-             fit_rows: int, sampled: bool, fit_seconds: float, score_seconds: float, created_by: str,
-             note: str | None = None, activate: bool = True, kind: str = "detector", base_run_id: int | None = None,
-             label_counts: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> int:
-    """Write the model file and record the run with a score per transaction, all or nothing."""
-    run_id = fetch_one(conn, "SELECT nextval('run_ids')")[0]
+def write_artifact(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, model: RankingModel) -> tuple[str, str]:
+    """Save a run's model into the model directory; returns (file name, SHA-256)."""
     folder = models_dir(conn)
     artifact = f"run-{dataset.id}-{run_id}.joblib"
     joblib.dump(model, folder / artifact, compress=3)
-    digest = hashlib.sha256((folder / artifact).read_bytes()).hexdigest()
+    return artifact, hashlib.sha256((folder / artifact).read_bytes()).hexdigest()
+
+
+def remove_artifact(conn: duckdb.DuckDBPyConnection, artifact: str) -> None:
+    (models_dir(conn) / artifact).unlink(missing_ok=True)
+
+
+def insert_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, fitted: FittedRun, *, contamination: float,
+               spec: FeatureSpec, feature_version: str | None, artifact: tuple[str, str], created_by: str,
+               note: str | None = None, kind: str = "detector", base_run_id: int | None = None,
+               label_counts: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> None:
+    """Record a run and a score per transaction."""
+    values = {
+        "id": run_id, "dataset_id": dataset.id, "detector": fitted.detector,
+        "params": json.dumps(fitted.params, default=json_default), "contamination": contamination,
+        "features": json.dumps(spec.as_dict()), "dataset_fingerprint": fingerprint(conn, dataset),
+        "train_from": fitted.train_from, "train_until": fitted.train_until, "fit_rows": fitted.fit_rows,
+        "sampled": fitted.sampled, "fit_seconds": fitted.fit_seconds, "score_seconds": fitted.score_seconds,
+        "metrics": json.dumps(metrics or {}, default=json_default), "artifact": artifact[0],
+        "artifact_sha256": artifact[1], "created_by": created_by, "note": note, "kind": kind,
+        "base_run_id": base_run_id, "label_counts": json.dumps(label_counts) if label_counts is not None else None,
+        "feature_version": feature_version,
+    }
+    conn.execute(f"INSERT INTO runs ({', '.join(values)}, created_at) VALUES "
+                 f"({', '.join('$' + k for k in values)}, current_timestamp::TIMESTAMP)", values)
+    replace_scores(conn, run_id, fitted.tx_rows, fitted.scores)
+
+
+def replace_scores(conn: duckdb.DuckDBPyConnection, run_id: int, tx_rows: np.ndarray, scores: np.ndarray) -> None:
     conn.register("_new_scores", pd.DataFrame({"tx_row": tx_rows, "score": scores}))
     try:
-        with transaction(conn):
-            conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}, kind, base_run_id, label_counts) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?)",
-                [run_id, dataset.id, detector, json.dumps(params, default=_json_default), contamination,
-                 json.dumps(model.spec.as_dict()), fingerprint(conn, dataset), train_from, train_until,
-                 fit_rows, sampled, fit_seconds, score_seconds, json.dumps(metrics or {}, default=_json_default),
-                 artifact, digest, created_by, note, kind, base_run_id,
-                 json.dumps(label_counts) if label_counts is not None else None],
-            )
-            conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run_id])
-            record(conn, created_by, "retrain" if kind == "supervised" else "fit", dataset_id=dataset.id,
-                   target=f"run #{run_id}", after={"detector": detector, "params": params, "contamination": contamination,
-                                                   "train_until": train_until, "rows": fit_rows,
-                                                   "labels": label_counts, "built_on": base_run_id})
-            if activate:
-                set_active_run(conn, dataset.id, run_id, created_by)
-    except BaseException:
-        (folder / artifact).unlink(missing_ok=True)
-        raise
+        conn.execute("DELETE FROM scores WHERE run_id = ?", [run_id])
+        conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run_id])
     finally:
         conn.unregister("_new_scores")
-    return run_id
 
 
-def _score_in_chunks(model: Model, frame: pd.DataFrame, progress: ProgressFn) -> np.ndarray:
-    """Score `frame` a chunk at a time, so progress moves and memory stays bounded."""
-    scores = np.empty(len(frame))
-    for start in range(0, len(frame), SCORE_CHUNK):
-        stop = min(start + SCORE_CHUNK, len(frame))
-        progress(start / len(frame), f"Scoring rows {start + 1:,}-{stop:,} of {len(frame):,}")
-        scores[start:stop] = model.score(frame.iloc[start:stop])
-    return scores
+def store_rescored(conn: duckdb.DuckDBPyConnection, run_id: int, tx_rows: np.ndarray, scores: np.ndarray,
+                   feature_version: str | None) -> None:
+    """Replace a run's scores with new ones computed on feature version `feature_version`."""
+    replace_scores(conn, run_id, tx_rows, scores)
+    conn.execute("UPDATE runs SET feature_version = ? WHERE id = ?", [feature_version, int(run_id)])
+    store_threshold(conn, run_id)
 
 
-def _json_default(value: Any) -> Any:
+def store_threshold(conn: duckdb.DuckDBPyConnection, run_id: int) -> float:
+    """Compute and keep the run's alert threshold at its contamination (after its scores or its
+    contamination changed, in the same transaction)."""
+    contamination = fetch_one(conn, "SELECT contamination FROM runs WHERE id = ?", [int(run_id)])[0]
+    threshold = stored_threshold(conn, run_id, contamination)
+    conn.execute("UPDATE runs SET threshold = ? WHERE id = ?", [threshold, int(run_id)])
+    return threshold
+
+
+def store_metrics(conn: duckdb.DuckDBPyConnection, run_id: int, metrics: dict[str, Any]) -> None:
+    conn.execute("UPDATE runs SET metrics = ? WHERE id = ?", [json.dumps(metrics, default=json_default), run_id])
+
+
+def json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def set_active(conn: duckdb.DuckDBPyConnection, dataset_id: int, run_id: int, actor: str, action: str) -> int | None:
+    """Make a run the one the queue ranks by, recorded in `promotions` (fit, promote or rollback);
+    returns the run it replaces."""
+    if fetch_one(conn, "SELECT 1 FROM runs WHERE id = ? AND dataset_id = ?", [run_id, dataset_id]) is None:
+        raise NotFound(f"run #{run_id} does not belong to this dataset.", field="run")
+    previous = fetch_one(conn, "SELECT run_id FROM active_runs WHERE dataset_id = ?", [dataset_id])
+    if previous and previous[0] == run_id:
+        raise Conflict(f"run #{run_id} is already the active run.", field="run")
+    conn.execute("INSERT OR REPLACE INTO active_runs VALUES (?, ?)", [dataset_id, run_id])
+    conn.execute("INSERT INTO promotions VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP)",
+                 [dataset_id, run_id, action, actor])
+    return previous[0] if previous else None
+
+
+def update_contamination(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float) -> tuple[int, float]:
+    """Save a new contamination for a run (the scores stay); returns (dataset id, the old one)."""
+    before = fetch_one(conn, "SELECT dataset_id, contamination FROM runs WHERE id = ?", [int(run_id)])
+    if before is None:
+        raise NotFound(f"there is no run #{run_id}.", field="run")
+    conn.execute("UPDATE runs SET contamination = ? WHERE id = ?", [float(contamination), int(run_id)])
+    return before[0], before[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading scores
+
+
+def run_scores(conn: duckdb.DuckDBPyConnection, run_id: int) -> np.ndarray:
+    """A run's stored scores (any order), as a NumPy array."""
+    return conn.execute("SELECT score FROM scores WHERE run_id = ?", [int(run_id)]).fetchnumpy()["score"]
+
+
+def alert_count(scores: np.ndarray, contamination: float) -> tuple[float, int]:
+    """Threshold and number of alerts for a contamination: a quantile and a count, no refit."""
+    threshold = threshold_for(scores, contamination)
+    return threshold, int((scores >= threshold).sum())
+
+
+def stored_threshold(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float) -> float:
+    """`threshold_for` computed in DuckDB over a run's stored scores, without loading them: NumPy's
+    'higher' quantile is the value at ascending index ceil((n - 1) * (1 - c))."""
+    q = 1 - check_contamination(contamination)
+    n = fetch_one(conn, "SELECT count(*) FROM scores WHERE run_id = ?", [int(run_id)])[0]
+    if not n:
+        raise NotFound(f"run #{run_id} has no scores.", field="run")
+    index = math.ceil((n - 1) * q)  # the same float arithmetic as NumPy's
+    return float(fetch_one(conn, "SELECT score FROM scores WHERE run_id = ? ORDER BY score DESC LIMIT 1 OFFSET ?",
+                           [int(run_id), n - 1 - index])[0])
+
+
+def stored_score(conn: duckdb.DuckDBPyConnection, run_id: int, tx_row: int) -> float | None:
+    """A transaction's stored score under a run (None if the run did not score it)."""
+    row = fetch_one(conn, "SELECT score FROM scores WHERE run_id = ? AND tx_row = ?", [int(run_id), int(tx_row)])
+    return float(row[0]) if row else None
+
+
+def score_rank(conn: duckdb.DuckDBPyConnection, run_id: int, score: float) -> tuple[int, int]:
+    """Where a score ranks in its run: (1 for the highest, number of transactions)."""
+    above, total = fetch_one(conn, "SELECT count(*) FILTER (score > $s), count(*) FROM scores WHERE run_id = $run",
+                             {"run": int(run_id), "s": float(score)})
+    return int(above) + 1, int(total)
 
 
 def evaluate_run(
@@ -244,101 +377,31 @@ def evaluate_run(
     return metrics
 
 
-def get_run(conn: duckdb.DuckDBPyConnection, run_id: int) -> Run:
-    row = fetch_one(conn, f"SELECT {_RUN_SELECT} FROM runs WHERE id = ?", [int(run_id)])
-    if row is None:
-        raise DataError(f"no run #{run_id}.")
-    return _run_from(row)
+# ---------------------------------------------------------------------------------------------
+# Artifacts
 
 
-def list_runs(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> list[Run]:
-    rows = conn.execute(f"SELECT {_RUN_SELECT} FROM runs WHERE dataset_id = ? ORDER BY id", [dataset.id]).fetchall()
-    return [_run_from(r) for r in rows]
-
-
-def set_active_run(conn: duckdb.DuckDBPyConnection, dataset_id: int, run_id: int, actor: str = "cli",
-                   action: str = "fit") -> None:
-    """Make a run the one the queue ranks by; recorded in `promotions` (fit, promote or rollback)."""
-    if fetch_one(conn, "SELECT 1 FROM runs WHERE id = ? AND dataset_id = ?", [run_id, dataset_id]) is None:
-        raise DataError(f"run #{run_id} does not belong to this dataset.")
-    if action != "fit":  # a fit is audited with the run itself
-        previous = fetch_one(conn, "SELECT run_id FROM active_runs WHERE dataset_id = ?", [dataset_id])
-        record(conn, actor, action, dataset_id=dataset_id, target=f"run #{run_id}",
-               before={"run": previous[0] if previous else None}, after={"run": run_id})
-    conn.execute("INSERT OR REPLACE INTO active_runs VALUES (?, ?)", [dataset_id, run_id])
-    conn.execute("INSERT INTO promotions VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP)",
-                 [dataset_id, run_id, action, actor])
-
-
-def active_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> Run | None:
-    row = fetch_one(conn, "SELECT run_id FROM active_runs WHERE dataset_id = ?", [dataset.id])
-    return get_run(conn, row[0]) if row else None
-
-
-def resolve_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int | None) -> Run:
-    """The given run of the dataset, else its active run; a clear error if there is none."""
-    if run_id is None:
-        run = active_run(conn, dataset)
-        if run is None:
-            raise DataError(f"dataset {dataset.name!r} has no runs yet.", hint=f"Fit one: centinela fit {dataset.name!r} --detector isolation_forest")
-        return run
-    run = get_run(conn, run_id)
-    if run.dataset_id != dataset.id:
-        raise DataError(f"run #{run_id} belongs to another dataset.")
-    return run
-
-
-def set_contamination(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float, actor: str = "cli") -> None:
-    """Save a new contamination (threshold) for a run; the scores stay as they are."""
-    check_contamination(contamination)
-    with transaction(conn):
-        before = fetch_one(conn, "SELECT dataset_id, contamination FROM runs WHERE id = ?", [int(run_id)])
-        if before is None:
-            raise DataError(f"there is no run #{run_id}.")
-        conn.execute("UPDATE runs SET contamination = ? WHERE id = ?", [float(contamination), int(run_id)])
-        record(conn, actor, "threshold", dataset_id=before[0], target=f"run #{run_id}",
-               before={"contamination": before[1]}, after={"contamination": float(contamination)})
-
-
-def run_scores(conn: duckdb.DuckDBPyConnection, run_id: int) -> np.ndarray:
-    """A run's stored scores (any order), as a NumPy array."""
-    return conn.execute("SELECT score FROM scores WHERE run_id = ?", [int(run_id)]).fetchnumpy()["score"]
-
-
-def alert_count(scores: np.ndarray, contamination: float) -> tuple[float, int]:
-    """Threshold and number of alerts for a contamination: a quantile and a count, no refit."""
-    threshold = threshold_for(scores, contamination)
-    return threshold, int((scores >= threshold).sum())
-
-
-def load_model(conn: duckdb.DuckDBPyConnection, run: Run) -> Model:
+def load_model(conn: duckdb.DuckDBPyConnection, run: Run) -> RankingModel:
     """Load a run's model, only from the app's model directory and only if its hash matches."""
     folder = models_dir(conn)
     path = (folder / run.artifact).resolve()
     if path.parent != folder or Path(run.artifact).name != run.artifact:
-        raise DataError(f"run #{run.id}'s artifact is outside the model directory; refusing to load it.")
+        raise Conflict(f"run #{run.id}'s artifact is outside the model directory; refusing to load it.")
     if not path.is_file():
-        raise DataError(f"run #{run.id}'s model file {path.name} is missing from {folder}.",
-                        hint="Fit the run again.")
+        raise NotFound(f"run #{run.id}'s model file {path.name} is missing from {folder}.", hint="Fit the run again.")
     if hashlib.sha256(path.read_bytes()).hexdigest() != run.artifact_sha256:
-        raise DataError(f"run #{run.id}'s model file {path.name} has changed since it was saved; refusing to load it.")
-    return joblib.load(path)
-
-
-def rescore(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, progress: ProgressFn = no_progress) -> np.ndarray:
-    """Score the dataset again with a run's saved model and replace its stored scores."""
-    model = load_model(conn, run)
-    model.detector.check_rows(dataset.row_count, "score")  # refuse before loading any rows
-    feature_set = ensure_features(conn, dataset)
-    frame = load_frame(conn, dataset, feature_set, FeatureSpec(**run.features))
-    scores = _score_in_chunks(model, frame, progress)
-    conn.register("_new_scores", pd.DataFrame({"tx_row": frame["tx_row"].to_numpy(), "score": scores}))
+        raise Conflict(f"run #{run.id}'s model file {path.name} has changed since it was saved; refusing to load it.")
     try:
-        with transaction(conn):
-            conn.execute("DELETE FROM scores WHERE run_id = ?", [run.id])
-            conn.execute("INSERT INTO scores SELECT ?, tx_row, score FROM _new_scores", [run.id])
-    finally:
-        conn.unregister("_new_scores")
-    progress(1.0, f"Scored {len(frame):,} rows")
-    return scores
+        model = joblib.load(path)
+    except (AttributeError, ModuleNotFoundError, ImportError) as exc:  # pickled classes that no longer exist
+        raise Conflict(f"run #{run.id}'s model was saved by an older version of Centinela ({exc}).",
+                       hint="Fit it again.") from None
+    if not isinstance(model, RankingModel):
+        raise Conflict(f"run #{run.id}'s model was saved by an older version of Centinela.", hint="Fit it again.")
+    return model
+
+
+def default_split(dataset: Dataset) -> datetime:
+    """Where time-aware validation splits by default: train on the first 70% of the period."""
+    return pd.Timestamp(dataset.min_ts + (dataset.max_ts - dataset.min_ts) * 0.7).floor("D").to_pydatetime()
 

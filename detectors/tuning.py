@@ -2,8 +2,9 @@
 
 Each trial fits on the training period (on at most `TRAIN_SAMPLE` rows, so a search stays
 interactive) and is scored on the validation period by average precision or precision@k.
-Trials are written to DuckDB as they finish, so stopping a search keeps what it found; any
-trial can then be saved as a full run (`fit_run` with its parameters).
+Trials are written to DuckDB as they finish, one statement (and commit) each, so stopping a
+search keeps what it found; any trial can then be saved as a full run (`application.runs.fit`
+with its parameters).
 """
 
 from __future__ import annotations
@@ -23,10 +24,17 @@ from sklearn.metrics import average_precision_score
 
 from data.datasets import Dataset
 from data.db import ProgressFn, no_progress
-from data.errors import DataError
-from detectors.base import REGISTRY, Param, make_detector, threshold_for
+from data.errors import InvalidInput
+from detectors.base import DEFAULT_CONTAMINATION, Param, detector_class, make_detector, threshold_for
 from detectors.evaluation import precision_at_k
-from detectors.pipeline import FeatureSpec, Model, default_feature_spec, ensure_features, load_frame, validate_spec
+from detectors.pipeline import (
+    DetectorModel,
+    FeatureSpec,
+    default_feature_spec,
+    load_frame,
+    require_features,
+    validate_spec,
+)
 from detectors.runs import default_split
 
 METRICS = ("average_precision", "precision_at_k")
@@ -35,7 +43,7 @@ TRAIN_SAMPLE = 100_000
 
 def default_space(name: str) -> dict[str, list[Any]]:
     """A small grid around each declared parameter's default."""
-    return {p.name: _candidates(p) for p in REGISTRY[name].params}
+    return {p.name: _candidates(p) for p in detector_class(name).param_specs}
 
 
 def _candidates(p: Param) -> list[Any]:
@@ -56,7 +64,7 @@ def trials(space: dict[str, list[Any]], contaminations: list[float], budget: int
            ) -> list[tuple[dict[str, Any], float]]:
     """(params, contamination) pairs: the whole grid up to `budget`, or `budget` random draws from it."""
     if strategy not in ("grid", "random"):
-        raise ValueError("strategy must be 'grid' or 'random'")
+        raise InvalidInput(f"strategy must be 'grid' or 'random', not {strategy!r}.", field="strategy")
     names = list(space)
     grid = [(dict(zip(names, combo, strict=True)), c)
             for combo in itertools.product(*(space[n] for n in names)) for c in contaminations]
@@ -85,11 +93,11 @@ def tune(
 ) -> pd.DataFrame:
     """Run the search; returns one row per finished trial (also stored in `tuning_trials`)."""
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}")
+        raise InvalidInput(f"metric must be one of {', '.join(METRICS)}, not {metric!r}.", field="metric")
     if not dataset.has_role("label"):
-        raise DataError("tuning needs labelled validation data, and this dataset has no label column.",
-                        hint="Import a file with a fraud label column, or label cases first.")
-    feature_set = ensure_features(conn, dataset)
+        raise InvalidInput("tuning needs labelled validation data, and this dataset has no label column.",
+                           hint="Import a file with a fraud label column, or label cases first.")
+    feature_set = require_features(conn, dataset)
     spec = validate_spec(spec or default_feature_spec(feature_set), dataset, feature_set)
     split = pd.Timestamp(train_until or default_split(dataset))
     frame = load_frame(conn, dataset, feature_set, spec)
@@ -97,11 +105,11 @@ def tune(
     frame = frame.merge(labels, on="tx_row", how="left")
     train, valid = frame[frame["ts"] < split], frame[(frame["ts"] >= split) & frame["y"].notna()]
     if train.empty or valid.empty or not 0 < valid["y"].sum() < len(valid):
-        raise DataError(f"splitting at {split:%Y-%m-%d} leaves no training rows or no labelled fraud to validate on.",
-                        hint=f"Choose a 'train until' date between {dataset.min_ts:%Y-%m-%d} and {dataset.max_ts:%Y-%m-%d}.")
+        raise InvalidInput(f"splitting at {split:%Y-%m-%d} leaves no training rows or no labelled fraud to validate on.",
+                           hint=f"Choose a 'train until' date between {dataset.min_ts:%Y-%m-%d} and {dataset.max_ts:%Y-%m-%d}.")
     if len(train) > TRAIN_SAMPLE:
         train = train.sample(TRAIN_SAMPLE, random_state=seed).sort_values("tx_row")
-    plan = trials(space or default_space(detector), contaminations or [0.01], budget, strategy, seed)
+    plan = trials(space or default_space(detector), contaminations or [DEFAULT_CONTAMINATION], budget, strategy, seed)
     study = f"{detector}-{datetime.now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
     y_valid = valid["y"].to_numpy(dtype=int)
     results = []
@@ -110,8 +118,8 @@ def tune(
             break
         progress(i / len(plan), f"Trial {i + 1} of {len(plan)}: {detector} {params} at contamination {contamination:g}")
         started = time.perf_counter()
-        model = Model(make_detector(detector, params, seed=seed), spec).fit(train)
-        scores = model.score(valid)
+        model = DetectorModel(make_detector(detector, params, random_state=seed), spec).fit(train)
+        scores = model.decision_function(valid)
         threshold = threshold_for(scores, contamination)
         alert = scores >= threshold
         tp = int((alert & (y_valid == 1)).sum())

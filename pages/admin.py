@@ -5,18 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.auth import current_user
-from dashboard.connection import get_cursor
+from application import users as user_actions
+from dashboard.actions import act, page_context
 from dashboard.shell import page_setup
-from dashboard.state import flash, show_flashes
+from dashboard.state import show_flashes
 from data.audit import ACTIONS, audit_log
-from data.errors import DataError
 from data.export import safe_csv
-from data.users import ROLE_TITLES, ROLES, add_user, change_user, list_users
+from data.users import ROLE_TITLES, ROLES, list_users
 
 page_setup()
-conn = get_cursor()
-admin = current_user()
+conn = page_context().conn
 st.title("Users & audit")
 show_flashes()
 tab_users, tab_audit = st.tabs(["Users", "Audit trail"])
@@ -32,15 +30,11 @@ with tab_users:
         password = st.text_input("Password (at least 10 characters)", type="password", key="add-password")
         again = st.text_input("Password again", type="password", key="add-again")
         if st.form_submit_button("Add user", type="primary"):
-            try:
-                if password != again:
-                    raise DataError("the two passwords differ.")
-                created = add_user(conn, name, password, role, admin.username)
-            except DataError as exc:
-                st.error(str(exc))
+            if password != again:
+                st.error("The two passwords differ; nothing was changed.")
             else:
-                flash("success", f"Added {created.username} as {ROLE_TITLES[created.role]}.")
-                st.rerun()
+                act(lambda c: user_actions.add(c, name, password, role),
+                    lambda created: f"Added {created.username} as {ROLE_TITLES[created.role]}.")
     with right, st.form("user-change", enter_to_submit=False):
         st.markdown("**Change a user**")
         names = list(users["username"])
@@ -52,15 +46,11 @@ with tab_users:
         disabled = st.checkbox("Disabled (cannot sign in)", key="change-disabled",
                                value=bool(current is not None and pd.notna(current["disabled_at"])))
         if st.form_submit_button("Save changes"):
-            try:
-                if not who:
-                    raise DataError("choose a user first.")
-                change_user(conn, who, admin.username, role=new_role, password=new_password or None, disabled=disabled)
-            except DataError as exc:
-                st.error(str(exc))
+            if not who:
+                st.error("Choose a user first.")
             else:
-                flash("success", f"Saved the changes to {who}.")
-                st.rerun()
+                act(lambda c: user_actions.change(c, who, role=new_role, password=new_password or None, disabled=disabled),
+                    f"Saved the changes to {who}.")
 
 with tab_audit:
     a, b, c = st.columns([1, 2, 1])

@@ -5,76 +5,54 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from application import cases, labels
+from application.queue import queue_page
 from dashboard import investigation_charts as charts
-from dashboard.cached import run_explainer, score_rank
-from dashboard.connection import get_cursor
+from dashboard.actions import act, page_context
+from dashboard.cached import run_explainer
 from dashboard.formatting import fmt_pen, fmt_ts
-from dashboard.investigation import act, assignee_choices, feature_descriptions, require_run, undo_box
+from dashboard.investigation import feature_descriptions, require_run, undo_box
 from dashboard.maps import case_path_map
+from dashboard.navigation import page_link
 from dashboard.shell import page_setup
-from dashboard.state import active_dataset, current_analyst, show_flashes
-from data.alerts import (
-    alert_page,
-    customer_devices_and_places,
-    customer_history,
-    merchant_activity,
-    transaction_detail,
-    usual_location,
-)
-from data.cases import (
-    CLOSE_REASONS,
-    LABELS,
-    STATUS_TITLES,
-    STATUSES,
-    add_labels,
-    case_history,
-    case_state,
-    current_labels,
-    label_history,
-    take_cases,
-    update_cases,
-)
-from data.db import fetch_one
-from data.errors import DataError
-from detectors.explain import explain_case, explained_output
+from dashboard.state import active_dataset, show_flashes
+from data.cases import CLOSE_REASONS, LABELS, STATUS_TITLES, STATUSES
+from data.errors import NotFound, UserError
 
 page_setup()
-conn = get_cursor()
-dataset = active_dataset(conn)
+ctx = page_context()
+dataset = active_dataset(ctx.conn)
 show_flashes()
 if dataset is None:
     st.title("Case")
     st.info("There is no dataset yet. Generate or import one on the Data page.")
     st.stop()
-run, threshold = require_run(conn, dataset)
-analyst = current_analyst()
+active = require_run(ctx, dataset)
+run, threshold = active.run, active.threshold
+analyst = ctx.actor
 
 case_id = st.query_params.get("case")
 if not case_id:
     st.title("Case")
     st.info("No case is open. Pick one in the alert queue, or open one of the top alerts here.")
-    top = alert_page(conn, dataset, run.id, threshold, page_size=20)
+    top = queue_page(ctx, dataset, page_size=20).rows
     if top.empty:
         st.stop()
     choice = st.selectbox("Top alerts", list(top["transaction_id"]), key="case-pick")
     if st.button("Open case", type="primary"):
         st.query_params["case"] = choice
         st.rerun()
-    st.page_link("pages/queue.py", label="Go to the alert queue", icon=":material/notifications:")
+    page_link("queue", label="Go to the alert queue")
     st.stop()
 
-detail = transaction_detail(conn, dataset, case_id)
-if detail is None:
+try:
+    case = cases.open_case(ctx, dataset, case_id)
+except NotFound as exc:
     st.title("Case")
-    st.error(f"Transaction {case_id!r} is not in dataset {dataset.name!r}.")
-    st.page_link("pages/queue.py", label="Back to the alert queue", icon=":material/arrow_back:")
+    st.error(str(exc))
+    page_link("queue", label="Back to the alert queue", icon=":material/arrow_back:")
     st.stop()
-
-tx_row = int(detail["tx_row"])
-score_row = fetch_one(conn, "SELECT score FROM scores WHERE run_id = ? AND tx_row = ?", [run.id, tx_row])
-score = float(score_row[0]) if score_row else None
-state = case_state(conn, dataset, case_id)
-label = current_labels(conn, dataset, [case_id]).get(case_id)
+detail, state, label, score = case.detail, case.state, case.label, case.score
 
 st.title(f"Case {case_id}")
 st.caption(f"{fmt_ts(detail['ts'])} · {detail.get('merchant_name') or detail.get('merchant_id') or ''} · "
@@ -82,12 +60,11 @@ st.caption(f"{fmt_ts(detail['ts'])} · {detail.get('merchant_name') or detail.ge
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Amount", fmt_pen(detail["amount"]))
 if score is not None:
-    rank, scored = score_rank(run.id, score)
     m2.metric("Score", f"{score:.4f}", help=f"Threshold {threshold:.4f}; higher = more anomalous.",
-              delta=f"rank {rank:,} of {scored:,}", delta_color="off")
+              delta=f"rank {case.rank:,} of {case.scored:,}", delta_color="off")
 m3.metric("Case status", STATUS_TITLES[state["status"]] + (f" ({state['reason']})" if state["reason"] else ""))
 m4.metric("Label", label or "none", help=f"Assigned to {state['assignee']}" if state["assignee"] else "Unassigned")
-if score is not None and score < threshold:
+if score is not None and not case.is_alert:
     st.warning("This transaction is below the run's threshold: it is not an alert at the current contamination.")
 
 explain_col, act_col = st.columns([3, 2], gap="large")
@@ -96,9 +73,8 @@ explain_col, act_col = st.columns([3, 2], gap="large")
 with explain_col:
     try:
         with st.spinner("Computing SHAP attributions…"):
-            explanation = explain_case(conn, dataset, run.id, tx_row,
-                                       explainer_factory=lambda: run_explainer(dataset.id, run))
-    except (DataError, ValueError) as exc:
+            explanation = cases.explanation(ctx, case, lambda: run_explainer(dataset.id, run))
+    except UserError as exc:
         st.error(f"Could not explain this case: {exc}")
     else:
         describe = feature_descriptions()
@@ -106,10 +82,21 @@ with explain_col:
         st.plotly_chart(charts.attribution_waterfall(attributions, explanation["base_value"], explanation["output"],
                                                      describe), key="case-shap")
         total = float(attributions["value"].sum())
-        st.caption(f"SHAP ({explanation['method']} explainer) explains {explained_output(explanation['method'])}. "
+        st.caption(f"SHAP ({explanation['method']} explainer) explains {explanation['explains']}. "
                    f"Usual {explanation['base_value']:.4f} {'+' if total >= 0 else '−'} attributions {abs(total):.4f} "
                    f"= this transaction's {explanation['output']:.4f}."
                    + (" Stored with the run." if explanation["cached"] else f" Computed in {explanation['seconds']:.2f} s."))
+        lineage = explanation["lineage"]
+        if explanation["recomputed"]:
+            st.info("The features were recomputed since this case was last explained: the explanation above is "
+                    "of the current features.", icon=":material/update:")
+        if not lineage["score_is_current"]:
+            st.warning(f"Run #{run.id} scored this transaction on earlier features (they were recomputed since): "
+                       "its score may differ from what these attributions add up to. Score the dataset again with "
+                       "this run to align them.", icon=":material/history:")
+        if lineage["features_behind_labels"]:
+            st.caption("Labels have changed since the features were computed: the merchant fraud rate does not "
+                       "see them yet (recompute features on the Data page).")
         table = attributions.assign(
             description=[describe.get(f, (f, ""))[0] for f in attributions["feature"]],
             unit=[describe.get(f, ("", ""))[1] for f in attributions["feature"]],
@@ -132,68 +119,64 @@ with act_col:
             if choice is None:
                 st.error("Choose a label first.")
             else:
-                act(lambda: add_labels(conn, dataset, [case_id], choice, analyst, note, close=close),
+                act(lambda c: labels.label(c, dataset, [case_id], choice, note=note, close=close),
                     f"Labelled {case_id} as {choice}.")
-    undo_box(conn, dataset, analyst, key="case-undo")
+    undo_box(ctx, dataset, key="case-undo")
 
     with st.container(border=True):
         st.markdown("**Workflow**")
         w1, w2 = st.columns(2, vertical_alignment="bottom")
         if w1.button("Take this case", disabled=state["assignee"] == analyst and state["status"] == "in_review",
                      help="Assign it to yourself and mark it in review"):
-            act(lambda: take_cases(conn, dataset, [case_id], analyst), f"{case_id} is now yours, in review.")
-        assignee = w2.selectbox("Assign to", assignee_choices(conn, dataset, analyst), index=None, accept_new_options=True, key="case-assignee",
-                                placeholder="choose or type a name")
+            act(lambda c: cases.take(c, dataset, [case_id]), f"{case_id} is now yours, in review.")
+        assignee = w2.selectbox("Assign to", cases.analysts(ctx, dataset), index=None, accept_new_options=True,
+                                key="case-assignee", placeholder="choose or type a name")
         if assignee and st.button(f"Assign to {assignee}", key="case-assign"):
-            act(lambda: update_cases(conn, dataset, [case_id], analyst, assignee=assignee),
-                f"{case_id} assigned to {assignee}.")
+            act(lambda c: cases.change(c, dataset, [case_id], assignee=assignee), f"{case_id} assigned to {assignee}.")
         s1, s2 = st.columns(2)
         status = s1.selectbox("Status", STATUSES, index=STATUSES.index(state["status"]), format_func=STATUS_TITLES.get,
                               key="case-status")
         reason = s2.selectbox("Reason (to close)", CLOSE_REASONS, index=None, key="case-reason", disabled=status != "closed")
         if st.button("Update status", key="case-update-status", disabled=status == state["status"]):
-            act(lambda: update_cases(conn, dataset, [case_id], analyst, status=status, reason=reason),
+            act(lambda c: cases.change(c, dataset, [case_id], status=status, reason=reason),
                 f"{case_id} is now {STATUS_TITLES[status].lower()}.")
 
     history_labels, history_case = st.tabs(["Label history", "Case history"])
     with history_labels:
-        labels_so_far = label_history(conn, dataset, case_id)
+        labels_so_far = case.label_history
         st.dataframe(labels_so_far, hide_index=True) if not labels_so_far.empty else st.caption("No labels yet.")
     with history_case:
-        events = case_history(conn, dataset, case_id)
+        events = case.case_history
         st.dataframe(events, hide_index=True) if not events.empty else st.caption("Untouched: open and unassigned.")
 
 # --- surroundings -------------------------------------------------------------------------
-customer = detail.get("customer_id")
+around = cases.surroundings(ctx, case)
+customer = case.customer_id
 tab_customer, tab_merchant, tab_place, tab_detail = st.tabs(["Customer history", "Merchant", "Location", "All fields"])
 with tab_customer:
     if not customer:
         st.caption("This dataset has no customer id column.")
     else:
-        history = customer_history(conn, dataset, customer, run.id)
+        history = around.customer_history
         st.plotly_chart(charts.customer_timeline(history, case_id), key="case-timeline")
         earlier = history[history["label"].notna() & (history["transaction_id"] != case_id)]
         st.caption(f"Customer {customer}: {len(history):,} transactions shown, {len(earlier):,} of them labelled earlier.")
-        seen = customer_devices_and_places(conn, dataset, customer)
         d1, d2 = st.columns(2)
         d1.markdown("**Devices**")
-        d1.dataframe(seen["devices"], hide_index=True) if not seen["devices"].empty else d1.caption("No device column.")
+        d1.dataframe(around.devices, hide_index=True) if not around.devices.empty else d1.caption("No device column.")
         d2.markdown("**Places**")
-        d2.dataframe(seen["places"], hide_index=True) if not seen["places"].empty else d2.caption("No city column.")
+        d2.dataframe(around.places, hide_index=True) if not around.places.empty else d2.caption("No city column.")
 with tab_merchant:
-    merchant = detail.get("merchant_id")
-    if not merchant:
+    if not case.merchant_id:
         st.caption("This dataset has no merchant id column.")
     else:
-        activity = merchant_activity(conn, dataset, merchant, pd.Timestamp(detail["ts"]).to_pydatetime(), run.id, threshold)
-        st.plotly_chart(charts.merchant_activity_chart(activity, detail["ts"]), key="case-merchant")
+        st.plotly_chart(charts.merchant_activity_chart(around.merchant_activity, detail["ts"]), key="case-merchant")
 with tab_place:
     here = (float(detail["lat"]), float(detail["lon"])) if pd.notna(detail.get("lat")) and pd.notna(detail.get("lon")) else None
-    usual = usual_location(conn, dataset, customer, pd.Timestamp(detail["ts"]).to_pydatetime()) if customer else None
-    if here is None and usual is None:
+    if here is None and around.usual_location is None:
         st.caption("No coordinates for this customer or transaction.")
     else:
-        st.plotly_chart(case_path_map(usual, here), key="case-map")
+        st.plotly_chart(case_path_map(around.usual_location, here), key="case-map")
 with tab_detail:
     fields = pd.DataFrame({"field": list(detail), "value": [str(v) for v in detail.values()]})
     st.dataframe(fields, hide_index=True)

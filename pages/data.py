@@ -7,31 +7,33 @@ from pathlib import Path
 
 import streamlit as st
 
+from application import datasets as actions
+from dashboard.actions import act, page_context
 from dashboard.cached import overview_of
-from dashboard.connection import get_cursor
 from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
 from dashboard.mapping_editor import mapping_editor
-from dashboard.progress import progress_status
 from dashboard.shell import page_setup
-from dashboard.state import active_dataset, current_analyst, flash, set_active_dataset, show_flashes
+from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
-from data.datasets import (
-    delete_dataset,
-    list_datasets,
-    purge_deleted,
-    restore_dataset,
-    sample_rows,
-)
-from data.errors import DataError
+from data.datasets import list_datasets, sample_rows
+from data.errors import UserError
 from data.export import safe_csv
-from data.features import compute_features, feature_catalogue
-from data.ingest import ENCODINGS, import_file, inspect_file
-from data.synthetic import SyntheticConfig, store_synthetic
+from data.features import DEFAULT_LABEL_DELAY_DAYS, feature_catalogue
+from data.ingest import ENCODINGS, inspect_file
+from data.synthetic import SyntheticConfig
 
 PAGE_ROWS = 50
 
+
+def _imported(done: actions.Created) -> None:
+    discard_upload()
+    for note in done.report.notes:
+        flash("info", note)
+    set_active_dataset(done.dataset.name)
+
 page_setup()
-conn = get_cursor()
+ctx = page_context()
+conn = ctx.conn
 dataset = active_dataset(conn)
 st.title("Data")
 show_flashes()
@@ -96,14 +98,13 @@ with overview:
         catalogue = feature_catalogue(conn, dataset)
         st.dataframe(catalogue, hide_index=True, column_config={"reason": st.column_config.TextColumn(width="large")})
         with st.form("features-form", border=False):
-            delay = st.number_input("Label delay (days)", 0, 365, 7,
+            delay = st.number_input("Label delay (days)", 0, 365, DEFAULT_LABEL_DELAY_DAYS,
                                     help="Features use a label only once its transaction is this many days old, "
                                     "as fraud is confirmed with a delay in real life.")
             if st.form_submit_button("Compute features", type="primary"):
-                with progress_status(f"Computing features for {dataset.name}") as report_progress:
-                    fs = compute_features(conn, dataset, label_delay_days=int(delay), progress=report_progress)
-                flash("success", f"Computed {len(fs.computed)} features in {fs.seconds:.1f} s.")
-                st.rerun()
+                act(lambda c: actions.compute_features(c, dataset, int(delay)),
+                    lambda fs: f"Computed {len(fs.computed)} features in {fs.seconds:.1f} s.",
+                    status=f"Computing features for {dataset.name}")
 
 # ---------------------------------------------------------------------------------------------
 with importer:
@@ -127,7 +128,7 @@ with importer:
     if path is not None:
         try:
             info = inspect_file(conn, path, display_name, encoding)
-        except DataError as exc:
+        except UserError as exc:
             st.error(str(exc))
             info = None
         if info is not None:
@@ -141,23 +142,11 @@ with importer:
                 mapping = mapping_editor(info, "import")
                 skip_bad = st.checkbox("Skip rows whose timestamp or amount does not parse (they are counted and listed)")
                 if st.form_submit_button("Import", type="primary"):
-                    try:
-                        with progress_status(f"Importing {info.display_name}") as report_progress:
-                            result = import_file(conn, info.path, name, mapping, display_name=info.display_name,
-                                                 encoding=info.encoding, skip_bad_rows=skip_bad, progress=report_progress,
-                                                 actor=current_analyst())
-                            compute_features(conn, result.dataset, progress=report_progress)
-                    except DataError as exc:
-                        st.error(str(exc))
-                        st.caption("Nothing was imported; the database is unchanged.")
-                    else:
-                        discard_upload()
-                        flash("success", f"Imported {result.rows_stored:,} of {result.rows_read:,} rows as "
-                                         f"'{result.dataset.name}' in {result.seconds:.1f} s.")
-                        for note in result.notes:
-                            flash("info", note)
-                        set_active_dataset(result.dataset.name)
-                        st.rerun()
+                    act(lambda c: actions.import_dataset(c, info.path, name, mapping, display_name=info.display_name,
+                                                         encoding=info.encoding, skip_bad_rows=skip_bad),
+                        lambda done: f"Imported {done.report.rows_stored:,} of {done.report.rows_read:,} rows as "
+                                     f"'{done.dataset.name}' in {done.report.seconds:.1f} s.",
+                        status=f"Importing {info.display_name}", then=_imported)
 
 # ---------------------------------------------------------------------------------------------
 with generator:
@@ -173,17 +162,10 @@ with generator:
         days = b.number_input("Days", 1, 730, 90)
         start = c.date_input("First day", date(2026, 8, 1))
         if st.form_submit_button("Generate", type="primary"):
-            try:
-                with progress_status(f"Generating {rows:,} transactions") as report_progress:
-                    cfg = SyntheticConfig(rows=int(rows), seed=int(seed), fraud_rate=fraud_pct / 100, days=int(days), start=start)
-                    created = store_synthetic(conn, name, cfg, progress=report_progress, actor=current_analyst())
-                    compute_features(conn, created, progress=report_progress)
-            except (DataError, ValueError) as exc:
-                st.error(str(exc))
-            else:
-                flash("success", f"Generated '{created.name}': {created.row_count:,} transactions.")
-                set_active_dataset(created.name)
-                st.rerun()
+            cfg = SyntheticConfig(rows=int(rows), seed=int(seed), fraud_rate=fraud_pct / 100, days=int(days), start=start)
+            act(lambda c: actions.generate(c, name, cfg),
+                lambda done: f"Generated '{done.dataset.name}': {done.dataset.row_count:,} transactions.",
+                status=f"Generating {rows:,} transactions", then=lambda done: set_active_dataset(done.dataset.name))
 
 # ---------------------------------------------------------------------------------------------
 with manager:
@@ -201,20 +183,16 @@ with manager:
                 if confirm.strip() != target:
                     st.error("The name typed does not match; nothing was deleted.")
                 else:
-                    deleted = delete_dataset(conn, target, current_analyst())
-                    st.session_state["undo_delete"] = deleted.id
-                    flash("success", f"Moved '{deleted.name}' to the trash.")
-                    st.rerun()
+                    act(lambda c: actions.delete(c, target), lambda deleted: f"Moved '{deleted.name}' to the trash.",
+                        then=lambda deleted: st.session_state.update(undo_delete=deleted.id))
     else:
         st.info("No datasets. Import or generate one.")
 
     undo_id = st.session_state.get("undo_delete")
     if undo_id is not None and st.button("Undo the last delete", type="primary"):
-        restored = restore_dataset(conn, undo_id, current_analyst())
         st.session_state.pop("undo_delete")
-        set_active_dataset(restored.name)
-        flash("success", f"Restored '{restored.name}'.")
-        st.rerun()
+        act(lambda c: actions.restore(c, undo_id), lambda restored: f"Restored '{restored.name}'.",
+            then=lambda restored: set_active_dataset(restored.name))
 
     trash = list_datasets(conn, deleted=True)
     if trash:
@@ -223,12 +201,8 @@ with manager:
             col_name, col_button = st.columns([4, 1])
             col_name.write(f"**{d.name}** · {d.row_count:,} rows · {d.source}")
             if col_button.button("Restore", key=f"restore-{d.id}"):
-                restore_dataset(conn, d.id, current_analyst())
-                set_active_dataset(d.name)
-                flash("success", f"Restored '{d.name}'.")
-                st.rerun()
+                act(lambda c, d=d: actions.restore(c, d.id), lambda restored: f"Restored '{restored.name}'.",
+                    then=lambda restored: set_active_dataset(restored.name))
         if st.button("Empty trash", help="Deletes the datasets in the trash for good, with their features and labels."):
-            count = purge_deleted(conn, current_analyst())
             st.session_state.pop("undo_delete", None)
-            flash("success", f"Deleted {count} dataset(s) for good.")
-            st.rerun()
+            act(actions.empty_trash, lambda count: f"Deleted {count} dataset(s) for good.")

@@ -8,46 +8,33 @@ from datetime import datetime, time
 import pandas as pd
 import streamlit as st
 
+from application import models, tuning
+from application import runs as run_actions
 from dashboard import charts
+from dashboard.actions import act
 from dashboard.cached import run_evaluation_frame as evaluation_frame
 from dashboard.cached import run_ranking, run_scores
 from dashboard.controls import param_controls
 from dashboard.formatting import fmt_int, fmt_pct
-from dashboard.progress import progress_status
 from dashboard.shell import dataset_page
-from dashboard.state import current_analyst, flash
 from data.datasets import labels_version
-from data.db import transaction
-from data.errors import DataError
 from data.export import safe_csv
-from detectors.base import REGISTRY, make_detector
+from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, MAX_CONTAMINATION, MIN_CONTAMINATION, REGISTRY
 from detectors.ensemble import COMBINE
 from detectors.evaluation import threshold_metrics
-from detectors.pipeline import FeatureSpec, categorical_candidates, ensure_features
-from detectors.runs import (
-    DEFAULT_CONTAMINATION,
-    DEFAULT_DETECTOR,
-    active_run,
-    alert_count,
-    default_split,
-    fit_run,
-    list_runs,
-    set_active_run,
-    set_contamination,
-)
-from detectors.tuning import METRICS, default_space, stored_trials, tune
+from detectors.pipeline import categorical_candidates
+from detectors.runs import alert_count, default_split
+from detectors.tuning import METRICS, default_space
 
-conn, dataset = dataset_page("Detect & tune")
+ctx, dataset = dataset_page("Detect & tune")
 
 names = list(REGISTRY)
 # Versions learned from labels are judged on their own validation labels: the Models page shows them.
-runs = [r for r in list_runs(conn, dataset) if r.kind == "detector"]
-current = active_run(conn, dataset)
-version = labels_version(conn, dataset.id)
+runs = [r for r in models.versions(ctx, dataset) if r.kind == "detector"]
+active = run_actions.active(ctx, dataset)
+current = active.run if active else None
+version = labels_version(ctx.conn, dataset.id)
 tab_run, tab_active, tab_compare, tab_tune = st.tabs(["Run a detector", "Threshold & metrics", "Compare runs", "Tune"])
-
-
-MIN_CONTAMINATION, MAX_CONTAMINATION = 0.001, 0.5
 
 
 def _fmt(value: float | None) -> str:
@@ -69,33 +56,26 @@ with tab_run:
     with st.form("fit-form"):
         params = {}
         for name in chosen:
-            if REGISTRY[name].params:
+            if REGISTRY[name].param_specs:
                 with st.expander(f"{REGISTRY[name].title} parameters"):
-                    params[name] = param_controls(REGISTRY[name].params, f"fit-{name}")
+                    params[name] = param_controls(REGISTRY[name].param_specs, f"fit-{name}")
         left, right = st.columns(2)
         combine = left.selectbox("Combine ensemble scores by", COMBINE, disabled=len(chosen) < 2,
                                  help="mean or max of z-scored scores, or the mean percentile rank")
         contamination = right.number_input("Contamination (share of rows to alert on)", MIN_CONTAMINATION,
                                            MAX_CONTAMINATION, DEFAULT_CONTAMINATION, step=0.001, format="%.3f")
-        extra = st.multiselect("Categorical columns to add as features", categorical_candidates(conn, dataset),
+        extra = st.multiselect("Categorical columns to add as features", categorical_candidates(ctx.conn, dataset),
                                help="One-hot encoded. Measured on generated data they can dilute isolation-based detectors.")
         hold_out = st.checkbox("Hold out a later period for evaluation (time-aware validation)", value=True)
         until = st.date_input("Train until (evaluate from this day on)", default_split(dataset).date(),
                               min_value=dataset.min_ts.date(), max_value=dataset.max_ts.date())
         if st.form_submit_button("Fit and score", type="primary"):
-            try:
-                feature_set = ensure_features(conn, dataset)
-                spec = FeatureSpec(list(feature_set.computed), extra)
-                with progress_status(f"Fitting {' + '.join(chosen) or 'nothing'} on {dataset.name}") as report:
-                    run = fit_run(conn, dataset, chosen, params, contamination=contamination, combine=combine,
-                                  train_until=datetime.combine(until, time()) if hold_out else None, spec=spec,
-                                  created_by=current_analyst() or "app", progress=report)
-            except (DataError, ValueError) as exc:
-                st.error(str(exc))
-            else:
-                flash("success", f"Run #{run.id} is now the active run: fitted in {run.fit_seconds:.1f} s, "
-                                 f"scored {dataset.row_count:,} rows in {run.score_seconds:.1f} s.")
-                st.rerun()
+            act(lambda c: run_actions.fit(c, dataset, chosen, params, contamination=contamination, combine=combine,
+                                          train_until=datetime.combine(until, time()) if hold_out else None,
+                                          categorical=extra),
+                lambda run: f"Run #{run.id} is now the active run: fitted in {run.fit_seconds:.1f} s, "
+                            f"scored {dataset.row_count:,} rows in {run.score_seconds:.1f} s.",
+                status=f"Fitting {' + '.join(chosen) or 'nothing'} on {dataset.name}")
 
 # ---------------------------------------------------------------------------------------------
 with tab_active:
@@ -112,20 +92,15 @@ with tab_active:
         run = by_id[selected_id]
         is_active = current is not None and current.id == run.id
         if not is_active and st.button("Make this the active run", help="The alert queue and other pages use the active run."):
-            with transaction(conn):  # the switch, its promotion row and its audit row together
-                set_active_run(conn, dataset.id, run.id, current_analyst() or "app",
-                               "promote" if current is None or run.id > current.id else "rollback")
-            flash("success", f"Run #{run.id} is now the active run.")
-            st.rerun()
-        scores = run_scores(run.id)
-        # A run fitted from the command line may sit outside the slider's range: start at the nearest end.
-        start_at = min(max(float(run.contamination), MIN_CONTAMINATION), MAX_CONTAMINATION)
-        contamination = st.slider("Contamination", MIN_CONTAMINATION, MAX_CONTAMINATION, start_at, step=0.001, format="%.3f",
+            act(lambda c: run_actions.activate(c, dataset, run.id), f"Run #{run.id} is now the active run.")
+        scores = run_scores(run)
+        contamination = st.slider("Contamination", MIN_CONTAMINATION, MAX_CONTAMINATION, float(run.contamination),
+                                  step=0.001, format="%.3f",
                                   key=f"contamination-{run.id}",
                                   help="Moves the threshold on the stored scores; nothing is refitted.")
         threshold, alerts = alert_count(scores, contamination)
-        ranking, curve = run_ranking(dataset.id, run.id, version)
-        at_threshold = threshold_metrics(evaluation_frame(dataset.id, run.id, version), threshold)
+        ranking, curve = run_ranking(dataset.id, run, version)
+        at_threshold = threshold_metrics(evaluation_frame(dataset.id, run, version), threshold)
         c1, c2, c3, c4, c5 = st.columns(5)
         c1.metric("Alerts", fmt_int(alerts), help="Transactions at or above the threshold, in the whole dataset.")
         c2.metric("Threshold", f"{threshold:.4f}")
@@ -138,9 +113,8 @@ with tab_active:
                    f"card precision@{ranking['k']} {_fmt(ranking['card_precision_at_k'])} · F1 {_fmt(at_threshold['f1'])} · "
                    f"{run.detector}{' (fitted on a sample)' if run.sampled else ''}, fit {run.fit_seconds:.1f} s")
         if contamination != run.contamination and st.button(f"Save contamination {contamination:.3f} for run #{run.id}"):
-            set_contamination(conn, run.id, contamination, current_analyst() or "app")
-            flash("success", f"Saved contamination {contamination:.3f} for run #{run.id}.")
-            st.rerun()
+            act(lambda c: run_actions.save_threshold(c, run.id, contamination),
+                f"Saved contamination {contamination:.3f} for run #{run.id}.")
         left, right = st.columns(2)
         left.plotly_chart(charts.score_histogram(scores, threshold), key="hist")
         if at_threshold["recall_by_scenario"]:
@@ -168,9 +142,9 @@ with tab_compare:
         rows, pr = [], {}
         for run_id in picked:
             run = by_id[run_id]
-            ranking, curve = run_ranking(dataset.id, run_id, version)
-            threshold, alerts = alert_count(run_scores(run_id), run.contamination)
-            at = threshold_metrics(evaluation_frame(dataset.id, run_id, version), threshold)
+            ranking, curve = run_ranking(dataset.id, run, version)
+            threshold, alerts = alert_count(run_scores(run), run.contamination)
+            at = threshold_metrics(evaluation_frame(dataset.id, run, version), threshold)
             rows.append({"run": run.label, "params": json.dumps(run.params), "contamination": run.contamination,
                          "alerts": alerts, "precision": at["precision"], "recall": at["recall"], "f1": at["f1"],
                          "roc_auc": ranking["roc_auc"], "average_precision": ranking["average_precision"],
@@ -195,7 +169,8 @@ with tab_tune:
         for name, values in default_space(detector).items():
             space[name] = st.multiselect(f"{name} values", values, default=values, key=f"tune-{detector}-{name}",
                                          accept_new_options=True)
-        contaminations = st.multiselect("Contamination values", [0.001, 0.005, 0.01, 0.02, 0.05], default=[0.01])
+        contaminations = st.multiselect("Contamination values", [0.001, 0.005, 0.01, 0.02, 0.05],
+                                        default=[DEFAULT_CONTAMINATION])
         a, b, c = st.columns(3)
         strategy = a.radio("Strategy", ["grid", "random"], horizontal=True)
         budget = b.number_input("Budget (trials at most)", 1, 200, 12)
@@ -205,15 +180,16 @@ with tab_tune:
         start = st.form_submit_button("Start search", type="primary")
     if start:
         st.button("Stop", key="tune-stop")  # any click reruns the page, which ends the search
-        try:
-            declared = {p.name: p for p in REGISTRY[detector].params}
+        declared = {p.name: p for p in REGISTRY[detector].param_specs}
+
+        def search(c):
             parsed = {n: [declared[n].parse(v) for v in vals] for n, vals in space.items() if vals}
-            with progress_status(f"Tuning {REGISTRY[detector].title}") as report:
-                tune(conn, dataset, detector, space=parsed, contaminations=contaminations or [0.01], budget=int(budget),
-                     strategy=strategy, metric=metric, train_until=datetime.combine(until, time()), progress=report)
-        except (DataError, ValueError) as exc:
-            st.error(str(exc))
-    trials = stored_trials(conn, dataset)
+            return tuning.search(c, dataset, detector, space=parsed, contaminations=contaminations, budget=int(budget),
+                                 strategy=strategy, metric=metric, train_until=datetime.combine(until, time()))
+
+        # Trials are kept as they finish; the table below shows them (no rerun, so the table is this run's).
+        act(search, status=f"Tuning {REGISTRY[detector].title}", rerun=False)
+    trials = tuning.trials(ctx, dataset)
     if trials.empty:
         st.info("No searches yet.")
     else:
@@ -229,10 +205,6 @@ with tab_tune:
                              f"{shown.loc[i, 'params']} contamination {shown.loc[i, 'contamination']}")
         if st.button("Save as a run (fits on the full training period)"):
             row = shown.loc[trial]
-            make_detector(row["detector"], row["params"])  # validates before the long fit
-            with progress_status(f"Fitting trial {row['trial']}") as report:
-                run = fit_run(conn, dataset, [row["detector"]], {row["detector"]: row["params"]},
-                              contamination=float(row["contamination"]), train_until=datetime.combine(until, time()),
-                              created_by=current_analyst() or "app", note=f"from search {study}, trial {row['trial']}", progress=report)
-            flash("success", f"Saved trial {row['trial']} as run #{run.id}, now the active run.")
-            st.rerun()
+            act(lambda c: tuning.save_trial(c, dataset, study, int(row["trial"]), datetime.combine(until, time())),
+                lambda run: f"Saved trial {row['trial']} as run #{run.id}, now the active run.",
+                status=f"Fitting trial {row['trial']}")

@@ -7,39 +7,40 @@ from datetime import datetime, time
 
 import streamlit as st
 
+from application import models
+from application import runs as run_actions
 from dashboard import charts
+from dashboard.actions import act
 from dashboard.cached import drift
 from dashboard.formatting import fmt_int
 from dashboard.investigation import feature_descriptions
-from dashboard.progress import progress_status
+from dashboard.navigation import page_link
 from dashboard.shell import dataset_page
-from dashboard.state import current_analyst, flash
-from data.errors import DataError
+from dashboard.state import current_analyst
+from data.errors import UserError
 from data.export import safe_csv
 from detectors.drift import PSI_MODERATE, PSI_WARNING
-from detectors.registry import METRICS, importance_of, model_registry, validation_table
-from detectors.runs import active_run, list_runs
+from detectors.registry import METRICS, importance_of, validation_table
 from detectors.supervised import (
     MIN_PER_CLASS,
     MODELS,
     base_detector_run,
     count_labels,
     labels_needed,
-    promote,
     promotion_history,
-    retrain,
-    rollback,
 )
 
 SHOW_VERSION = "models-show-version"
 
-conn, dataset = dataset_page("Models")
-runs = {r.id: r for r in list_runs(conn, dataset)}
+ctx, dataset = dataset_page("Models")
+conn = ctx.conn
+runs = {r.id: r for r in models.versions(ctx, dataset)}
 if not runs:
     st.info("No models yet: fit a detector on the Detect & tune page; versions trained from labels appear here too.")
-    st.page_link("pages/detect.py", label="Go to Detect & tune", icon=":material/tune:")
+    page_link("detect", label="Go to Detect & tune")
     st.stop()
-current = active_run(conn, dataset)
+active = run_actions.active(ctx, dataset)
+current = active.run if active else None
 analyst = current_analyst()
 if current is not None:
     st.caption(f"The alert queue ranks by **{current.label}** ({'learned from labels' if current.kind == 'supervised' else 'detector'}).")
@@ -48,7 +49,7 @@ tab_versions, tab_train, tab_drift = st.tabs(["Versions", "Train from labels", "
 
 # ---------------------------------------------------------------------------------------------
 with tab_versions:
-    registry = model_registry(conn, dataset)
+    registry = models.registry(ctx, dataset)
     shown = registry.drop(columns=["params", "features"]).assign(
         params=registry["params"].map(json.dumps), features=registry["features"].map(", ".join))
     first = ["version", "active", "kind", "model", *METRICS, "detector_average_precision", "fraud_labels",
@@ -104,14 +105,8 @@ with tab_versions:
             verb = "Promote" if newer else "Roll back to"
             if st.button(f"{verb} #{run.id}", type="primary", key="models-promote",
                          help="The alert queue, case pages and patterns then use this version's scores."):
-                try:
-                    (promote if newer else rollback)(conn, dataset, run.id, analyst or "app")
-                except DataError as exc:
-                    st.error(str(exc))
-                else:
-                    flash("success", f"#{run.id} now ranks the queue ({'promoted' if newer else 'rolled back'} "
-                                     f"by {analyst or 'app'}).")
-                    st.rerun()
+                act(lambda c: run_actions.activate(c, dataset, run.id),
+                    f"#{run.id} now ranks the queue ({'promoted' if newer else 'rolled back'} by {analyst or 'app'}).")
     importance = importance_of(run)
     if importance is not None:
         st.plotly_chart(charts.feature_importance(importance, feature_descriptions()), key="models-importance")
@@ -146,7 +141,7 @@ with tab_train:
     detector_runs = [r for r in runs.values() if r.kind == "detector"]
     try:
         default_base = base_detector_run(conn, dataset).id
-    except DataError:
+    except UserError:  # no run is active yet
         default_base = detector_runs[-1].id if detector_runs else None
     with st.form("train-form", enter_to_submit=False):
         left, right = st.columns(2)
@@ -161,20 +156,16 @@ with tab_train:
                               max_value=dataset.max_ts.date(), key="train-until")
         submitted = st.form_submit_button("Train a new version", type="primary", disabled=not base_ids)
     if submitted:
-        try:
-            with progress_status("Training from labels") as report:
-                version = retrain(conn, dataset, model=model, base_run_id=base_id, use_truth=use_truth,
-                                  train_until=datetime.combine(until, time()) if limit else None,
-                                  created_by=analyst or "app", progress=report)
-        except DataError as exc:
-            st.error(str(exc))
-        else:
+        def trained(version) -> str:
             ap, base_ap = version.metrics["average_precision"], version.metrics["baseline"]["average_precision"]
-            flash("success", f"Version #{version.id} trained: average precision {ap:.3f} on the newest labels, against "
-                             f"{base_ap:.3f} for detector run #{base_id}. Promote it on the Versions tab."
-                  if ap is not None and base_ap is not None else f"Version #{version.id} trained.")
-            st.session_state[SHOW_VERSION] = version.id  # select it on the Versions tab
-            st.rerun()
+            return (f"Version #{version.id} trained: average precision {ap:.3f} on the newest labels, against "
+                    f"{base_ap:.3f} for detector run #{base_id}. Promote it on the Versions tab."
+                    if ap is not None and base_ap is not None else f"Version #{version.id} trained.")
+
+        act(lambda c: models.retrain(c, dataset, model=model, base_run_id=base_id, use_truth=use_truth,
+                                     train_until=datetime.combine(until, time()) if limit else None),
+            trained, status="Training from labels",
+            then=lambda version: st.session_state.update({SHOW_VERSION: version.id}))  # select it on Versions
 
 # ---------------------------------------------------------------------------------------------
 with tab_drift:
@@ -189,7 +180,7 @@ with tab_drift:
     try:
         with st.spinner("Comparing distributions"):
             report = drift(dataset.id, int(drift_id), int(days))
-    except DataError as exc:
+    except UserError as exc:
         st.info(str(exc))
     else:
         start, end = report.training

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
+from application import kpis
 from dashboard import charts
 from dashboard.formatting import fmt_hours, fmt_int, fmt_pct, fmt_pen, fmt_pen_short
 from dashboard.investigation import require_run
 from dashboard.shell import dataset_page
 from data.export import safe_csv
-from data.kpi import GROUPINGS, available_groupings, confirmed_fraud_cases, kpi_summary, kpis
+from data.kpi import GROUPINGS, available_groupings
 
 BREAKDOWN_ROWS = 50
 
-conn, dataset = dataset_page("KPI overview")
-run, threshold = require_run(conn, dataset)
+ctx, dataset = dataset_page("KPI overview")
+run = require_run(ctx, dataset).run
 
 first, last = dataset.min_ts.date(), dataset.max_ts.date()
 left, right = st.columns([2, 1])
@@ -24,7 +25,8 @@ period = left.date_input("Transactions from / to", (first, last), min_value=firs
 start, end = (period[0], period[-1]) if period else (first, last)
 step = right.radio("Trend per", ["day", "week"], horizontal=True, key="kpi-step")
 
-summary = kpi_summary(conn, dataset, run.id, threshold, start, end)
+overview = kpis.overview(ctx, dataset, start, end, step)
+summary = overview.summary
 if not summary["transactions"]:
     st.info(f"No transactions from {start} to {end}. Choose a wider period.")
     st.stop()
@@ -48,12 +50,12 @@ oldest, mean_age = summary["backlog_oldest_days"], summary["backlog_mean_age_day
 row3[1].metric("Oldest unreviewed alert waiting", fmt_hours(None if oldest is None else oldest * 24))
 row3[2].metric("Mean backlog wait", fmt_hours(None if mean_age is None else mean_age * 24))
 
-trend = kpis(conn, dataset, run.id, threshold, step, start, end)
+trend = overview.trend
 st.plotly_chart(charts.kpi_trend(trend, step), key="kpi-trend")
 
 groupings = [g for g in available_groupings(dataset) if g not in ("day", "week")]
 view = st.selectbox("Break down by", [step, *groupings], format_func=GROUPINGS.get, key="kpi-by")
-table = trend if view == step else kpis(conn, dataset, run.id, threshold, view, start, end, limit=BREAKDOWN_ROWS)
+table = trend if view == step else kpis.breakdown(ctx, dataset, view, start, end, limit=BREAKDOWN_ROWS)
 shown = table.rename(columns={"key": GROUPINGS[view].lower()})
 period_key = {GROUPINGS[view].lower(): st.column_config.DateColumn(GROUPINGS[view], format="YYYY-MM-DD")} \
     if view in ("day", "week") else {}
@@ -72,7 +74,7 @@ st.download_button("Download this table (CSV)", safe_csv(shown), icon=":material
                    file_name=f"{dataset.name}-kpi-by-{view}-{start}-{end}.csv")
 
 st.subheader("Confirmed fraud")
-cases = confirmed_fraud_cases(conn, dataset, start, end)
+cases = kpis.confirmed_fraud(ctx, dataset, start, end)
 if cases.empty:
     st.caption("No transaction in this period has been confirmed as fraud yet.")
 else:

@@ -7,29 +7,31 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
+from application.patterns import drivers
 from dashboard import investigation_charts as charts
 from dashboard.cached import patterns, run_explainer
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.investigation import feature_descriptions, require_run
 from dashboard.maps import alert_map, tile_map
+from dashboard.navigation import switch_to
 from dashboard.progress import progress_status
 from dashboard.shell import dataset_page
 from dashboard.state import queue_filters, set_queue_filters
 from data.alerts import WEEKDAYS
 from data.datasets import labels_version
-from data.db import fetch_one
 from data.export import safe_csv
-from detectors.explain import GLOBAL_ALERTS, GLOBAL_NORMAL, global_importance
+from detectors.explain import GLOBAL_ALERTS, GLOBAL_NORMAL
 
-conn, dataset = dataset_page("Geo & time")
-run, threshold = require_run(conn, dataset)
-data = patterns(dataset.id, run.id, threshold, labels_version(conn, dataset.id))
+ctx, dataset = dataset_page("Geo & time")
+active = require_run(ctx, dataset)
+run = active.run
+data = patterns(dataset.id, active, labels_version(ctx.conn, dataset.id))
 
 
 def to_queue(**changes) -> None:
     """Open the queue filtered to a selection (other filters are kept)."""
     set_queue_filters(queue_filters().with_(**changes))
-    st.switch_page("pages/queue.py")
+    switch_to("queue")
 
 
 tab_map, tab_time, tab_drivers = st.tabs(["Map", "Time", "What drives alerts"])
@@ -100,16 +102,14 @@ with tab_time:
                        icon=":material/download:")
 
 with tab_drivers:
-    stored = fetch_one(conn, "SELECT 1 FROM global_importance WHERE run_id = ?", [run.id]) is not None
     st.caption(f"Mean absolute SHAP attribution per feature over up to {GLOBAL_ALERTS:,} alerts and "
                f"{GLOBAL_NORMAL:,} normal transactions of run #{run.id}: which features set alerts apart.")
-    result = None
-    if stored:
-        result = global_importance(conn, dataset, run.id, threshold, lambda: run_explainer(dataset.id, run))
-    elif st.button("Compute feature importance", type="primary", key="patterns-global"):
+    explainer = lambda: run_explainer(dataset.id, run)  # noqa: E731
+    result = drivers(ctx, dataset, active, explainer, compute=False)
+    if result is None and st.button("Compute feature importance", type="primary", key="patterns-global"):
         with progress_status("Explaining a sample of alerts and normal transactions") as report:
             report(0.1, "Loading the model and explaining the sample")
-            result = global_importance(conn, dataset, run.id, threshold, lambda: run_explainer(dataset.id, run))
+            result = drivers(ctx, dataset, active, explainer)
             report(1.0, f"Explained {result['alert_rows'] + result['normal_rows']:,} transactions "
                         f"in {result['seconds']:.1f} s")
     if result is not None:

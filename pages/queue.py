@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
+from application import cases, labels
+from application.queue import filter_choices, labelled, queue_page
+from dashboard.actions import act
 from dashboard.cached import warm_explainer
 from dashboard.formatting import fmt_int, fmt_pct
-from dashboard.investigation import act, assignee_choices, require_run, undo_box
+from dashboard.investigation import require_run, undo_box
+from dashboard.navigation import switch_to
 from dashboard.shell import dataset_page
-from dashboard.state import (
-    current_analyst,
-    queue_filters,
-    queue_filters_version,
-    set_queue_filters,
-)
-from data.alerts import (
-    LABEL_STATUSES,
-    ORDER_TITLES,
-    ORDERS,
-    PAGE_SIZES,
-    WEEKDAYS,
-    QueueFilters,
-    alert_page,
-    count_alerts,
-    filter_choices,
-)
-from data.cases import LABELS, STATUS_TITLES, STATUSES, add_labels, labelled_cases, take_cases, update_cases
+from dashboard.state import queue_filters, queue_filters_version, set_queue_filters
+from data.alerts import LABEL_STATUSES, ORDER_TITLES, ORDERS, PAGE_SIZES, WEEKDAYS, QueueFilters
+from data.cases import LABELS, STATUS_TITLES, STATUSES
 from data.export import safe_csv
 
-conn, dataset = dataset_page("Alert queue")
-run, threshold = require_run(conn, dataset)
+ctx, dataset = dataset_page("Alert queue")
+active = require_run(ctx, dataset)
+run, threshold = active.run, active.threshold
 warm_explainer(dataset.id, run)  # the first case opened then shows its SHAP chart at once
-analyst = current_analyst()
+analyst = ctx.actor
 filters = queue_filters()
 version = queue_filters_version()
 
@@ -45,13 +33,13 @@ with st.expander("Filters" + (f" ({len(filters.describe())} active)" if filters.
         lo, hi = dataset.min_ts.date(), dataset.max_ts.date()
         dates = c1.date_input("Dates", value=(filters.start or lo, filters.end or hi), min_value=lo, max_value=hi,
                               key=f"qf-dates-{version}")
-        cities = c2.multiselect("City", filter_choices(conn, dataset, run.id, threshold, "city"),
+        cities = c2.multiselect("City", filter_choices(ctx, dataset, "city"),
                                 default=list(filters.cities), key=f"qf-city-{version}", accept_new_options=True)
         merchant_column = "merchant_name" if dataset.has_column("merchant_name") else "merchant_id"
-        merchants = c3.multiselect("Merchant", filter_choices(conn, dataset, run.id, threshold, merchant_column),
+        merchants = c3.multiselect("Merchant", filter_choices(ctx, dataset, merchant_column),
                                    default=list(filters.merchants), key=f"qf-merchant-{version}", accept_new_options=True)
         c4, c5, c6 = st.columns(3)
-        payments = c4.multiselect("Payment method", filter_choices(conn, dataset, run.id, threshold, "payment_method"),
+        payments = c4.multiselect("Payment method", filter_choices(ctx, dataset, "payment_method"),
                                   default=list(filters.payment_methods), key=f"qf-payment-{version}",
                                   disabled=not dataset.has_column("payment_method"))
         amount_min = c5.number_input("Amount from (PEN)", min_value=0.0, value=filters.amount_min, key=f"qf-amin-{version}")
@@ -90,15 +78,18 @@ top_left, top_mid, top_right = st.columns([2, 1, 1])
 order = top_mid.selectbox("Order", list(ORDERS), format_func=ORDER_TITLES.get, key="queue-order",
                           help="'Least certain first' lists the unlabelled alerts nearest the model's decision point: "
                                "labelling those teaches a retrained model the most.")
-pivot = 0.5 if run.kind == "supervised" else threshold
-queue_filter = filters.with_(label_status="unlabelled") if order == "uncertain" else filters
 page_size = top_right.selectbox("Rows per page", PAGE_SIZES, index=1, key="queue-page-size")
-total = count_alerts(conn, dataset, run.id, threshold, queue_filter)
-pages = max(1, math.ceil(total / page_size))
-page_number = top_left.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1,
-                                    key=f"queue-page-{version}-{order}-{page_size}")
-rows = alert_page(conn, dataset, run.id, threshold, filters, page=page_number - 1, page_size=page_size, order=order,
-                  pivot=pivot)
+# The page picker's range needs the count, which comes with the page: read the page the picker
+# holds (a widget's value is in session state before it is drawn), then draw the picker.
+page_key = f"queue-page-{version}-{order}-{page_size}"
+shown_page = queue_page(ctx, dataset, filters, order=order, page=st.session_state.get(page_key, 1) - 1,
+                        page_size=page_size)
+total, pages = shown_page.total, shown_page.pages
+if st.session_state.get(page_key, 1) > pages:  # fewer alerts match now (some were labelled): show the last page
+    st.session_state[page_key] = pages
+    shown_page = queue_page(ctx, dataset, filters, order=order, page=pages - 1, page_size=page_size)
+page_number = top_left.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1, key=page_key)
+rows = shown_page.rows
 
 m1, m2, m3 = st.columns(3)
 m1.metric("Alerts matching", fmt_int(total))
@@ -110,10 +101,10 @@ if filters.describe():
 
 
 def labelled_download() -> None:
-    labelled = labelled_cases(conn, dataset, run.id)
-    st.download_button(f"Download all {len(labelled):,} labelled cases (CSV)", safe_csv(labelled),
+    done = labelled(ctx, dataset)
+    st.download_button(f"Download all {len(done):,} labelled cases (CSV)", safe_csv(done),
                        file_name=f"{dataset.name}-labelled-cases.csv", icon=":material/download:",
-                       disabled=labelled.empty, key="queue-labelled-download",
+                       disabled=done.empty, key="queue-labelled-download",
                        help="Current label, analyst, note, case status and score of every labelled transaction. "
                             "Cells a spreadsheet would run as formulas are prefixed with an apostrophe.")
 
@@ -152,7 +143,7 @@ with st.container(border=True):
                             format_func=lambda i: (lambda r: f"{i} · S/ {r['amount']:,.2f} · score {r['score']:.4f}")(
                                 shown.loc[shown["transaction_id"] == i].iloc[0]))
     if right.button("Open case", type="primary", icon=":material/open_in_new:"):
-        st.switch_page("pages/case.py", query_params={"case": choice, "dataset": dataset.name})
+        switch_to("case", case=choice, dataset=dataset.name)
 
 # --- act on several -----------------------------------------------------------------------
 with st.container(border=True):
@@ -166,16 +157,16 @@ with st.container(border=True):
         note = b2.text_input("Note (optional)", max_chars=2000, key="bulk-note")
         close = b3.checkbox("Close the cases", value=True, help="Fraud closes as confirmed fraud, legitimate as a false positive.")
         if st.form_submit_button(f"Label {len(selected) or ''} selected".replace("  ", " "), disabled=not selected):
-            act(lambda: add_labels(conn, dataset, selected, label, analyst, note, close=close),
+            act(lambda c: labels.label(c, dataset, selected, label, note=note, close=close),
                 f"Labelled {len(selected):,} alert{'s' if len(selected) != 1 else ''} as {label}.")
     a1, a2, a3 = st.columns([1, 2, 1], vertical_alignment="bottom")
     if a1.button("Take selected", disabled=not selected, help="Assign them to yourself and mark them in review"):
-        act(lambda: take_cases(conn, dataset, selected, analyst),
+        act(lambda c: cases.take(c, dataset, selected),
             f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {analyst}.")
-    assignee = a2.selectbox("Assign to", assignee_choices(conn, dataset, analyst), index=None, accept_new_options=True, key="bulk-assignee",
-                            placeholder="choose or type a name")
+    assignee = a2.selectbox("Assign to", cases.analysts(ctx, dataset), index=None, accept_new_options=True,
+                            key="bulk-assignee", placeholder="choose or type a name")
     if a3.button("Assign selected", disabled=not (selected and assignee)):
-        act(lambda: update_cases(conn, dataset, selected, analyst, assignee=assignee),
+        act(lambda c: cases.change(c, dataset, selected, assignee=assignee),
             f"{len(selected):,} case{'s' if len(selected) != 1 else ''} assigned to {assignee}.")
-undo_box(conn, dataset, analyst, key="queue-undo")
+undo_box(ctx, dataset, key="queue-undo")
 labelled_download()

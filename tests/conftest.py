@@ -10,8 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from application import datasets as app_datasets
+from application.context import Context
 from data.db import connect, quote_ident
-from data.synthetic import SyntheticConfig, store_synthetic
+from data.synthetic import SyntheticConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,10 +33,15 @@ def conn(db_path: Path):
     connection.close()
 
 
+def as_user(conn: duckdb.DuckDBPyConnection, actor: str = "test") -> Context:
+    """The application layer's context for `actor` on `conn`: what a test acts through."""
+    return Context(conn, actor)
+
+
 @pytest.fixture
 def small_dataset(conn):
     """5,000 generated transactions with a higher fraud rate so every scenario appears."""
-    return store_synthetic(conn, "small", SyntheticConfig(rows=5_000, seed=7, fraud_rate=0.02, days=30))
+    return app_datasets.generate(as_user(conn), "small", SyntheticConfig(rows=5_000, seed=7, fraud_rate=0.02, days=30), features=False).dataset
 
 
 def digest(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
@@ -57,7 +64,7 @@ def run_cli(*args: str, db: Path, check: bool = False, stdin: str | None = None)
     """Run the installed `centinela` command (as a user would) against database `db`."""
     env = {**os.environ, "CENTINELA_DB": str(db)}
     exe = Path(sys.executable).parent / "centinela"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "data.cli"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
     result = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
                             input=stdin)
     if check and result.returncode != 0:

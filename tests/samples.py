@@ -84,3 +84,44 @@ def write_shape(folder: Path, shape: str, rows: int = 60, suffix: str = ".csv") 
     else:
         frame.to_csv(path, index=False)
     return path, frame
+
+
+GOOD = "timestamp,amount,customer_id\n2024-01-01 10:00,10.5,C1\n2024-01-01 11:00,20,C2\n"
+
+
+def write_file(folder: Path, name: str, content: bytes | str) -> Path:
+    path = folder / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+# Files a fraud team might really be sent, each wrong in its own way:
+# name -> (file name, content, fragments the rejection must contain)
+BAD_FILES: dict[str, tuple[str, bytes | str, list[str]]] = {
+    "spreadsheet": ("book.xlsx", b"PK\x03\x04" + b"\x00" * 64, ["book.xlsx", "'.xlsx' files are not supported", "CSV"]),
+    "binary_named_csv": ("random.csv", bytes(range(256)) * 8, ["random.csv", "binary data"]),
+    "latin1_as_utf8": ("latin.csv", "timestamp,amount,city\n2024-01-01,1,Lima\n2024-01-02,2,Huánuco\n".encode("latin-1"),
+                       ["latin.csv", "row 3", "latin-1"]),
+    "zero_bytes": ("empty.csv", b"", ["empty.csv", "empty (0 bytes)"]),
+    "header_only": ("header.csv", "timestamp,amount\n", ["header.csv", "no data rows"]),
+    "blank_first_line": ("blank.csv", "\n2024-01-01,1\n", ["blank.csv", "row 1", "header"]),
+    "no_timestamp_column": ("notime.csv", "amount,customer\n10,C1\n", ["notime.csv", "required role 'timestamp'", "--map"]),
+    "bad_timestamp": ("dates.csv", "timestamp,amount\n2024-01-01,1\n2024-01-02,2\nyesterday,3\n",
+                      ["dates.csv", "row 4", "column 'timestamp'", "'yesterday' is not a date/time", "--skip-bad-rows"]),
+    "bad_amount": ("amounts.csv", "timestamp,amount\n2024-01-01,1\n2024-01-02,ten\n2024-01-03,zero\n",
+                   ["amounts.csv", "row 3", "column 'amount'", "'ten'", "2 such values", "3, 4"]),
+    "negative_amount": ("negative.csv", "timestamp,amount\n2024-01-01,-5\n", ["negative.csv", "row 2", "'-5'", "non-negative"]),
+    "missing_amount": ("gap.csv", "timestamp,amount\n2024-01-01,\n", ["gap.csv", "row 2", "column 'amount'", "empty value"]),
+    "duplicate_ids": ("dups.csv", "transaction_id,timestamp,amount\nA,2024-01-01,1\nB,2024-01-01,2\nA,2024-01-02,3\n",
+                      ["dups.csv", "row 4", "column 'transaction_id'", "'A' appears 2 times (rows 2 and 4)", "unique"]),
+    "ragged_short": ("short.csv", "timestamp,amount,city\n2024-01-01,1,Lima\n2024-01-02,2\n",
+                     ["short.csv", "row 3", "2 fields where the header has 3"]),
+    "ragged_long": ("long.csv", "timestamp,amount\n2024-01-01,1\n2024-01-02,2,extra,more\n",
+                    ["long.csv", "row 3", "more fields than the header's 2"]),
+    "huge_line": ("huge.csv", "timestamp,amount,note\n2024-01-01,1,ok\n2024-01-02,2," + "x" * (3 << 20) + "\n",
+                  ["huge.csv", "row 3", "longer than"]),
+    "huge_header": ("wide.csv", "a" * (2 << 20), ["wide.csv", "row 1", "longer than 1 MiB"]),
+    "fake_parquet": ("fake.parquet", "timestamp,amount\n2024-01-01,1\n", ["fake.parquet", "not a Parquet file"]),
+    "duplicate_header": ("twice.csv", "timestamp,amount,amount\n2024-01-01,1,2\n", ["twice.csv", "row 1", "'amount' more than once"]),
+    "unclosed_quote": ("quote.csv", 'timestamp,amount,note\n2024-01-01,1,"never closed\n2024-01-02,2,x\n', ["quote.csv"]),
+}

@@ -1,0 +1,43 @@
+"""What managers see: KPIs of the active run over a period, overall, as a trend, broken down,
+and the confirmed-fraud list with masked customers (definitions in data.kpi)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from application.context import Context
+from application.datasets import DatasetRef
+from application.runs import ActiveRun, require_active
+from data import kpi
+
+
+@dataclass(frozen=True)
+class Overview:
+    active: ActiveRun
+    summary: dict[str, Any]
+    trend: pd.DataFrame  # one row per day or week
+
+
+def overview(ctx: Context, dataset: DatasetRef, start: date | None = None, end: date | None = None,
+             step: str = "day") -> Overview:
+    target = ctx.dataset(dataset)
+    active = require_active(ctx, target)
+    summary = kpi.kpi_summary(ctx.conn, target, active.run.id, active.threshold, start, end, ctx.clock())
+    trend = kpi.kpis(ctx.conn, target, active.run.id, active.threshold, step, start, end, ctx.clock())
+    return Overview(active, summary, trend)
+
+
+def breakdown(ctx: Context, dataset: DatasetRef, by: str, start: date | None = None, end: date | None = None,
+              limit: int | None = None) -> pd.DataFrame:
+    target = ctx.dataset(dataset)
+    active = require_active(ctx, target)
+    return kpi.kpis(ctx.conn, target, active.run.id, active.threshold, by, start, end, ctx.clock(), limit)
+
+
+def confirmed_fraud(ctx: Context, dataset: DatasetRef, start: date | None = None, end: date | None = None,
+                    limit: int = 200) -> pd.DataFrame:
+    return kpi.confirmed_fraud_cases(ctx.conn, ctx.dataset(dataset), start, end, limit)

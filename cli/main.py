@@ -1,0 +1,47 @@
+"""`centinela`: the command line for scripted use and batch jobs.
+
+Every command works on the database in $CENTINELA_DB (default ./centinela.duckdb), prints
+progress on long work to stderr, and on bad input exits with status 2 and the same message
+the app shows. Each command is a small handler (`set_defaults(func=...)`) that parses its
+arguments, calls one action of the application layer and prints its result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from application.context import Context
+from cli import admin, datasets, models, runs
+from cli.output import OPERATOR, Progress
+from data.db import DatabaseInUseError, connect
+from data.errors import UserError
+
+EXIT_USER_ERROR, EXIT_DATABASE_IN_USE = 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="centinela", description=__doc__.splitlines()[0])
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (datasets, runs, models, admin):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        conn = connect()
+    except DatabaseInUseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATABASE_IN_USE
+    ctx = Context(conn, OPERATOR, Progress(args.quiet))
+    try:
+        return args.func(args, ctx)
+    except UserError as exc:  # anything else is a bug: a traceback, exit status 1
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        conn.close()

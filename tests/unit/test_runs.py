@@ -1,0 +1,195 @@
+"""Runs: recorded fits, stored scores, artifacts only from the model folder, evaluation, tuning, CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, precision_score, recall_score
+
+from application import datasets as app_datasets
+from application import labels as app_labels
+from application import runs as app_runs
+from application import tuning as app_tuning
+from data.errors import UserError
+from detectors.evaluation import card_precision_at_k, labelled_frame, precision_at_k, threshold_metrics
+from detectors.pipeline import FeatureSpec, load_frame
+from detectors.runs import (
+    active_run,
+    alert_count,
+    evaluate_run,
+    list_runs,
+    load_model,
+    models_dir,
+    run_scores,
+)
+from detectors.tuning import stored_trials
+from tests.conftest import as_user, digest
+
+
+@pytest.fixture
+def run(conn, small_dataset):
+    return app_runs.fit(as_user(conn, "test"), small_dataset, ["isolation_forest"], contamination=0.02, train_until=datetime(2026, 8, 21))
+
+
+def test_a_run_records_everything_and_stores_a_score_per_transaction(conn, small_dataset, run):
+    assert run.detector == "isolation_forest" and run.contamination == 0.02
+    assert run.params == {"n_estimators": 200, "max_samples": 256, "max_features": 1.0, "random_state": 0}
+    assert run.features["numeric"][:2] == ["amount", "log_amount"] and run.features["categorical"] == []
+    assert len(run.dataset_fingerprint) == 16 and run.fit_seconds > 0 and run.score_seconds > 0
+    train_rows = conn.execute(f"SELECT count(*) FROM {small_dataset.table} WHERE ts < '2026-08-21'").fetchall()[0][0]
+    assert run.fit_rows == train_rows and run.train_until == datetime(2026, 8, 21)
+    stored = conn.execute("SELECT count(*), count(DISTINCT tx_row) FROM scores WHERE run_id = ?", [run.id]).fetchall()[0]
+    assert stored == (small_dataset.row_count, small_dataset.row_count)
+    assert active_run(conn, small_dataset).id == run.id
+    assert (models_dir(conn) / run.artifact).is_file()
+    # Time-aware: the stored metrics cover only the period after training.
+    later = conn.execute(f"SELECT count(*) FROM {small_dataset.table} WHERE ts >= '2026-08-21'").fetchall()[0][0]
+    assert run.metrics["rows"] == later and run.metrics["period"]["from"].startswith("2026-08-21")
+    assert run.metrics["roc_auc"] > 0.7
+
+
+def test_saved_run_reloads_and_scores_identically(conn, small_dataset, run):
+    model = load_model(conn, run)
+    feature_set = app_datasets.ensure_features(as_user(conn), small_dataset)
+    frame = load_frame(conn, small_dataset, feature_set, FeatureSpec(**run.features))
+    stored = conn.execute("SELECT score FROM scores WHERE run_id = ? ORDER BY tx_row", [run.id]).fetchnumpy()["score"]
+    np.testing.assert_array_equal(model.decision_function(frame), stored)
+    rescored = app_runs.rescore(as_user(conn), small_dataset, run.id)
+    assert rescored.rows == len(stored)
+    again = conn.execute("SELECT score FROM scores WHERE run_id = ? ORDER BY tx_row", [run.id]).fetchnumpy()["score"]
+    np.testing.assert_array_equal(again, stored)
+
+
+def test_a_changed_or_foreign_artifact_is_never_loaded(conn, small_dataset, run):
+    path = models_dir(conn) / run.artifact
+    path.write_bytes(path.read_bytes() + b"tampered")
+    with pytest.raises(UserError, match="has changed since it was saved"):
+        load_model(conn, run)
+    conn.execute("UPDATE runs SET artifact = '../evil.joblib' WHERE id = ?", [run.id])
+    from detectors.runs import get_run
+
+    with pytest.raises(UserError, match="outside the model directory"):
+        load_model(conn, get_run(conn, run.id))
+
+
+def test_moving_contamination_rethresholds_without_refitting(conn, small_dataset, run):
+    scores = run_scores(conn, run.id)
+    counts = [alert_count(scores, c)[1] for c in (0.005, 0.01, 0.05)]
+    assert counts == [round(len(scores) * c) for c in (0.005, 0.01, 0.05)]
+    before = conn.execute("SELECT count(*) FROM runs").fetchall()[0][0]
+    app_runs.save_threshold(as_user(conn, "test"), run.id, 0.05)
+    assert conn.execute("SELECT count(*), max(contamination) FROM runs").fetchall()[0] == (before, 0.05)
+    with pytest.raises(UserError, match="contamination must be between"):
+        app_runs.save_threshold(as_user(conn, "test"), run.id, 2)
+
+
+def test_several_runs_and_the_active_one(conn, small_dataset, run):
+    second = app_runs.fit(as_user(conn, "test"), small_dataset, ["ecod", "hbos"], combine="rank", activate=False)
+    assert second.detector == "ensemble" and second.params["combine"] == "rank"
+    assert [r.id for r in list_runs(conn, small_dataset)] == [run.id, second.id]
+    assert active_run(conn, small_dataset).id == run.id
+    app_runs.activate(as_user(conn), small_dataset.id, second.id)
+    assert active_run(conn, small_dataset).id == second.id
+
+
+def test_a_refused_fit_changes_nothing(conn, small_dataset, monkeypatch):
+    from detectors.backends import PyODLOF
+
+    monkeypatch.setattr(PyODLOF, "max_rows", 1_000)
+    before = digest(conn)
+    with pytest.raises(UserError, match="LOF \\(PyOD\\) does not scale"):
+        app_runs.fit(as_user(conn, "test"), small_dataset, ["lof"])
+    assert digest(conn) == before
+    with pytest.raises(UserError, match="no transactions before"):
+        app_runs.fit(as_user(conn, "test"), small_dataset, ["ecod"], train_until=datetime(2020, 1, 1))
+    assert digest(conn) == before
+
+
+def test_threshold_metrics_agree_with_scikit_learn(conn, small_dataset, run):
+    frame = labelled_frame(conn, small_dataset, run.id)
+    threshold = alert_count(frame["score"].to_numpy(), 0.03)[0]
+    got = threshold_metrics(frame, threshold)
+    y, predicted = frame["y"].astype(int), (frame["score"] >= threshold).astype(int)
+    assert got["precision"] == pytest.approx(precision_score(y, predicted))
+    assert got["recall"] == pytest.approx(recall_score(y, predicted))
+    per_scenario = got["recall_by_scenario"]
+    assert sum(v["fraud"] for v in per_scenario.values()) == int(y.sum())
+    assert sum(v["caught"] for v in per_scenario.values()) == got["confusion"]["tp"]
+    later = labelled_frame(conn, small_dataset, run.id, run.train_until)
+    metrics = evaluate_run(conn, small_dataset, run)  # time-aware by default
+    assert metrics["labelled"] == len(later) < len(frame)
+    assert metrics["average_precision"] == pytest.approx(average_precision_score(later["y"].astype(int), later["score"]))
+
+
+def test_analyst_labels_override_the_ground_truth(conn, small_dataset, run):
+    frame = labelled_frame(conn, small_dataset, run.id)
+    fraud_id = conn.execute(f"SELECT transaction_id FROM {small_dataset.table} WHERE is_fraud LIMIT 1").fetchall()[0][0]
+    app_labels.label(as_user(conn, "ana"), small_dataset, [fraud_id], "legitimate")
+    app_labels.label(as_user(conn, "ana"), small_dataset, ["TX000000001"], "fraud")
+    app_labels.label(as_user(conn, "bob"), small_dataset, ["TX000000001"], "unsure")  # the latest label wins
+    after = labelled_frame(conn, small_dataset, run.id)
+    assert after["y"].sum() == frame["y"].sum() - 1
+    assert after["y"].isna().sum() == 1
+
+
+def test_precision_at_k_and_card_precision_at_k_by_hand():
+    y = np.array([1, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.2])
+    assert precision_at_k(y, scores, 2) == 0.5 and precision_at_k(y, scores, 3) == pytest.approx(2 / 3)
+    frame = pd.DataFrame({
+        "day": ["d1"] * 5 + ["d2"] * 3,
+        "card": ["a", "a", "b", "c", "d", "a", "b", "c"],
+        "score": [0.9, 0.1, 0.8, 0.7, 0.2, 0.3, 0.95, 0.5],
+        "y": [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+    })
+    # Day 1: top-2 cards by max score: a (0.9, compromised via its 2nd tx), b (0.8, compromised) -> 2/2.
+    # Day 2: top-2: b (0.95, clean), c (0.5, clean) -> 0/2. Mean 0.5.
+    assert card_precision_at_k(frame, 2) == 0.5
+    # k larger than the cards of a day still divides by k.
+    assert card_precision_at_k(frame, 4) == pytest.approx(((3 / 4) + (1 / 4)) / 2)
+
+
+def test_tuning_stores_each_trial_and_can_stop(conn, small_dataset):
+    result = app_tuning.search(as_user(conn), small_dataset, "hbos", space={"n_bins": [10, 20], "alpha": [0.1], "tol": [0.5]}, contaminations=[0.01, 0.05], budget=3, train_until=datetime(2026, 8, 20))
+    assert len(result) == 3 and result["average_precision"].between(0, 1).all()
+    assert (result["value"] == result["average_precision"]).all()
+    assert len(stored_trials(conn, small_dataset)) == 3
+    calls = iter([False, True])
+    stopped = app_tuning.search(as_user(conn), small_dataset, "ecod", budget=5, metric="precision_at_k", should_stop=lambda: next(calls))
+    assert len(stopped) == 1 and stopped["value"].iloc[0] == stopped["precision_at_k"].iloc[0]
+    assert len(stored_trials(conn, small_dataset)) == 4
+
+
+def test_tuning_random_search_respects_the_budget(conn, small_dataset):
+    result = app_tuning.search(as_user(conn), small_dataset, "isolation_forest", budget=2, strategy="random")
+    assert len(result) == 2 and result["params"].map(json.dumps).nunique() <= 2
+
+
+def test_purging_a_dataset_removes_its_runs_and_scores(conn, small_dataset, run):
+
+    app_runs.fit(as_user(conn, "test"), small_dataset, ["hbos"])
+    app_datasets.delete(as_user(conn, "test"), small_dataset.name)
+    assert conn.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 2  # still undoable
+    assert app_datasets.empty_trash(as_user(conn, "test")) == 1
+    for table in ("runs", "scores", "active_runs", "datasets", "feature_sets"):
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == 0, table
+
+
+def test_rescoring_an_ensemble_is_refused_before_loading_rows_when_a_member_does_not_scale(conn, small_dataset, monkeypatch):
+    from detectors.backends import PyODLOF
+
+    run = app_runs.fit(as_user(conn, "test"), small_dataset, ["hbos", "lof"])
+    before = digest(conn)
+    monkeypatch.setattr(PyODLOF, "max_rows", 1_000)
+
+    def no_rows_please(*args, **kwargs):
+        raise AssertionError("rows were loaded before the refusal")
+
+    monkeypatch.setattr("application.runs.load_frame", no_rows_please)
+    with pytest.raises(UserError, match="LOF \\(PyOD\\) does not scale"):
+        app_runs.rescore(as_user(conn), small_dataset, run.id)
+    assert digest(conn) == before
