@@ -3,7 +3,9 @@ registry of every run and version, and drift."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -14,17 +16,22 @@ from detectors import runs as run_store
 from detectors.drift import DriftReport, drift_report
 from detectors.registry import model_registry
 from detectors.runs import Run
-from detectors.supervised import train_version
+from detectors.supervised import DEFAULT_IMBALANCE, DEFAULT_MODEL, train_version
 
 
-def retrain(ctx: Context, dataset: DatasetRef, *, model: str = "hgb", base_run_id: int | None = None,
-            use_truth: bool = True, train_until: datetime | None = None, random_state: int = 0) -> Run:
-    """Train a new model version on the labels (before `train_until`), validated on the newest
-    labels beside the detector run it builds on. It is not promoted."""
+def retrain(ctx: Context, dataset: DatasetRef, *, model: str = DEFAULT_MODEL, imbalance: str = DEFAULT_IMBALANCE,
+            params: dict[str, Any] | None = None, search: int = 0, base_run_id: int | None = None,
+            use_truth: bool = True, train_until: datetime | None = None, random_state: int = 0,
+            should_stop: Callable[[], bool] = lambda: False) -> Run:
+    """Train a new model version on the labels (before `train_until`), optionally searching its
+    parameters over `search` configurations on time-ordered folds first; validated on the newest
+    labels beside the detector run it builds on. It is not promoted. A stopped search
+    (`should_stop`) trains and stores nothing."""
     target = ctx.dataset(dataset)
     feature_set = ensure_features(ctx, target)
-    trained = train_version(ctx.conn, target, feature_set, model=model, base_run_id=base_run_id, use_truth=use_truth,
-                            train_until=train_until, random_state=random_state, progress=ctx.progress)
+    trained = train_version(ctx.conn, target, feature_set, model=model, imbalance=imbalance, params=params,
+                            search_budget=search, base_run_id=base_run_id, use_truth=use_truth, train_until=train_until,
+                            random_state=random_state, progress=ctx.progress, should_stop=should_stop)
     ctx.progress(0.92, "Saving the model version")
     spec = trained.fitted.model.spec
     run = store_fitted(ctx, target, trained.fitted, spec, feature_set.version, contamination=trained.base.contamination,

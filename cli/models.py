@@ -11,7 +11,8 @@ from pathlib import Path
 from application import labels, models, runs
 from application.context import Context
 from cli.output import date_arg, fmt
-from detectors.supervised import MODELS
+from detectors.classifiers import IMBALANCE, MODELS
+from detectors.supervised import DEFAULT_IMBALANCE, DEFAULT_MODEL
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -24,7 +25,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     re_ = commands.add_parser("retrain", help="train a new model version on the labels (not promoted)")
     re_.add_argument("name", help="dataset")
-    re_.add_argument("--model", choices=list(MODELS), default="hgb", help="HistGradientBoosting (default) or RandomForest")
+    re_.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL,
+                     help=f"the classifier: {', '.join(f'{k} ({v})' for k, v in MODELS.items())}; default {DEFAULT_MODEL}")
+    re_.add_argument("--imbalance", choices=list(IMBALANCE), default=DEFAULT_IMBALANCE,
+                     help=f"how the rare fraud class is handled (default {DEFAULT_IMBALANCE})")
+    re_.add_argument("--search", type=int, default=0, metavar="N",
+                     help="first search N parameter configurations on time-ordered folds of the older labels")
     re_.add_argument("--train-until", type=date_arg, help="use labels of transactions before this date only")
     re_.add_argument("--base-run", type=int, help="detector run whose score is a feature (default: the active one)")
     re_.add_argument("--no-truth", action="store_true", help="analyst labels only, not the dataset's label column")
@@ -49,8 +55,8 @@ def label(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def retrain(args: argparse.Namespace, ctx: Context) -> int:
-    run = models.retrain(ctx, args.name, model=args.model, base_run_id=args.base_run, use_truth=not args.no_truth,
-                         train_until=args.train_until)
+    run = models.retrain(ctx, args.name, model=args.model, imbalance=args.imbalance, search=args.search,
+                         base_run_id=args.base_run, use_truth=not args.no_truth, train_until=args.train_until)
     if args.json:
         print(json.dumps({"version": run.id, "model": run.detector, "label_counts": run.label_counts, **run.metrics},
                          indent=2, default=str))
@@ -61,6 +67,11 @@ def retrain(args: argparse.Namespace, ctx: Context) -> int:
     print(f"on the newest labels (from {m['validation']['from']}): average precision {fmt(m['average_precision'])} "
           f"vs {fmt(b['average_precision'])} for detector run #{b['run']}; precision@{m['k']} "
           f"{fmt(m['precision_at_k'])} vs {fmt(b['precision_at_k'])}")
+    searched = m.get("search")
+    if searched:
+        print(f"searched {searched['trials']} configurations on {len(searched['folds'])} time-ordered folds: best "
+              f"{searched['best']['params']} (mean AP {searched['best']['average_precision']:.3f}, defaults "
+              f"{searched['defaults_average_precision']:.3f})")
     print(f"promote it with: centinela promote {args.name!r} {run.id}")
     return 0
 

@@ -45,7 +45,8 @@ def print_metrics(metrics: dict[str, Any]) -> None:
     print(f"precision {fmt(metrics['precision'])}  recall {fmt(metrics['recall'])}  F1 {fmt(metrics['f1'])}  "
           f"ROC AUC {fmt(metrics['roc_auc'])}  average precision {fmt(metrics['average_precision'])}")
     print(f"precision@{metrics['k']} {fmt(metrics['precision_at_k'])}  card precision@{metrics['k']} "
-          f"{fmt(metrics['card_precision_at_k'])}")
+          f"{fmt(metrics['card_precision_at_k'])} (handbook's, known compromised cards left out: "
+          f"{fmt(metrics.get('card_precision_at_k_handbook'))})")
     c = metrics["confusion"]
     print(f"confusion: tp {c['tp']:,}  fp {c['fp']:,}  fn {c['fn']:,}  tn {c['tn']:,}")
     for scenario, r in sorted(metrics["recall_by_scenario"].items()):

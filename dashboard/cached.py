@@ -90,10 +90,12 @@ def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, feature_version
 def _run_ranking(db: str, dataset_id: int, run_id: int, feature_version: str | None, labels_version: tuple,
                  k: int) -> tuple[dict[str, Any], dict]:
     """Threshold-free metrics and curves of a run (computed once per run and labels)."""
-    from detectors.evaluation import curves, ranking_metrics
+    from detectors.evaluation import curves, known_compromised_cards, ranking_metrics
+    from detectors.runs import get_run
 
     frame = _run_evaluation_frame(db, dataset_id, run_id, feature_version, labels_version)
-    return ranking_metrics(frame, k), curves(frame)
+    known = known_compromised_cards(get_cursor(), _dataset(dataset_id), get_run(get_cursor(), run_id).train_until)
+    return ranking_metrics(frame, k, known), curves(frame)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -239,6 +239,8 @@ def connect(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnec
                 f"Stop it or point {DB_ENV_VAR} at another file."
             ) from exc
         raise
+    # DuckDB draws a progress bar on stderr for long queries; the app reports progress itself.
+    conn.execute("SET enable_progress_bar = false")
     migrate(conn)
     return conn
 

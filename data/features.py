@@ -46,6 +46,26 @@ def _per_customer(expr: str) -> str:
     return f"CASE WHEN customer_id IS NOT NULL THEN {expr} END"
 
 
+def _per_merchant(expr: str) -> str:
+    return f"CASE WHEN merchant_id IS NOT NULL THEN {expr} END"
+
+
+# The merchant (terminal) windows of the fraud-detection handbook's baseline: counts and fraud risk
+# over the last 1, 7 and 30 days *before the label delay*, so no label a team would not have yet is used.
+MERCHANT_WINDOWS_DAYS = (1, 7, 30)
+
+
+def _merchant_window(days: int) -> tuple[Feature, Feature]:
+    span = f"the {days} day{'s' if days > 1 else ''} ending the label delay before this one"
+    return (
+        Feature(f"merch_count_{days}d", f"Merchant's transactions in {span}", "count",
+                _per_merchant(f"count(*) OVER merch_delay_{days}d"), ("merchant_id",)),
+        Feature(f"merch_fraud_risk_{days}d", f"Share of the merchant's transactions in {span} confirmed as fraud",
+                "share", _per_merchant(f"coalesce(sum(known_fraud) OVER merch_delay_{days}d, 0) / "
+                                       f"nullif(count(*) OVER merch_delay_{days}d, 0)"), ("merchant_id", "labels")),
+    )
+
+
 CATALOGUE: tuple[Feature, ...] = (
     Feature("amount", "Transaction amount", "PEN", "amount"),
     Feature("log_amount", "Natural log of 1 + amount, tames the long tail", "log PEN", "ln(1 + amount)"),
@@ -93,6 +113,19 @@ CATALOGUE: tuple[Feature, ...] = (
             "earlier (labels younger than the delay are not known yet)", "share",
             "CASE WHEN merchant_id IS NOT NULL THEN avg(known_fraud) OVER merch_labels END",
             ("merchant_id", "labels")),
+    Feature("cust_count_30d", "Customer's other transactions in the 30 days up to this one", "count",
+            _per_customer("count(*) OVER cust_30d"), ("customer_id",)),
+    Feature("cust_mean_amount_30d", "Customer's mean amount over the previous 30 days", "PEN",
+            _per_customer("avg(amount) OVER cust_30d"), ("customer_id",)),
+    Feature("is_new_merchant", "First time this customer pays this merchant (after earlier transactions)", "0/1",
+            "CASE WHEN customer_id IS NOT NULL AND merchant_id IS NOT NULL THEN "
+            "CAST(row_number() OVER cust_merchant = 1 AND row_number() OVER cust > 1 AS INTEGER) END",
+            ("customer_id", "merchant_id")),
+    *(feature for days in MERCHANT_WINDOWS_DAYS for feature in _merchant_window(days)),
+    Feature("merch_days_since_fraud", "Days since the merchant's latest confirmed fraud among its transactions at least "
+            "the label delay old (none: empty)", "days",
+            _per_merchant("(epoch(ts) - epoch(max(CASE WHEN known_fraud = 1 THEN ts END) OVER merch_known)) / 86400.0"),
+            ("merchant_id", "labels")),
 )
 MERCHANT_RATE_WINDOW_DAYS = 28
 DEFAULT_LABEL_DELAY_DAYS = 7
@@ -107,7 +140,13 @@ WINDOW
   cust_device AS (PARTITION BY customer_id, device_id ORDER BY ts, tx_row),
   merch_before AS (PARTITION BY merchant_id ORDER BY ts, tx_row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
   merch_labels AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
-      to_days(CAST($window_start AS INTEGER)) PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING)
+      to_days(CAST($window_start AS INTEGER)) PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING),
+  cust_30d AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 30 DAY PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
+  cust_merchant AS (PARTITION BY customer_id, merchant_id ORDER BY ts, tx_row),
+""" + "".join(f"""  merch_delay_{d}d AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
+      to_days(CAST($window_end AS INTEGER) + {d}) PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING),
+""" for d in MERCHANT_WINDOWS_DAYS) + """  merch_known AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
+      UNBOUNDED PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING)
 """
 
 
@@ -193,8 +232,9 @@ def compute_features(
     def col(role: str, column: str, sql_type: str) -> str:
         return f"t.{column}" if dataset.has_role(role) else f"CAST(NULL AS {sql_type})"
 
+    reads_labels = any("labels" in f.needs for f in chosen)
     label_expr = "CAST(NULL AS DOUBLE)"
-    if "merchant_fraud_rate" not in skipped:
+    if reads_labels:
         # The current label: the latest analyst label where there is one, else the ground truth.
         truth = "CAST(t.is_fraud AS DOUBLE)" if dataset.has_role("label") else "CAST(NULL AS DOUBLE)"
         label_expr = f"coalesce(CASE l.label WHEN 'fraud' THEN 1.0 WHEN 'legitimate' THEN 0.0 END, {truth})"
@@ -214,7 +254,6 @@ def compute_features(
     table_name = f"feat_{dataset.id}"
     sql = f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
     params = {"label_delay_days": delay}
-    reads_labels = any("labels" in f.needs for f in chosen)
     snapshot = labels_snapshot(conn, dataset) if reads_labels else None
 
     progress(0.15, f"Computing {len(chosen)} features over {dataset.row_count:,} rows")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,9 @@ class ModelExplainer:
         self.support = model.explanation_support()
         self.method = self.support.method
         if self.method == TREE_METHOD:
-            self._explainer = shap.TreeExplainer(self.support.tree_model)
+            with warnings.catch_warnings():  # shap announces its LightGBM output format on every build
+                warnings.filterwarnings("ignore", message="LightGBM binary classifier")
+                self._explainer = shap.TreeExplainer(self.support.tree_model)
             self.base_value = self.support.sign * float(np.ravel(self._explainer.expected_value)[0])
         else:
             if background is None or background.empty:
@@ -98,7 +101,10 @@ class ModelExplainer:
         """Attributions for each row of `frame` (feature rows as `load_frame` returns them)."""
         matrix = self.model.transform(frame)
         if self.method == TREE_METHOD:
-            raw = self.support.sign * np.asarray(self._explainer.shap_values(matrix), dtype=np.float64).reshape(len(matrix), -1)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="LightGBM binary classifier")
+                values = self._explainer.shap_values(matrix)
+            raw = self.support.sign * np.asarray(values, dtype=np.float64).reshape(len(matrix), -1)
             base = self.base_value
         else:
             n_features = matrix.shape[1]

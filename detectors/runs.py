@@ -34,7 +34,7 @@ from data.errors import Conflict, InvalidInput, NotFound
 from data.features import FeatureSet
 from detectors.base import REGISTRY, Detector, check_contamination, make_detector, threshold_for
 from detectors.ensemble import Ensemble
-from detectors.evaluation import evaluate, labelled_frame
+from detectors.evaluation import evaluate, known_compromised_cards, labelled_frame
 from detectors.pipeline import DetectorModel, FeatureSpec, load_frame
 from detectors.ranking import RankingModel
 
@@ -371,7 +371,7 @@ def evaluate_run(
         start = run.train_until
     frame = labelled_frame(conn, dataset, run.id, start, end)
     threshold = threshold_for(run_scores(conn, run.id), contamination or run.contamination)
-    metrics = evaluate(frame, threshold, k)
+    metrics = evaluate(frame, threshold, k, known_compromised_cards(conn, dataset, start))
     metrics["period"] = {"from": str(start) if start else None, "until": str(end) if end else None,
                          "in_sample": run.train_until is None and start is None}
     return metrics

@@ -13,6 +13,7 @@ saved model is then refitted on every label, so the newest labels count.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,66 +21,73 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
-from sklearn.pipeline import Pipeline
 
 from data.datasets import Dataset
 from data.db import ProgressFn, fetch_one, no_progress
 from data.errors import InvalidInput, NotFound
 from data.features import FeatureSet
 from detectors.base import ExplanationSupport
+from detectors.classifiers import (
+    MODELS,
+    check_imbalance,
+    check_params,
+    classifier_spec,
+    explanation_for,
+    make_classifier,
+    resample,
+)
 from detectors.evaluation import labelled_frame, ranking_metrics
 from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, load_frame
 from detectors.runs import FittedRun, Run, active_run, get_run, score_in_chunks
+from detectors.search import draw_configurations, prequential_folds, search
 
-MODELS = {"hgb": "HistGradientBoostingClassifier", "rf": "RandomForestClassifier"}
 MIN_PER_CLASS = 20  # labels of each class needed to train
 MIN_VALIDATION_PER_CLASS = 5  # ... and in the newest period, to validate
 VALIDATION_SHARE = 0.2
-IMPORTANCE_ROWS = 20_000
-
-
-FRAUD_PROBABILITY = ExplanationSupport(
-    "permutation", "the model's fraud probability, against its mean over a background sample of training transactions")
+IMPORTANCE_ROWS = 10_000  # validation rows permutation importance is measured on (every fraud among them)
+DEFAULT_MODEL, DEFAULT_IMBALANCE = "lgbm", "smote"  # chosen by `make bench-quality` (see README)
+MAX_SEARCH = 200
 
 
 class LearnedModel:
     """A classifier over `spec.numeric` (features + anomaly_score) whose score is the fraud
     probability (higher = more suspicious): a `RankingModel`, like a detector run's model."""
 
-    def __init__(self, name: str, spec: FeatureSpec, random_state: int = 0):
-        if name not in MODELS:
-            raise InvalidInput(f"model must be one of {', '.join(MODELS)}, not {name!r}.", field="model")
+    def __init__(self, name: str, spec: FeatureSpec, random_state: int = 0, params: dict[str, Any] | None = None,
+                 imbalance: str = DEFAULT_IMBALANCE):
         self.name = name
+        self.params_ = check_params(name, params)
+        self.imbalance = check_imbalance(imbalance)
         self.spec = spec
         self.random_state = random_state
 
-    def _estimator(self) -> Any:
-        if self.name == "hgb":
-            return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.1, class_weight="balanced",
-                                                  random_state=self.random_state)
-        return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, class_weight="balanced_subsample",
-                                      n_jobs=-1, random_state=self.random_state)
-
     def params(self) -> dict[str, Any]:
-        estimator = self._estimator()
-        keys = ("max_iter", "learning_rate", "class_weight") if self.name == "hgb" else (
-            "n_estimators", "min_samples_leaf", "class_weight")
-        return {"model": MODELS[self.name], **{k: getattr(estimator, k) for k in keys}}
+        """What the version records: the model, its parameters and the imbalance handling."""
+        return {"model": MODELS[self.name], **self.params_, "imbalance": self.imbalance}
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+    def _raw(self, frame: pd.DataFrame) -> np.ndarray:
         return frame[self.spec.numeric].to_numpy(dtype=np.float64)
 
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        X = self._raw(frame)
+        return self.imputer_.transform(X) if self.imputer_ is not None else X
+
     def fit(self, frame: pd.DataFrame, y: np.ndarray) -> LearnedModel:
-        self.pipeline_ = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                                   ("classify", self._estimator())]).fit(self.transform(frame), np.asarray(y, dtype=int))
+        y = np.asarray(y, dtype=int)
+        X = self._raw(frame)
+        fill = classifier_spec(self.name).fills_missing or self.imbalance == "smote"
+        self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True).fit(X) if fill else None
+        if self.imputer_ is not None:
+            X = self.imputer_.transform(X)
+        X, y = resample(X, y, self.imbalance, self.random_state)
+        self.classifier_ = make_classifier(self.name, self.params_, self.imbalance, self.random_state).fit(X, y)
         self.feature_names_ = [f"numeric__{c}" for c in self.spec.numeric]
         return self
 
     def score_matrix(self, X: np.ndarray) -> np.ndarray:
-        return self.pipeline_.predict_proba(np.asarray(X, dtype=np.float64))[:, 1]
+        return self.classifier_.predict_proba(np.asarray(X, dtype=np.float64))[:, 1]
 
     def decision_function(self, frame: pd.DataFrame) -> np.ndarray:
         return self.score_matrix(self.transform(frame))
@@ -88,7 +96,17 @@ class LearnedModel:
         """A classifier scores any number of rows."""
 
     def explanation_support(self) -> ExplanationSupport:
-        return FRAUD_PROBABILITY
+        return explanation_for(self.name, self.classifier_)
+
+
+def importance_sample(rows: pd.DataFrame, random_state: int = 0) -> pd.DataFrame:
+    """Up to IMPORTANCE_ROWS validation rows for permutation importance: every fraud (up to half
+    of them) and legitimate rows for the rest, so the drop in average precision is measured on
+    enough frauds without scoring every row dozens of times."""
+    fraud, legitimate = rows[rows["y"] == 1], rows[rows["y"] == 0]
+    fraud = fraud.sample(min(len(fraud), IMPORTANCE_ROWS // 2), random_state=random_state)
+    legitimate = legitimate.sample(min(len(legitimate), IMPORTANCE_ROWS - len(fraud)), random_state=random_state)
+    return pd.concat([fraud, legitimate])
 
 
 def _labelled_sql(dataset: Dataset, use_truth: bool) -> str:
@@ -169,18 +187,26 @@ def train_version(
     dataset: Dataset,
     feature_set: FeatureSet,
     *,
-    model: str = "hgb",
+    model: str = DEFAULT_MODEL,
+    imbalance: str = DEFAULT_IMBALANCE,
+    params: dict[str, Any] | None = None,
+    search_budget: int = 0,
     base_run_id: int | None = None,
     use_truth: bool = True,
     train_until: datetime | None = None,
     random_state: int = 0,
     progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainedVersion:
-    """Train a new model version on the labels (before `train_until`): validate it on the newest
-    labels beside its detector run, then refit on every label and score every transaction.
-    Stores nothing."""
-    if model not in MODELS:
-        raise InvalidInput(f"model must be one of {', '.join(MODELS)}, not {model!r}.", field="model")
+    """Train a new model version on the labels (before `train_until`): optionally search its
+    parameters over prequential folds of the older labels (`search_budget` configurations), then
+    validate it on the newest labels beside its detector run, refit on every label and score
+    every transaction. Stores nothing."""
+    classifier_spec(model)
+    check_imbalance(imbalance)
+    params = check_params(model, params)
+    if not 0 <= int(search_budget) <= MAX_SEARCH:
+        raise InvalidInput(f"a search tries 0 to {MAX_SEARCH} configurations, not {search_budget}.", field="search")
     base = base_detector_run(conn, dataset, base_run_id)
     progress(0.02, "Counting labels")
     rows = labelled_rows(conn, dataset, use_truth, train_until)
@@ -196,9 +222,22 @@ def train_version(
     labelled = frame.merge(rows[["tx_row", "y"]], on="tx_row")
     older, newer = labelled[labelled["ts"] < cut], labelled[labelled["ts"] >= cut]
 
-    progress(0.2, f"Validating: fitting on {len(older):,} older labels, checking on {len(newer):,} newer ones")
     started = time.perf_counter()
-    candidate = LearnedModel(model, spec, random_state).fit(older, older["y"])
+    searched = None
+    if search_budget:
+        y_older = older["y"].to_numpy(dtype=int)
+        folds = prequential_folds(older["ts"], y_older, gap_days=feature_set.params.get("label_delay_days", 7))
+        trials = search(lambda p: LearnedModel(model, spec, random_state, p, imbalance), older, y_older, folds,
+                        draw_configurations(model, int(search_budget), random_state),
+                        lambda f, m: progress(0.1 + 0.3 * f, f"Searching: {m}"), should_stop)
+        params = trials["params"].iloc[0]
+        searched = {"trials": int(len(trials)), "folds": [{"from": str(f.test_from), "until": str(f.test_until),
+                                                           "train": int(len(f.train)), "test": int(len(f.test))}
+                                                          for f in folds],
+                    "best": {"params": params, "average_precision": float(trials["average_precision"].iloc[0])},
+                    "defaults_average_precision": float(trials.loc[trials["trial"] == 1, "average_precision"].iloc[0])}
+    progress(0.4, f"Validating: fitting on {len(older):,} older labels, checking on {len(newer):,} newer ones")
+    candidate = LearnedModel(model, spec, random_state, params, imbalance).fit(older, older["y"])
     context = labelled_frame(conn, dataset, base.id, cut, train_until).drop(columns=["y"])
     judged = newer[["tx_row", "y", ANOMALY_SCORE]].merge(context, on="tx_row")
     metrics = ranking_metrics(judged.assign(score=candidate.decision_function(newer.set_index("tx_row").loc[judged["tx_row"]])))
@@ -213,12 +252,12 @@ def train_version(
                   **ranking_metrics(judged.drop(columns=["score"], errors="ignore").merge(scored, on="tx_row"))}
     else:
         beside = None
-    sample = newer.sample(min(len(newer), IMPORTANCE_ROWS), random_state=random_state)
-    importance = permutation_importance(candidate.pipeline_, candidate.transform(sample), sample["y"],
-                                        scoring="average_precision", n_repeats=3, random_state=random_state, n_jobs=1)
+    sample = importance_sample(newer, random_state)
+    importance = permutation_importance(candidate.classifier_, candidate.transform(sample), sample["y"],
+                                        scoring="average_precision", n_repeats=2, random_state=random_state, n_jobs=1)
 
     progress(0.5, f"Fitting on all {len(labelled):,} labels")
-    final = LearnedModel(model, spec, random_state).fit(labelled, labelled["y"])
+    final = LearnedModel(model, spec, random_state, params, imbalance).fit(labelled, labelled["y"])
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     scores = score_in_chunks(final, frame, lambda f, m: progress(0.6 + 0.3 * f, m))
@@ -228,6 +267,7 @@ def train_version(
         "baseline": {"run": base.id, **baseline},
         "active": beside,
         "importance": dict(zip(spec.numeric, importance.importances_mean.round(6).tolist(), strict=True)),
+        "search": searched,
     })
     fitted = FittedRun(final, model, final.params(), frame["tx_row"].to_numpy(), scores, rows["ts"].min(), train_until,
                        len(labelled), False, fit_seconds, time.perf_counter() - started)

@@ -110,7 +110,8 @@ with tab_active:
         period = f"from {run.train_until:%Y-%m-%d} on (after training)" if run.train_until else "on every row (in-sample)"
         st.caption(f"Metrics {period}: {fmt_int(ranking['labelled'])} labelled transactions, {fmt_int(ranking['fraud'])} fraud. "
                    f"ROC AUC {_fmt(ranking['roc_auc'])} · precision@{ranking['k']} {_fmt(ranking['precision_at_k'])} · "
-                   f"card precision@{ranking['k']} {_fmt(ranking['card_precision_at_k'])} · F1 {_fmt(at_threshold['f1'])} · "
+                   f"card precision@{ranking['k']} {_fmt(ranking['card_precision_at_k'])} (handbook's "
+                   f"{_fmt(ranking['card_precision_at_k_handbook'])}) · F1 {_fmt(at_threshold['f1'])} · "
                    f"{run.detector}{' (fitted on a sample)' if run.sampled else ''}, fit {run.fit_seconds:.1f} s")
         if contamination != run.contamination and st.button(f"Save contamination {contamination:.3f} for run #{run.id}"):
             act(lambda c: run_actions.save_threshold(c, run.id, contamination),
@@ -150,6 +151,7 @@ with tab_compare:
                          "roc_auc": ranking["roc_auc"], "average_precision": ranking["average_precision"],
                          f"precision@{ranking['k']}": ranking["precision_at_k"],
                          f"card precision@{ranking['k']}": ranking["card_precision_at_k"],
+                         f"handbook card precision@{ranking['k']}": ranking["card_precision_at_k_handbook"],
                          "trained until": run.train_until, "fit s": round(run.fit_seconds, 2)})
             if curve:
                 pr[run.label] = curve["pr"]

@@ -19,11 +19,14 @@ from dashboard.shell import dataset_page
 from dashboard.state import current_analyst
 from data.errors import UserError
 from data.export import safe_csv
+from detectors.classifiers import IMBALANCE, MODELS
 from detectors.drift import PSI_MODERATE, PSI_WARNING
 from detectors.registry import METRICS, importance_of, validation_table
 from detectors.supervised import (
+    DEFAULT_IMBALANCE,
+    DEFAULT_MODEL,
+    MAX_SEARCH,
     MIN_PER_CLASS,
-    MODELS,
     base_detector_run,
     count_labels,
     labels_needed,
@@ -94,6 +97,12 @@ with tab_versions:
             st.dataframe(side.apply(lambda column: [fmt_int(v) if label in ("Labelled rows", "Fraud") else
                                                     "—" if v is None or v != v else f"{v:.3f}"
                                                     for label, v in column.items()]))
+            searched = run.metrics.get("search")
+            if searched:
+                st.caption(f"Parameters searched first: {searched['trials']} configurations on "
+                           f"{len(searched['folds'])} time-ordered folds of the older labels; the best had mean "
+                           f"average precision {searched['best']['average_precision']:.3f} (the defaults "
+                           f"{searched['defaults_average_precision']:.3f}).")
     with right:
         with st.expander("Parameters and features"):
             st.json({"params": run.params, "features": run.features})
@@ -144,25 +153,39 @@ with tab_train:
     except UserError:  # no run is active yet
         default_base = detector_runs[-1].id if detector_runs else None
     with st.form("train-form", enter_to_submit=False):
-        left, right = st.columns(2)
-        model = left.selectbox("Model", list(MODELS), format_func=MODELS.get, key="train-model",
-                               help="Gradient boosting is the default; a random forest is steadier with very few labels.")
+        left, middle, right = st.columns(3)
+        model = left.selectbox("Model", list(MODELS), index=list(MODELS).index(DEFAULT_MODEL), format_func=MODELS.get,
+                               key="train-model", help=f"{MODELS[DEFAULT_MODEL]} is the default, chosen by measurement "
+                                                       "(README: Detection quality).")
+        imbalance = middle.selectbox("Imbalance", list(IMBALANCE), index=list(IMBALANCE).index(DEFAULT_IMBALANCE),
+                                     format_func=IMBALANCE.get, key="train-imbalance",
+                                     help="How the rare fraud class is handled while training: class weights, fewer "
+                                          "legitimate rows, or synthetic frauds (SMOTE). Scoring is never resampled.")
+        search_budget = right.number_input("Search configurations (0: the defaults)", 0, MAX_SEARCH, 0, step=5,
+                                           key="train-search",
+                                           help="Try this many parameter sets on time-ordered folds of the older labels "
+                                                "first, and train the best. Click Stop to end the search: nothing is "
+                                                "trained then.")
         base_ids = [r.id for r in detector_runs][::-1]
-        base_id = right.selectbox("Detector whose score it reads", base_ids,
-                                  index=base_ids.index(default_base) if default_base in base_ids else 0,
-                                  format_func=lambda i: runs[i].label, key="train-base")
+        base_id = st.selectbox("Detector whose score it reads", base_ids,
+                               index=base_ids.index(default_base) if default_base in base_ids else 0,
+                               format_func=lambda i: runs[i].label, key="train-base")
         limit = st.checkbox("Only labels before a date (keep later days for a fair check)", key="train-limit")
         until = st.date_input("Labels before", dataset.max_ts.date(), min_value=dataset.min_ts.date(),
                               max_value=dataset.max_ts.date(), key="train-until")
         submitted = st.form_submit_button("Train a new version", type="primary", disabled=not base_ids)
     if submitted:
+        if search_budget:
+            st.button("Stop the search", key="train-stop", icon=":material/stop:")  # any click reruns: the search ends
+
         def trained(version) -> str:
             ap, base_ap = version.metrics["average_precision"], version.metrics["baseline"]["average_precision"]
             return (f"Version #{version.id} trained: average precision {ap:.3f} on the newest labels, against "
                     f"{base_ap:.3f} for detector run #{base_id}. Promote it on the Versions tab."
                     if ap is not None and base_ap is not None else f"Version #{version.id} trained.")
 
-        act(lambda c: models.retrain(c, dataset, model=model, base_run_id=base_id, use_truth=use_truth,
+        act(lambda c: models.retrain(c, dataset, model=model, imbalance=imbalance, search=int(search_budget),
+                                     base_run_id=base_id, use_truth=use_truth,
                                      train_until=datetime.combine(until, time()) if limit else None),
             trained, status="Training from labels",
             then=lambda version: st.session_state.update({SHOW_VERSION: version.id}))  # select it on Versions

@@ -10,6 +10,7 @@ from application import datasets as app_datasets
 from data.datasets import get_dataset, list_datasets
 from data.db import connect
 from data.features import load_feature_set
+from detectors.supervised import DEFAULT_MODEL
 from tests.conftest import as_user, digest, run_cli
 from tests.samples import BAD_FILES, GOOD, SHAPES, write_file, write_shape
 
@@ -117,7 +118,8 @@ def test_label_file_retrain_promote_and_models(db_path, tmp_path):
     result = run_cli("retrain", "loop", "--train-until", "2026-08-29", "--json", db=db_path)
     assert result.returncode == 0, result.stderr
     version = json.loads(result.stdout)
-    assert version["model"] == "hgb" and version["average_precision"] > version["baseline"]["average_precision"]
+    assert version["model"] == DEFAULT_MODEL and version["average_precision"] > version["baseline"]["average_precision"]
+    assert version["search"] is None
     listed = json.loads(run_cli("models", "loop", "--json", db=db_path, check=True).stdout)
     assert [(r["kind"], r["active"]) for r in listed] == [("detector", True), ("supervised", False)]
     promoted = run_cli("promote", "loop", str(version["version"]), db=db_path)
@@ -126,6 +128,17 @@ def test_label_file_retrain_promote_and_models(db_path, tmp_path):
     assert [r["active"] for r in listed] == [False, True]
     evaluated = json.loads(run_cli("evaluate", "loop", "--json", db=db_path, check=True).stdout)
     assert evaluated["run"] == version["version"] and evaluated["period"]["from"].startswith("2026-08-29")
+    assert 0 <= evaluated["card_precision_at_k_handbook"] <= evaluated["card_precision_at_k"] <= 1
+    shown = run_cli("evaluate", "loop", db=db_path, check=True).stdout
+    assert "handbook's, known compromised cards left out" in shown
+
+    searched = run_cli("retrain", "loop", "--model", "rf", "--imbalance", "undersample", "--search", "3",
+                       "--train-until", "2026-08-29", "--json", db=db_path)
+    assert searched.returncode == 0, searched.stderr
+    forest = json.loads(searched.stdout)
+    assert forest["model"] == "rf" and forest["search"]["trials"] == 3 and "Searching" in searched.stderr
+    refused = run_cli("retrain", "loop", "--search", "500", db=db_path)
+    assert refused.returncode == 2 and "a search tries 0 to 200 configurations" in refused.stderr
 
 
 def test_a_bad_label_file_is_rejected_whole(db_path, tmp_path):

@@ -139,3 +139,19 @@ def test_kpi_page_matches_direct_sql_and_follows_labels(conn, fitted):
     in_range = conn.execute(f"SELECT count(*) FROM {t} WHERE CAST(ts AS DATE) BETWEEN ? AND ?", [start, end]).fetchone()[0]
     assert _number(metric(at, "Transactions")) == in_range < dataset.row_count
     assert any(b.label == "Download this table (CSV)" for b in at.get("download_button"))
+
+
+def test_train_a_model_with_a_parameter_search_from_the_page(conn, fitted):
+    dataset, base = fitted
+    at = _page("pages/models.py")
+    at.checkbox(key="train-truth").check().run()
+    at.selectbox(key="train-model").set_value("hgb")
+    at.selectbox(key="train-imbalance").set_value("undersample")
+    at.number_input(key="train-search").set_value(3)
+    one(at.button, "Train a new version").click()
+    at.run()
+    assert not at.exception, at.exception
+    version = list_runs(conn, dataset)[-1]
+    assert version.kind == "supervised" and version.detector == "hgb" and version.params["imbalance"] == "undersample"
+    assert version.metrics["search"]["trials"] == 3
+    assert "Parameters searched first: 3 configurations" in texts(at)

@@ -141,3 +141,67 @@ def test_datasets_without_labels_skip_the_merchant_fraud_rate(conn, tmp_path):
     assert "coordinates" in fs.skipped["distance_from_usual_km"]
     assert "amount_ratio_merchant" in fs.computed and "secs_since_prev" in fs.computed
     assert feature_frame(conn, fs)["secs_since_prev"].tolist()[1] == 86_400
+
+
+def _merchant_windows_reference(rows: pd.DataFrame, delay_days: int = 7) -> pd.DataFrame:
+    """Row-by-row reference of the handbook's merchant windows behind the label delay, the 30-day
+    customer windows, new merchants and the time since the merchant's latest known fraud."""
+    out = {}
+    delay = pd.Timedelta(days=delay_days)
+    for _, group in rows.groupby("merchant_id"):
+        ts, fraud = group["ts"].to_numpy(), group["is_fraud"].to_numpy(dtype=float)
+        for i, idx in enumerate(group.index):
+            rec = {}
+            end = ts[i] - delay
+            for days in (1, 7, 30):
+                window = (ts >= end - pd.Timedelta(days=days)) & (ts <= end)
+                rec[f"count_{days}"] = window.sum()
+                rec[f"risk_{days}"] = fraud[window].sum() / window.sum() if window.any() else np.nan
+            known = (ts <= end) & (fraud == 1)
+            rec["since"] = (ts[i] - ts[known].max()) / np.timedelta64(1, "D") if known.any() else np.nan
+            out[idx] = rec
+    for _, group in rows.groupby("customer_id"):
+        group = group.sort_values(["ts", "tx_row"])
+        ts, amounts = group["ts"].to_numpy(), group["amount"].to_numpy()
+        seen: set = set()
+        for i, (idx, row) in enumerate(group.iterrows()):
+            others = (ts >= ts[i] - pd.Timedelta(days=30)) & (ts <= ts[i])
+            others[i] = False
+            out[idx]["cust_count_30"] = others.sum()
+            out[idx]["cust_mean_30"] = amounts[others].mean() if others.any() else np.nan
+            out[idx]["new_merchant"] = float(row["merchant_id"] not in seen and i > 0)
+            seen.add(row["merchant_id"])
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def test_handbook_windows_new_merchants_and_days_since_fraud_match_the_reference(features):
+    _, rows = features
+    ref = _merchant_windows_reference(rows).loc[rows.index]
+    pairs = {"cust_count_30d": "cust_count_30", "cust_mean_amount_30d": "cust_mean_30", "is_new_merchant": "new_merchant",
+             "merch_days_since_fraud": "since",
+             **{f"merch_count_{d}d": f"count_{d}" for d in (1, 7, 30)},
+             **{f"merch_fraud_risk_{d}d": f"risk_{d}" for d in (1, 7, 30)}}
+    for feature, reference in pairs.items():
+        got, want = rows[feature].to_numpy(float), ref[reference].to_numpy(float)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=feature)
+    assert rows["merch_fraud_risk_30d"].max() > 0 and rows["merch_count_1d"].max() > 0
+    assert rows["is_new_merchant"].sum() > 0 and rows["merch_days_since_fraud"].notna().any()
+
+
+def test_no_feature_of_an_earlier_transaction_depends_on_later_ones(conn, small_dataset):
+    """Leakage: change every transaction after t (amounts, customers, merchants, labels) and delete
+    some of them; no feature of any transaction before t changes."""
+    delay_days = 7
+    before = feature_frame(conn, compute_features(conn, small_dataset, label_delay_days=delay_days)).set_index("tx_row")
+    cut = conn.execute(f"SELECT quantile_disc(ts, 0.6) FROM {small_dataset.table}").fetchall()[0][0]
+    earlier = conn.execute(f"SELECT tx_row FROM {small_dataset.table} WHERE ts < ?", [cut]).fetchnumpy()["tx_row"]
+    later_ids = [r[0] for r in conn.execute(f"SELECT transaction_id FROM {small_dataset.table} WHERE ts >= ? "
+                                            "ORDER BY tx_row LIMIT 50", [cut]).fetchall()]
+    app_labels.label(as_user(conn, "ana"), small_dataset, later_ids, "fraud")  # labels of later transactions change
+    conn.execute(f"""UPDATE {small_dataset.table} SET amount = amount * 7 + 13, is_fraud = NOT is_fraud,
+                     customer_id = 'C' || (tx_row % 3), merchant_id = 'M' || (tx_row % 2), lat = -lat, lon = -lon
+                     WHERE ts >= ?""", [cut])
+    conn.execute(f"DELETE FROM {small_dataset.table} WHERE ts >= ? AND tx_row % 4 = 0", [cut])
+    after = feature_frame(conn, compute_features(conn, small_dataset, label_delay_days=delay_days)).set_index("tx_row")
+    pd.testing.assert_frame_equal(after.loc[earlier], before.loc[earlier])
+    assert not after.drop(index=earlier).equals(before.loc[after.drop(index=earlier).index])  # later rows did change

@@ -15,7 +15,13 @@ from application import labels as app_labels
 from application import runs as app_runs
 from application import tuning as app_tuning
 from data.errors import UserError
-from detectors.evaluation import card_precision_at_k, labelled_frame, precision_at_k, threshold_metrics
+from detectors.evaluation import (
+    card_precision_at_k,
+    card_precision_at_k_handbook,
+    labelled_frame,
+    precision_at_k,
+    threshold_metrics,
+)
 from detectors.pipeline import FeatureSpec, load_frame
 from detectors.runs import (
     active_run,
@@ -193,3 +199,37 @@ def test_rescoring_an_ensemble_is_refused_before_loading_rows_when_a_member_does
     with pytest.raises(UserError, match="LOF \\(PyOD\\) does not scale"):
         app_runs.rescore(as_user(conn), small_dataset, run.id)
     assert digest(conn) == before
+
+
+def test_handbook_card_precision_at_k_by_hand():
+    """Day 1: cards ranked a (0.9, fraud), b (0.8, fraud), c (0.7): top 2 = a, b -> 2/2, both now known.
+    Day 2: a and b leave the ranking (known), so the top 2 are c (0.5, fraud) and d (0.4) -> 1/2, not
+    the simple metric's b (0.95) and a (0.6). Day 3: e was known compromised before the period, so
+    the top 2 are f (0.2) and g (0.1, fraud) -> 1/2. Mean: (1 + 0.5 + 0.5) / 3."""
+    frame = pd.DataFrame({
+        "day": ["d1"] * 4 + ["d2"] * 4 + ["d3"] * 3,
+        "card": ["a", "a", "b", "c", "b", "a", "c", "d", "e", "f", "g"],
+        "score": [0.9, 0.3, 0.8, 0.7, 0.95, 0.6, 0.5, 0.4, 0.99, 0.2, 0.1],
+        "y": [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+    })
+    assert card_precision_at_k_handbook(frame, 2, known_compromised={"e"}) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    # Without removing anything it would be the simple per-day precision.
+    assert card_precision_at_k(frame, 2) == pytest.approx((2 / 2 + 2 / 2 + 1 / 2) / 3)
+    # A day with fewer cards than k still divides by k.
+    assert card_precision_at_k_handbook(frame.iloc[:4], 5) == pytest.approx(2 / 5)
+    assert card_precision_at_k_handbook(frame.assign(y=np.nan), 2) is None
+
+
+def test_evaluate_reports_the_handbook_card_precision_with_cards_known_before_the_period(conn, small_dataset, run):
+    frame = labelled_frame(conn, small_dataset, run.id, run.train_until)
+    assert evaluate_run(conn, small_dataset, run)["card_precision_at_k_handbook"] == pytest.approx(
+        card_precision_at_k_handbook(frame, 100))  # no analyst has confirmed a card yet
+    # Analysts confirm frauds before the period: those cards are known, and leave the ranking.
+    confirmed = conn.execute(f"SELECT transaction_id, customer_id FROM {small_dataset.table} WHERE ts < ? AND is_fraud "
+                             "LIMIT 15", [run.train_until]).fetchall()
+    app_labels.label(as_user(conn, "ana"), small_dataset, [tx for tx, _ in confirmed], "fraud")
+    known = {card for _, card in confirmed}
+    frame = labelled_frame(conn, small_dataset, run.id, run.train_until)
+    metrics = evaluate_run(conn, small_dataset, run)
+    assert metrics["card_precision_at_k_handbook"] == pytest.approx(card_precision_at_k_handbook(frame, 100, known))
+    assert metrics["card_precision_at_k_handbook"] != pytest.approx(card_precision_at_k_handbook(frame, 100))

@@ -13,7 +13,7 @@ from data.errors import UserError
 from data.synthetic import SyntheticConfig
 from detectors.explain import explain_case, explainer_for_run
 from detectors.runs import active_run, default_split, evaluate_run, run_scores, threshold_for
-from detectors.supervised import promotion_history
+from detectors.supervised import DEFAULT_MODEL, promotion_history
 from tests.conftest import as_user
 
 
@@ -105,7 +105,7 @@ def test_registry_lists_versions_with_who_and_the_side_by_side_validation(conn, 
     # The new version beside its detector and the version active when it was trained: same rows.
     side = validation_table(second)
     assert list(side.columns) == [f"#{second.id} rf (new)", f"#{base.id} detector",
-                                  f"#{first.id} hgb, active then (trained on some of these labels)"]
+                                  f"#{first.id} {DEFAULT_MODEL}, active then (trained on some of these labels)"]
     assert side.loc["Labelled rows"].nunique() == 1 and side.loc["Fraud"].nunique() == 1
     assert side.iloc[0, 0] == pytest.approx(second.metrics["average_precision"])
     assert side.iloc[0, 1] == pytest.approx(second.metrics["baseline"]["average_precision"])

@@ -1,0 +1,131 @@
+"""The classifiers a version learned from labels can be: their defaults, search spaces, how class
+imbalance is handled, and how their scores are explained.
+
+- `lgbm` LightGBM, `hgb` scikit-learn's HistGradientBoosting, `rf` a random forest. The gradient
+  boosters read missing values as they are (a merchant with no history is information); the forest
+  and SMOTE need them filled, with the training medians.
+- Imbalance (fraud is under 1% of transactions): `none`, `weights` (classes weighted by their
+  inverse frequency), `undersample` (legitimate rows sampled down to ten per fraud) or `smote`
+  (synthetic frauds, up to one per ten legitimate), by imbalanced-learn; resampling touches the
+  training rows only, never what is scored. `make bench-quality` measures each.
+- Explanations: the boosters are explained exactly by shap's TreeExplainer, in log-odds of fraud;
+  the forest by the permutation explainer on its fraud probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from data.errors import InvalidInput
+from detectors.base import ExplanationSupport
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    name: str
+    title: str
+    defaults: dict[str, Any]
+    space: dict[str, tuple[Any, ...]]  # what `--search` draws from
+    fills_missing: bool = False
+    explanation: str = "tree"
+    extra: dict[str, Any] = field(default_factory=dict)  # fixed arguments, not tuned
+
+
+CLASSIFIERS: dict[str, ClassifierSpec] = {
+    "lgbm": ClassifierSpec(
+        "lgbm", "LightGBM",
+        defaults={"n_estimators": 400, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
+                  "colsample_bytree": 0.8, "subsample": 0.8, "reg_lambda": 1.0},
+        space={"n_estimators": (200, 400, 800), "learning_rate": (0.02, 0.05, 0.1), "num_leaves": (15, 31, 63, 127),
+               "min_child_samples": (10, 20, 50, 100), "colsample_bytree": (0.5, 0.8, 1.0),
+               "subsample": (0.6, 0.8, 1.0), "reg_lambda": (0.0, 1.0, 5.0)},
+        extra={"subsample_freq": 1, "verbose": -1}),
+    "hgb": ClassifierSpec(
+        "hgb", "HistGradientBoosting",
+        defaults={"max_iter": 300, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20,
+                  "l2_regularization": 0.0},
+        space={"max_iter": (100, 300, 600), "learning_rate": (0.03, 0.1, 0.2), "max_leaf_nodes": (15, 31, 63),
+               "min_samples_leaf": (10, 20, 50), "l2_regularization": (0.0, 1.0)}),
+    "rf": ClassifierSpec(
+        "rf", "RandomForest",
+        defaults={"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt"},
+        space={"n_estimators": (200, 300, 500), "min_samples_leaf": (1, 2, 5), "max_features": ("sqrt", 0.5)},
+        fills_missing=True, explanation="permutation"),
+}
+MODELS = {name: spec.title for name, spec in CLASSIFIERS.items()}
+IMBALANCE = {"none": "None", "weights": "Class weights", "undersample": "Under-sampling", "smote": "SMOTE"}
+RESAMPLED_RATIO = 0.1  # under-sampling / SMOTE: one fraud per ten legitimate transactions afterwards
+
+LOG_ODDS = ExplanationSupport("tree", "the model's log-odds of fraud, against its mean over the training transactions")
+FRAUD_PROBABILITY = ExplanationSupport(
+    "permutation", "the model's fraud probability, against its mean over a background sample of training transactions")
+
+
+def classifier_spec(name: str) -> ClassifierSpec:
+    if name not in CLASSIFIERS:
+        raise InvalidInput(f"model must be one of {', '.join(CLASSIFIERS)}, not {name!r}.", field="model")
+    return CLASSIFIERS[name]
+
+
+def check_imbalance(imbalance: str) -> str:
+    if imbalance not in IMBALANCE:
+        raise InvalidInput(f"imbalance must be one of {', '.join(IMBALANCE)}, not {imbalance!r}.", field="imbalance")
+    return imbalance
+
+
+def check_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The model's parameters: its defaults overridden by `params` (only known names)."""
+    spec = classifier_spec(name)
+    unknown = sorted(set(params or {}) - set(spec.defaults))
+    if unknown:
+        raise InvalidInput(f"{spec.title} has no parameter {unknown[0]!r}; it takes: {', '.join(spec.defaults)}.",
+                           field=unknown[0])
+    return {**spec.defaults, **(params or {})}
+
+
+def make_classifier(name: str, params: dict[str, Any], imbalance: str, random_state: int) -> Any:
+    """An unfitted estimator with `params`, weighting classes when `imbalance` is "weights"."""
+    spec = classifier_spec(name)
+    weighted = imbalance == "weights"
+    if name == "lgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(**params, **spec.extra, class_weight="balanced" if weighted else None,
+                              random_state=random_state, n_jobs=-1)
+    if name == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(**params, class_weight="balanced" if weighted else None,
+                                              random_state=random_state)
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(**params, class_weight="balanced_subsample" if weighted else None, n_jobs=-1,
+                                  random_state=random_state)
+
+
+def resample(X: np.ndarray, y: np.ndarray, imbalance: str, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows after under-sampling or SMOTE, towards one fraud per ten legitimate rows;
+    as they are when frauds are not that rare (analysts labelling alerts often find more fraud
+    than not) or when there are too few to interpolate between."""
+    frauds, legitimate = int(y.sum()), int(len(y) - y.sum())
+    if imbalance not in ("undersample", "smote") or not legitimate or frauds / legitimate >= RESAMPLED_RATIO:
+        return X, y
+    if imbalance == "undersample":
+        from imblearn.under_sampling import RandomUnderSampler
+
+        return RandomUnderSampler(sampling_strategy=RESAMPLED_RATIO, random_state=random_state).fit_resample(X, y)
+    if frauds < 2:
+        return X, y
+    from imblearn.over_sampling import SMOTE
+
+    return SMOTE(sampling_strategy=RESAMPLED_RATIO, k_neighbors=min(5, frauds - 1),
+                 random_state=random_state).fit_resample(X, y)
+
+
+def explanation_for(name: str, classifier: Any) -> ExplanationSupport:
+    if classifier_spec(name).explanation == "tree":
+        return ExplanationSupport(LOG_ODDS.method, LOG_ODDS.explains, tree_model=classifier)
+    return FRAUD_PROBABILITY
