@@ -192,6 +192,41 @@ def number_kind_sql(x: str) -> str:
     return digits_kind_sql(_digits(x))
 
 
+def number_value_sql(x: str, decimal: str, *, degrees: bool = False) -> str:
+    """A text value as DOUBLE under a decided decimal separator (one expression: for the rare
+    path that reads a few values again; the import's own pass is staged, see data.ingest)."""
+    p, d = _parts(x), _digits(x)
+    kind = digits_kind_sql(d)
+    allowed = ("plain", "dot", "either") if decimal == "." else ("plain", "comma", "either")
+    magnitude = (f"TRY_CAST(replace({d}, ',', '') AS DOUBLE)" if decimal == "."
+                 else f"TRY_CAST(replace(replace({d}, '.', ''), ',', '.') AS DOUBLE)")
+    sign = f"(CASE WHEN {p}.open = '(' OR {p}.s1 = '-' OR {p}.s2 = '-' OR {p}.s3 = '-' THEN -1.0 ELSE 1.0 END)"
+    del degrees  # a decided separator reads degrees like any number
+    return (f"(CASE WHEN (({p}.open = '') = ({p}.close = '')) AND {kind} IN {tuple(allowed)} "
+            f"THEN {sign} * {magnitude} END)")
+
+
+def number_ok_sql(role: str, value: str) -> str:
+    """SQL: true where a parsed number is in its role's range."""
+    if role == "amount":
+        return f"(isfinite({value}) AND abs({value}) < {MAX_AMOUNT:.0f})"
+    if role in ("lat", "lon"):
+        limit = 90 if role == "lat" else 180
+        return f"({value} BETWEEN -{limit} AND {limit})"
+    return f"isfinite({value})"
+
+
+def naive_value_sql(x: str, order: str) -> str:
+    """A text date-time without a zone, in a decided order (rare path, one expression)."""
+    return (f"coalesce(try_strptime({x}, {lit_list(ISO_FORMATS + ORDER_FORMATS[order])}), "
+            f"CASE WHEN regexp_full_match({x}, {lit(NAIVE_ISO_RE)}) THEN TRY_CAST({x} AS TIMESTAMP) END)")
+
+
+def time_value_sql(y: str) -> str:
+    """A time of day written as text (rare path, one expression)."""
+    return f"coalesce(TRY_CAST({y} AS TIME), CAST(try_strptime({y}, {lit_list(TIME_FORMATS)}) AS TIME))"
+
+
 def day_month_kind_from(a: str, b: str) -> str:
     """From the two leading numbers of a d/m/y value: 'dmy' or 'mdy' when one is above 12,
     'same' when they are equal (05/05/2024 reads the same either way), 'either' when it could be
@@ -292,6 +327,8 @@ class ColumnPlan:
         how = {"set": "as set", "detected": "detected"}
         proof = f", e.g. {self.evidence.describe()}" if self.evidence and self.evidence.rows else ""
         if self.is_number:
+            if not is_text(self.source_type):
+                return f"numbers in the file ({base_type(self.source_type).lower()}), nothing to convert"
             if not self.decimal:
                 return "no decimal separator in any value"
             thousands = "'.' or space" if self.decimal == "," else "',' or space"
@@ -300,13 +337,13 @@ class ColumnPlan:
         if self.shape == "epoch":
             parts.append(f"{EPOCH_TITLES[self.epoch_unit]} ({how[self.epoch_source]}{proof}), UTC converted to {self.zone}")
         elif self.shape == "zoned type":
-            parts.append(f"time-zone-aware {base_type(self.source_type).lower()}, converted to {self.zone}")
+            parts.append(f"zone-aware timestamps in the file, converted to {self.zone}")
         elif self.shape == "naive type":
-            parts.append(f"{base_type(self.source_type).lower()} without a zone, taken as {self.zone}")
+            parts.append(f"{base_type(self.source_type).lower()} values in the file without a zone, taken as {self.zone}")
         else:
             if self.date_order:
                 parts.append(f"{ORDER_TITLES[self.date_order]} dates ({how[self.order_source]}{proof})")
-            parts.append(f"offsets and zone names converted to {self.zone}, others taken as {self.zone}")
+            parts.append(f"values with a UTC offset, Z or a zone name converted to {self.zone}, others taken as {self.zone}")
         if self.time_column:
             parts.append(f"time of day from column '{self.time_column}'")
         return "; ".join(parts)

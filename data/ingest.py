@@ -52,8 +52,12 @@ from data.conventions import (
     is_zoned_type,
     lit,
     lit_list,
+    naive_value_sql,
     number_kind_sql,
+    number_ok_sql,
+    number_value_sql,
     text_sql,
+    time_value_sql,
     to_zone_sql,
     zoned_sql,
 )
@@ -180,6 +184,7 @@ class _Builder:
         self.columns = [StoredColumn("tx_row", "tx_row", None)]
         self.flags = _Flags()
         self.notes: list[str] = []
+        self.stored: dict[int, str] = {}  # id(plan) -> the stored column it fills
 
     def src(self, column: str) -> str:
         if column not in self.sources:
@@ -233,6 +238,8 @@ class _Builder:
                 expr = self.text(source)
             self.outputs.append(f"{expr} AS {role.column}")
             self.columns.append(StoredColumn(role.column, role_name, source))
+            if role_name in self.plans:
+                self.stored[id(self.plans[role_name])] = role.column
         if "city" in roles and not ("lat" in roles and "lon" in roles):
             for axis in ("lat", "lon"):
                 if axis not in roles:  # filled from the reference geography after loading
@@ -247,6 +254,8 @@ class _Builder:
                 expr = self.text(source) if kind == "categorical" else self._number(self.plans[f"numeric:{source}"])
                 self.outputs.append(f"{expr} AS {quote_ident(stored)}")
                 self.columns.append(StoredColumn(stored, kind, source))
+                if kind == "numeric":
+                    self.stored[id(self.plans[f"numeric:{source}"])] = stored
 
     def _bad(self, plan: ColumnPlan | None, role: str, column: str, condition: str) -> None:
         self.flags.add(_Flag("bad", role, column, condition, plan))
@@ -277,7 +286,7 @@ class _Builder:
             as_dot = f"{kind} IN ('plain', 'dot')" + (f" OR ({kind} = 'either' AND contains({digits}, '.'))" if degrees else "")
             as_comma = f"{kind} = 'comma'" + (f" OR ({kind} = 'either' AND contains({digits}, ','))" if degrees else "")
             slow = f"(CASE WHEN {as_dot} THEN {dot} WHEN {as_comma} THEN {comma} END)"
-            for seen in ("dot", "comma"):
+            for seen in ("dot", "comma", "either"):
                 self.flags.add(_Flag(f"saw:{seen}", plan.role, plan.column, f"{kind} = '{seen}'", plan))
         return self.value(f"coalesce({fast}, CASE WHEN {balanced} THEN {sign} * {slow} END)", 5)
 
@@ -287,13 +296,7 @@ class _Builder:
             parsed = self.value(f"CAST({self.src(column)} AS DOUBLE)", 1)
         else:
             parsed = self._parse_number(plan)
-        if role == "amount":
-            ok = f"isfinite({parsed}) AND abs({parsed}) < {MAX_AMOUNT:.0f}"
-        elif role in ("lat", "lon"):
-            limit = 90 if role == "lat" else 180
-            ok = f"{parsed} BETWEEN -{limit} AND {limit}"
-        else:
-            ok = f"isfinite({parsed})"
+        ok = number_ok_sql(role, parsed)
         required = role in REQUIRED_ROLES  # then a missing value is bad too
         self._bad(plan, role, column, f"NOT coalesce({ok}, false)" if required
                   else f"{self.text(column)} IS NOT NULL AND NOT coalesce({ok}, false)")
@@ -324,7 +327,7 @@ class _Builder:
         kind = self.value(day_month_kind_from(a, b), 4)
         ordered = self.value(f"(CASE WHEN {kind} IN ('dmy', 'same') THEN try_strptime({x}, {lit_list(ORDER_FORMATS['dmy'])}) "
                              f"WHEN {kind} = 'mdy' THEN try_strptime({x}, {lit_list(ORDER_FORMATS['mdy'])}) END)", 5)
-        for seen in ("dmy", "mdy"):
+        for seen in ("dmy", "mdy", "either"):
             self.flags.add(_Flag(f"saw:{seen}", "timestamp", plan.column, f"{kind} = '{seen}'", plan))
         return self.value(f"coalesce({fast}, {iso}, {ordered})", 6), kind
 
@@ -486,7 +489,10 @@ def import_file(
             counts = dict(zip(flags.items, fetch_one(
                 conn, f"SELECT {', '.join(f'count(*) FILTER ({flags.test(f)})' for f in flags.items) or '0'} FROM {new.table}"
             ) if flags.items else [], strict=False))
-            _settle_undecided(conn, new.table, flags, counts, source)
+            _settle_undecided(conn, new.table, builder, counts, source)
+            counts = dict(zip(flags.items, fetch_one(  # again: reading again may have cleared some
+                conn, f"SELECT {', '.join(f'count(*) FILTER ({flags.test(f)})' for f in flags.items) or '0'} FROM {new.table}"
+            ) if flags.items else [], strict=False))
             problems = _find_problems(conn, new.table, flags, counts, source)
             dst_problems, dst_condition = _dst_problems(conn, new.table, builder, plans.get("timestamp"), options.timezone, info)
             problems = sorted(problems + dst_problems, key=lambda p: (not p["required"], p["rows"][0]))
@@ -548,14 +554,15 @@ def _raw_values(conn: duckdb.DuckDBPyConnection, source: Source, column: str, in
         f"FROM {source.reader}) WHERE list_contains(?, i)", [*source.params, indexes]).fetchall())
 
 
-def _settle_undecided(conn: duckdb.DuckDBPyConnection, table: str, flags: _Flags, counts: dict[_Flag, int],
+def _settle_undecided(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder, counts: dict[_Flag, int],
                       source: Source) -> None:
     """A column with no convention decided before reading: refuse it if its values showed both
-    conventions, else record the one they showed (with the rows that showed it)."""
-    info = source.info
+    conventions, else record the one they showed (with the rows that showed it) and read again,
+    in it, the values that could be either (only those rows' raw text is re-read)."""
+    info, flags = source.info, builder.flags
     by_plan: dict[int, list[_Flag]] = {}
     for flag in flags.items:
-        if flag.kind.startswith("saw:") and counts.get(flag):
+        if flag.kind.startswith("saw:") and flag.kind != "saw:either" and counts.get(flag):
             by_plan.setdefault(id(flag.plan), []).append(flag)
     for seen in by_plan.values():
         plan = seen[0].plan
@@ -581,6 +588,40 @@ def _settle_undecided(conn: duckdb.DuckDBPyConnection, table: str, flags: _Flags
         else:
             plan.date_order, plan.order_source = kind, "detected"
         plan.evidence = proof
+        either = next((f for f in flags.items if f.plan is plan and f.kind == "saw:either"), None)
+        if either is not None and counts.get(either):
+            _read_again(conn, table, builder, plan, either, source)
+
+
+def _read_again(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder, plan: ColumnPlan, either: _Flag,
+                source: Source) -> None:
+    """Parse again, with the convention now decided, the values that could be read either way
+    (they were left empty and flagged bad), and clear their flag where they now parse."""
+    flags = builder.flags
+    bad = next(f for f in flags.of("bad") if f.plan is plan and f.column == plan.column)
+    raw = f"CAST({quote_ident(plan.column)} AS VARCHAR)"
+    if plan.is_number:
+        stored = quote_ident(builder.stored[id(plan)])
+        value = number_value_sql(text_sql("_raw"), plan.decimal, degrees=plan.role in ("lat", "lon"))
+        ok = number_ok_sql(plan.role, "r.v")
+        select = f"{raw} AS _raw"
+    else:
+        stored = "ts"
+        day = naive_value_sql(text_sql("_raw"), plan.date_order)
+        if plan.time_column:
+            select = f"{raw} AS _raw, CAST({quote_ident(plan.time_column)} AS VARCHAR) AS _clock"
+            value = f"(CAST({day} AS DATE) + {time_value_sql(text_sql('_clock'))})"
+        else:
+            select, value = f"{raw} AS _raw", day
+        ok = in_years_sql("r.v")
+    i = flags.items.index(bad)
+    column, bit = f"_flags_{i // FLAG_BITS}", 1 << (i % FLAG_BITS)
+    conn.execute(
+        f"UPDATE {table} t SET {stored} = CASE WHEN {ok} THEN r.v END, "
+        f"{column} = CASE WHEN coalesce({ok}, false) THEN t.{column} & ~CAST({bit} AS BIGINT) ELSE t.{column} END "
+        f"FROM (SELECT _i, {value} AS v FROM (SELECT row_number() OVER () - 1 AS _i, {select} FROM {source.reader}) "
+        f"WHERE _i IN (SELECT tx_row FROM {table} WHERE {flags.test(either)})) r WHERE t.tx_row = r._i",
+        source.params)
 
 
 def _reason_sql(flag: _Flag, x: str) -> str:
@@ -694,7 +735,7 @@ def _dst_problems(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder
             "role": "timestamp", "column": plan.column, "reason": shift.kind, "problem": shift.describe(zone),
             "count": int(count), "required": True, "rows": [r + info.row_offset for r in rows], "value": first,
             "action": "row left out",
-            "hint": "export the times with their UTC offset (e.g. 2024-03-31T02:30:00+01:00), or import with 'skip bad rows'",
+            "hint": "export the times with their UTC offset (e.g. 2024-03-31T02:30:00+01:00)",
         })
     return problems, " OR ".join(conditions) or "false"
 
