@@ -28,8 +28,13 @@ def mapping_editor(info: FileInfo, key: str) -> ColumnMapping:
         )
         if chosen != NONE:
             roles[role.name] = chosen
+    time_column = st.selectbox(
+        "Time of day, in its own column", options,
+        index=options.index(guess.time_column) if guess.time_column in options else 0, key=f"{key}-time-column",
+        help="When the timestamp column holds only the date (fecha) and another column the time (hora), "
+        "the two are combined into the timestamp (--map timestamp=fecha+hora).")
     categorical = st.multiselect("Keep as categorical columns", info.column_names, default=guess.categorical,
                                  key=f"{key}-categorical", help="Text columns such as payment method or channel.")
     numeric = st.multiselect("Keep as numeric columns", info.column_names, default=guess.numeric,
                              key=f"{key}-numeric", help="Numbers such as balance or customer age.")
-    return ColumnMapping(roles, categorical, numeric)
+    return ColumnMapping(roles, categorical, numeric, None if time_column == NONE else time_column)
