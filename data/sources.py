@@ -253,13 +253,18 @@ def _decode_head(head: bytes, encoding: str, name: str) -> str:
                            hint=ENCODING_HINT if encoding == "utf-8" else "Choose the file's encoding, or save it as UTF-8.") from exc
 
 
+NUMBER_TEXT = re.compile(r"^[-+(]?\s*(S/\.?|PEN|USD|\$|€)?\s*[-+]?\d{1,3}([., '\u00a0]\d{3})*([.,]\d+)?\)?-?$|^[-+]?\d+([.,]\d+)?$")
+
+
 def _guess_type(values: pd.Series) -> str:
+    """DOUBLE when every previewed value is a number, in either decimal convention; else VARCHAR."""
     text = values.dropna().astype(str).str.strip()
     text = text[text != ""]
     if text.empty:
         return "VARCHAR"
-    numeric = pd.to_numeric(text, errors="coerce")
-    return "DOUBLE" if numeric.notna().all() else "VARCHAR"
+    if pd.to_numeric(text, errors="coerce").notna().all() or text.str.match(NUMBER_TEXT).all():
+        return "DOUBLE"
+    return "VARCHAR"
 
 
 def csv_reader(lenient: bool = False) -> str:
@@ -399,7 +404,9 @@ def _inspect_excel(path: Path, name: str, size: int, sheet: str | None) -> FileI
     chosen, header, body, header_row = _sheet_rows(path, name, sheet, PREVIEW_ROWS)
     table = _sheet_table(header, body)
     preview = table.to_pandas()
+    # Text cells holding numbers (1.500,25) are offered as numeric, like a CSV's.
     columns = [(n, _duck_type(table.schema.field(n).type)) for n in header]
+    columns = [(n, _guess_type(preview[n]) if t == "VARCHAR" else t) for n, t in columns]
     return FileInfo(path, name, "xlsx", columns, preview, size_bytes=size, sheet=chosen, sheets=sheets,
                     header_row=header_row)
 
