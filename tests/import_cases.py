@@ -76,7 +76,8 @@ def workbook(sheets: dict[str, list[list]]) -> Callable[[Path], None]:
             for r, row in enumerate(rows):
                 for c, value in enumerate(row):
                     if isinstance(value, dt.datetime | dt.date | dt.time):
-                        sheet.write_datetime(r, c, value, formats[type(value)])
+                        kind = next(k for k in (dt.datetime, dt.date, dt.time) if isinstance(value, k))
+                        sheet.write_datetime(r, c, value, formats[kind])
                     elif isinstance(value, str):
                         sheet.write_string(r, c, value)
                     elif value is not None:
