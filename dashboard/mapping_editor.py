@@ -8,6 +8,10 @@ from data.ingest import FileInfo
 from data.mapping import ROLES, ColumnMapping
 
 NONE = "(none)"
+# The import options as the page offers them: label -> the value ImportOptions takes (None: detect).
+DECIMAL_CHOICES = {"Detect from the values": None, "'.' as in 1,234.56": ".", "',' as in 1.234,56": ","}
+ORDER_CHOICES = {"Detect from the values": None, "Day first (31/01/2024)": "dmy", "Month first (01/31/2024)": "mdy"}
+EPOCH_CHOICES = {"Detect from the values": None, "Unix time in seconds": "s", "Unix time in milliseconds": "ms"}
 
 
 def mapping_editor(info: FileInfo, key: str) -> ColumnMapping:
@@ -37,4 +41,9 @@ def mapping_editor(info: FileInfo, key: str) -> ColumnMapping:
                                  key=f"{key}-categorical", help="Text columns such as payment method or channel.")
     numeric = st.multiselect("Keep as numeric columns", info.column_names, default=guess.numeric,
                              key=f"{key}-numeric", help="Numbers such as balance or customer age.")
-    return ColumnMapping(roles, categorical, numeric, None if time_column == NONE else time_column)
+    time_column = None if time_column == NONE else time_column
+    # A column given a role (or the time of day) is no longer kept as an extra: the role wins, as
+    # with --map on the command line.
+    used = {*roles.values(), time_column}
+    return ColumnMapping(roles, [c for c in categorical if c not in used], [c for c in numeric if c not in used],
+                         time_column)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from application import datasets as actions
 from dashboard.actions import act, page_context
 from dashboard.cached import overview_of
 from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
-from dashboard.mapping_editor import mapping_editor
+from dashboard.mapping_editor import DECIMAL_CHOICES, EPOCH_CHOICES, ORDER_CHOICES, mapping_editor
 from dashboard.shell import page_setup
 from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
@@ -24,9 +25,6 @@ from data.ingest import ENCODINGS, detect_conventions, inspect_file
 from data.synthetic import SyntheticConfig
 
 PAGE_ROWS = 50
-DECIMAL_CHOICES = {"Detect from the values": None, "'.' as in 1,234.56": ".", "',' as in 1.234,56": ","}
-ORDER_CHOICES = {"Detect from the values": None, "Day first (31/01/2024)": "dmy", "Month first (01/31/2024)": "mdy"}
-EPOCH_CHOICES = {"Detect from the values": None, "Unix time in seconds": "s", "Unix time in milliseconds": "ms"}
 
 
 def import_report(report: dict, stored: int) -> None:
@@ -191,7 +189,8 @@ with importer:
                 default_name = Path(info.display_name).stem[:64]
                 name = st.text_input("Dataset name", value=default_name, key="import-name")
                 st.markdown("**Column mapping** — guessed from the names; \\* marks required roles.")
-                mapping = mapping_editor(info, "import")
+                # Keyed by file and sheet: another file's choices must not carry over to these columns.
+                mapping = mapping_editor(info, f"import-{zlib.crc32(repr((str(info.path), info.sheet, info.column_names)).encode())}")
                 skip_bad = st.checkbox("Skip rows whose timestamp or amount does not parse (they are counted and listed)")
                 if st.form_submit_button("Import", type="primary"):
                     act(lambda c: actions.import_dataset(c, info.path, name, mapping, display_name=info.display_name,
