@@ -127,8 +127,9 @@ def print_report(result: ImportResult) -> None:
     for note in result.notes:
         print(f"note: {note}")
     for p in result.problems:
-        print(f"problem: column '{p['column']}' ({p['role']}): {p['count']:,} values {p['problem']} "
-              f"(first rows {', '.join(f'{r:,}' for r in p['rows'])}, e.g. {p['value']!r}); {p['action']}")
+        rows = ", ".join(f"{r:,}" for r in p["rows"])
+        print(f"problem: column '{p['column']}' ({p['role']}), {p['count']:,} value{'s' if p['count'] != 1 else ''} "
+              f"(first rows {rows}): {p['value']!r} {p['problem']}; {p['action']}")
 
 
 def list_(args: argparse.Namespace, ctx: Context) -> int:
