@@ -27,6 +27,12 @@ from data.synthetic import SyntheticConfig
 PAGE_ROWS = 50
 
 
+def _column_line(column: str, time_column: str | None, role: str, convention: str) -> str:
+    # Markdown list item; backticks keep column names from being read as markup.
+    name = f"`{column}`" + (f" + `{time_column}`" if time_column else "")
+    return f"- {name} ({role}): {convention.replace('$', chr(92) + '$')}"  # '$' would start LaTeX
+
+
 def import_report(report: dict, stored: int) -> None:
     """What the import did: how each column was read, the counts, the rows left out and why."""
     counts = report.get("counts", {})
@@ -46,12 +52,10 @@ def import_report(report: dict, stored: int) -> None:
               "dataset's time zone.")
     if report.get("columns"):
         st.markdown("**How each column was read**")
-        st.dataframe(
-            [{"column": c["column"] + (f" + {c['time_column']}" if c.get("time_column") else ""), "role": c["role"],
-              "convention": c["convention"],
-              "counts": ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in c.get("counts", {}).items())}
-             for c in report["columns"]],
-            hide_index=True, column_config={"convention": st.column_config.TextColumn(width="large")})
+        st.markdown("\n".join(
+            _column_line(c["column"], c.get("time_column"), c["role"], c["convention"])
+            + "".join(f" · {k.replace('_', ' ')}: {v:,}" for k, v in c.get("counts", {}).items())
+            for c in report["columns"]))
     for note in report.get("notes", []):
         st.info(note)
     if report.get("problems"):
@@ -142,13 +146,13 @@ with importer:
     path: Path | None = None
     display_name = None
     if source == "Upload a file":
-        uploaded = st.file_uploader(f"CSV or Parquet file (up to {limit_mb:,} MB)", key="upload")
+        uploaded = st.file_uploader(f"CSV, Parquet or Excel file (up to {limit_mb:,} MB)", key="upload")
         if uploaded is not None:
             path, display_name = stage_upload(uploaded), uploaded.name
         else:
             discard_upload()
     else:
-        typed = st.text_input("Path to a CSV or Parquet file", placeholder="/data/transactions.csv").strip()
+        typed = st.text_input("Path to a CSV, Parquet or Excel file", placeholder="/data/transactions.csv").strip()
         if typed:
             path, display_name = Path(typed).expanduser(), Path(typed).name
 
@@ -179,10 +183,9 @@ with importer:
             options = ImportOptions(zone, DECIMAL_CHOICES[decimal], ORDER_CHOICES[order], EPOCH_CHOICES[epoch], info.sheet)
             try:
                 plans = detect_conventions(conn, info, info.guessed_mapping(), options)
-                st.dataframe([{"column": p.column + (f" + {p.time_column}" if p.time_column else ""), "role": p.role,
-                               "will be read as": p.convention()} for p in plans],
-                             hide_index=True, column_config={"will be read as": st.column_config.TextColumn(width="large")})
-                st.caption("Read from the first rows with the guessed mapping; the import checks every row.")
+                st.markdown("\n".join(_column_line(p.column, p.time_column, p.role, p.convention()) for p in plans))
+                st.caption("How the columns will be read, from the first rows with the guessed mapping; the import "
+                           "checks every row.")
             except UserError as exc:
                 st.warning(f"{exc}")
             with st.form("import-form"):

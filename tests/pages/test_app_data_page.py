@@ -53,7 +53,7 @@ def test_import_from_a_path_with_the_guessed_mapping(conn, small_dataset, tmp_pa
     at = app().run()
     one(at.radio, "Source").set_value("A path on this server")
     at.run()
-    one(at.text_input, "Path to a CSV or Parquet file").set_value(str(path))
+    one(at.text_input, "Path to a CSV, Parquet or Excel file").set_value(str(path))
     at.run()
     assert not at.exception
     assert one(at.selectbox, "Merchant / terminal id").value == "TERMINAL_ID"
