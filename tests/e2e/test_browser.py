@@ -194,7 +194,13 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_role("link", name="Models").click()
         page.get_by_role("tab", name="Train from labels").click()
         page.get_by_text("Also learn from the dataset's label column").click()
-        page.get_by_role("button", name="Train a new version").click()
+        # The tick reruns the page; until the rerun ends, the form it replaces is still drawn (stale).
+        train = page.get_by_role("button", name="Train a new version")
+        for _ in range(60):
+            if train.count() == 1:
+                break
+            page.wait_for_timeout(500)
+        train.click()
         page.get_by_text("Version #2 trained").wait_for(timeout=120_000)
         page.get_by_role("heading", name="Version #2: hgb").wait_for()
         page.get_by_role("button", name="Promote #2").click()
