@@ -19,6 +19,7 @@ seemed to follow. Nothing in this module opens a transaction or writes.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -142,8 +143,6 @@ def timezone_names(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 def check_timezone(conn: duckdb.DuckDBPyConnection, name: str | None) -> str:
     """A zone name DuckDB can convert to; InvalidInput suggesting close names otherwise."""
-    import difflib
-
     cleaned = (name or "").strip()
     names = timezone_names(conn)
     if cleaned in names:
@@ -301,7 +300,6 @@ class ColumnPlan:
     epoch_unit: str | None = None
     epoch_source: str | None = None
     time_column: str | None = None
-    time_type: str | None = None
     evidence: Evidence | None = None
     zone: str = DEFAULT_TIMEZONE
     counts: dict[str, int] = field(default_factory=dict)

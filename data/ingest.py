@@ -59,6 +59,7 @@ from data.conventions import (
     text_sql,
     time_value_sql,
     to_zone_sql,
+    zone_shifts,
     zoned_sql,
 )
 from data.datasets import Dataset, StoredColumn, get_dataset, new_dataset, validate_name
@@ -401,7 +402,6 @@ def _plans(mapping: ColumnMapping, types: dict[str, str]) -> dict[str, ColumnPla
             plans[role] = ColumnPlan(role, column, types[column])
     if "timestamp" in plans and mapping.time_column:
         plans["timestamp"].time_column = mapping.time_column
-        plans["timestamp"].time_type = types[mapping.time_column]
     for column in mapping.numeric:
         plans[f"numeric:{column}"] = ColumnPlan("numeric", column, types[column])
     return plans
@@ -713,8 +713,6 @@ def _dst_problems(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder
     """Local times (written without a zone) that do not exist in `zone`, or occur twice there, at a
     daylight-saving change: never guessed, so they are bad timestamps. Returns the problems and SQL
     selecting their rows."""
-    from data.conventions import zone_shifts
-
     if plan is None or plan.epoch_unit or (is_zoned_type(plan.source_type) and not plan.time_column):
         return [], "false"
     converted = [f for f in builder.flags.of("converted")]

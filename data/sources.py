@@ -36,7 +36,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.db import fetch_one
+from data.conventions import SAMPLE_ROWS
+from data.db import fetch_one, quote_ident
 from data.errors import InvalidInput, NotFound
 from data.mapping import ColumnMapping, guess_mapping
 
@@ -175,8 +176,6 @@ def _inspect_parquet(conn: duckdb.DuckDBPyConnection, path: Path, name: str, siz
 
 def _previewable(described: list[tuple]) -> str:
     # Zone-aware columns are shown as text: fetching TIMESTAMPTZ into Python needs pytz.
-    from data.db import quote_ident
-
     return ", ".join(f"CAST({quote_ident(r[0])} AS VARCHAR) AS {quote_ident(r[0])}" if "TIME ZONE" in r[1].upper()
                      else quote_ident(r[0]) for r in described)
 
@@ -461,7 +460,6 @@ def open_source(conn: duckdb.DuckDBPyConnection, info: FileInfo, *, sample: bool
 
     With `sample`, a workbook or a transcoded text is read only as far as detection looks (the
     page's preview of what an import would decide)."""
-    from data.conventions import SAMPLE_ROWS
 
     folder = Path(tempfile.mkdtemp(prefix="centinela-import-"))
     try:

@@ -44,3 +44,13 @@ def test_each_refused_file_names_row_column_and_reason_and_changes_nothing(conn,
     for fragment in CASES[case].refused:
         assert fragment in str(refused.value), (fragment, str(refused.value))
     assert digest(conn) == before
+
+
+def test_windows_1252_text_survives_byte_for_byte(conn, tmp_path):
+    case = CASES["windows-1252"]
+    created = _import(conn, tmp_path, case)
+    original = (tmp_path / case.file).read_bytes()
+    cities = conn.execute(f"SELECT city FROM {created.dataset.table} ORDER BY tx_row").fetchall()
+    for (city,) in cities:
+        assert city.encode("cp1252") in original  # the same bytes, read as the characters they are
+    assert [c for (c,) in cities] == ["Huánuco", "Pizzería D’Ángelo", "Café “Ñaña” €5"]
