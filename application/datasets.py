@@ -16,7 +16,7 @@ from data.datasets import Dataset
 from data.db import quote_ident, sql_string
 from data.errors import InvalidInput
 from data.features import DEFAULT_LABEL_DELAY_DAYS, FeatureSet
-from data.ingest import ImportResult, import_file
+from data.ingest import ImportOptions, ImportResult, import_file
 from data.mapping import ColumnMapping
 from data.synthetic import SyntheticConfig, store_synthetic
 
@@ -33,19 +33,24 @@ class Created:
 
 
 def import_dataset(ctx: Context, path: str | os.PathLike[str], name: str, mapping: ColumnMapping | None = None, *,
-                   display_name: str | None = None, encoding: str = "utf-8", skip_bad_rows: bool = False,
-                   features: bool = True, label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS) -> Created:
-    """Import a CSV or Parquet file as dataset `name`, then compute its features; all or nothing."""
+                   display_name: str | None = None, encoding: str = "utf-8", options: ImportOptions | None = None,
+                   skip_bad_rows: bool = False, features: bool = True,
+                   label_delay_days: int = DEFAULT_LABEL_DELAY_DAYS) -> Created:
+    """Import a CSV, Parquet or Excel file as dataset `name` (times in `options.timezone`, default
+    America/Lima; conventions detected unless set), then compute its features; all or nothing."""
     feature_store.check_label_delay(label_delay_days)
     store.check_new_name(ctx.conn, name)  # before reading the file
+    options = (options or ImportOptions()).validated(ctx.conn)
     with ctx.unit_of_work() as conn:
-        result = import_file(conn, path, name, mapping, display_name=display_name, encoding=encoding,
+        result = import_file(conn, path, name, mapping, display_name=display_name, encoding=encoding, options=options,
                              skip_bad_rows=skip_bad_rows, progress=lambda f, m: ctx.progress(f * 0.8, m))
         dataset = result.dataset
         computed = _features(ctx, dataset, label_delay_days, start=0.8) if features else None
         record(conn, ctx.actor, "import", dataset_id=dataset.id, target=dataset.name,
                after={"source": dataset.source, "rows": dataset.row_count, "rows_read": result.rows_read,
                       "skipped": result.skipped_rows, "from": dataset.min_ts, "until": dataset.max_ts,
+                      "timezone": dataset.timezone, "refunds": result.counts.get("refunds", 0),
+                      "converted_offsets": result.counts.get("converted_offsets", 0),
                       "features": computed.version if computed else None})
     return Created(dataset, computed, result)
 

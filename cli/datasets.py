@@ -9,10 +9,11 @@ from pathlib import Path
 
 from application import datasets as actions
 from application.context import Context
+from data.conventions import DATE_ORDERS, DECIMALS, DEFAULT_TIMEZONE, EPOCH_UNITS, ImportOptions
 from data.datasets import list_datasets
 from data.db import database_path
 from data.features import DEFAULT_LABEL_DELAY_DAYS, FeatureSet, feature_catalogue
-from data.ingest import ENCODINGS, inspect_file
+from data.ingest import ENCODINGS, ImportResult, inspect_file
 from data.synthetic import SyntheticConfig
 
 DEFAULTS = SyntheticConfig()
@@ -30,16 +31,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--no-features", action="store_true", help="do not compute features afterwards")
     gen.set_defaults(func=generate)
 
-    imp = commands.add_parser("import", help="import a CSV or Parquet file as a dataset")
+    imp = commands.add_parser("import", help="import a CSV, Parquet or Excel (.xlsx) file as a dataset")
     imp.add_argument("path", type=Path)
     imp.add_argument("--name", required=True, help="dataset name")
     imp.add_argument("--map", action="append", default=[], metavar="ROLE=COLUMN",
-                     help="set a role's column (ROLE= unmaps it; categorical=a,b and numeric=c,d set extras); repeatable")
+                     help="set a role's column (ROLE= unmaps it; categorical=a,b and numeric=c,d set extras; "
+                     "timestamp=DATE_COLUMN+TIME_COLUMN combines two columns); repeatable")
     imp.add_argument("--encoding", choices=ENCODINGS, default="utf-8", help="CSV text encoding (default utf-8)")
+    imp.add_argument("--timezone", default=DEFAULT_TIMEZONE,
+                     help=f"the dataset's time zone: offsets and zone names are converted to it, other times are taken "
+                     f"to be in it (default {DEFAULT_TIMEZONE})")
+    imp.add_argument("--decimal", choices=DECIMALS, help="decimal separator of every number column (default: detected)")
+    imp.add_argument("--date-order", choices=DATE_ORDERS, help="dd/mm/yyyy (dmy) or mm/dd/yyyy (mdy) (default: detected)")
+    imp.add_argument("--epoch-unit", choices=EPOCH_UNITS,
+                     help="the timestamp is Unix time in seconds or milliseconds (default: detected)")
+    imp.add_argument("--sheet", help="the workbook sheet to read (default: the first)")
     imp.add_argument("--skip-bad-rows", action="store_true",
                      help="leave out rows whose timestamp or amount does not parse (they are counted and listed)")
     imp.add_argument("--show-mapping", action="store_true", help="print the guessed mapping and stop")
     imp.add_argument("--no-features", action="store_true", help="do not compute features afterwards")
+    imp.add_argument("--json", action="store_true", help="print the import report as JSON")
     imp.set_defaults(func=import_)
 
     lst = commands.add_parser("datasets", help="list datasets")
@@ -82,29 +93,50 @@ def generate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def import_(args: argparse.Namespace, ctx: Context) -> int:
-    info = inspect_file(ctx.conn, args.path, encoding=args.encoding)
+    options = ImportOptions(args.timezone, args.decimal, args.date_order, args.epoch_unit, args.sheet)
+    info = inspect_file(ctx.conn, args.path, encoding=args.encoding, sheet=args.sheet)
     mapping = info.guessed_mapping().with_overrides(args.map, info.column_names)
     if args.show_mapping:
-        print(json.dumps({"roles": mapping.roles, "categorical": mapping.categorical, "numeric": mapping.numeric}, indent=2))
+        print(json.dumps(mapping.as_dict(), indent=2))
         return 0
-    created = actions.import_dataset(ctx, args.path, args.name, mapping, encoding=info.encoding,
+    created = actions.import_dataset(ctx, args.path, args.name, mapping, encoding=info.encoding, options=options,
                                      skip_bad_rows=args.skip_bad_rows, features=not args.no_features)
     result = created.report
-    print(f"imported {result.dataset.name!r}: {result.rows_stored:,} of {result.rows_read:,} rows in {result.seconds:.1f} s")
+    if args.json:
+        report = result.as_dict()
+        if created.features is not None:
+            report["features"] = {"computed": created.features.computed, "skipped": created.features.skipped}
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"imported {result.dataset.name!r}: {result.rows_stored:,} of {result.rows_read:,} rows in {result.seconds:.1f} s "
+          f"(times in {result.timezone})")
+    print_report(result)
+    _print_features(created.features)
+    return 0
+
+
+def print_report(result: ImportResult) -> None:
+    """The import report as lines: how each column was read, the counts, the rows left out and why."""
+    for column in result.columns:
+        counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in column["counts"].items())
+        source = column["column"] + (f"+{column['time_column']}" if column.get("time_column") else "")
+        print(f"column '{source}' ({column['role']}): {column['convention']}" + (f"; {counts}" if counts else ""))
+    counts = result.counts
+    print(f"refunds (negative amounts): {counts.get('refunds', 0):,}; times converted from another zone or offset: "
+          f"{counts.get('converted_offsets', 0):,}; rows left out: {result.skipped_rows:,}")
     for note in result.notes:
         print(f"note: {note}")
     for p in result.problems:
-        print(f"problem: column '{p['column']}' ({p['role']}): {p['count']:,} values did not parse, "
-              f"first rows {', '.join(f'{r:,}' for r in p['rows'])}; {p['action']}")
-    _print_features(created.features)
-    return 0
+        rows = ", ".join(f"{r:,}" for r in p["rows"])
+        print(f"problem: column '{p['column']}' ({p['role']}), {p['count']:,} value{'s' if p['count'] != 1 else ''} "
+              f"(first rows {rows}): {p['value']!r} {p['problem']}; {p['action']}")
 
 
 def list_(args: argparse.Namespace, ctx: Context) -> int:
     rows = [
         {"name": d.name, "rows": d.row_count, "from": str(d.min_ts), "to": str(d.max_ts),
          "label_column": d.import_report.get("mapping", {}).get("roles", {}).get("label")
-         or ("is_fraud" if d.has_role("label") else None), "source": d.source}
+         or ("is_fraud" if d.has_role("label") else None), "source": d.source, "timezone": d.timezone}
         for d in list_datasets(ctx.conn)
     ]
     if args.json:

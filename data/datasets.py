@@ -49,6 +49,7 @@ class Dataset:
     max_ts: datetime | None
     columns: tuple[StoredColumn, ...]
     import_report: dict[str, Any]
+    timezone: str = "America/Lima"  # the zone its timestamps are wall time in
 
     @property
     def table(self) -> str:
@@ -89,12 +90,13 @@ def validate_name(name: str) -> str:
     return cleaned
 
 
-_COLUMNS = "id, name, table_name, source, created_at, row_count, min_ts, max_ts, columns, import_report"
+_COLUMNS = "id, name, table_name, source, created_at, row_count, min_ts, max_ts, columns, import_report, timezone"
 
 
 def _from_record(record: dict[str, Any]) -> Dataset:
     columns = tuple(StoredColumn(**c) for c in json.loads(record.pop("columns")))
     report = json.loads(record.pop("import_report"))
+    record["timezone"] = record.get("timezone") or "America/Lima"
     return Dataset(**record, columns=columns, import_report=report)
 
 
@@ -125,6 +127,7 @@ class NewDataset:
     name: str
     table_name: str
     source: str
+    timezone: str = "America/Lima"
     columns: list[StoredColumn] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -143,7 +146,8 @@ def check_new_name(conn: duckdb.DuckDBPyConnection, name: str) -> str:
 
 
 @contextmanager
-def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str) -> Iterator[NewDataset]:
+def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str,
+                timezone: str = "America/Lima") -> Iterator[NewDataset]:
     """Reserve an id for a new dataset; the block creates `table` and fills in `columns`, and the
     dataset is registered when the block ends.
 
@@ -155,15 +159,16 @@ def new_dataset(conn: duckdb.DuckDBPyConnection, name: str, source: str) -> Iter
     if trashed:  # the name is in the trash: the user deleted it, so the new one takes its place
         purge(conn, trashed[0])
     dataset_id = fetch_one(conn, "SELECT nextval('dataset_ids')")[0]
-    pending = NewDataset(dataset_id, name, f"tx_{dataset_id}", source)
+    pending = NewDataset(dataset_id, name, f"tx_{dataset_id}", source, timezone)
     yield pending
     row_count, min_ts, max_ts = fetch_one(conn, f"SELECT count(*), min(ts), max(ts) FROM {pending.table}")
     if row_count == 0:
         raise InvalidInput("no rows to store.", hint="The source has no usable data rows.")
     conn.execute(
-        "INSERT INTO datasets VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, NULL)",
+        "INSERT INTO datasets (id, name, table_name, source, created_at, row_count, min_ts, max_ts, columns, "
+        "import_report, deleted_at, timezone) VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, NULL, ?)",
         [dataset_id, name, pending.table_name, source, row_count, min_ts, max_ts,
-         json.dumps([c.as_dict() for c in pending.columns]), json.dumps(pending.report, default=str)],
+         json.dumps([c.as_dict() for c in pending.columns]), json.dumps(pending.report, default=str), pending.timezone],
     )
 
 
@@ -225,7 +230,8 @@ def sample_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, limit: int = 
 def profile(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> pd.DataFrame:
     """Distinct customers, merchants, devices and places, and the amount distribution, in one scan."""
     parts = [("Amount min (PEN)", "min(amount)"), ("Amount median (PEN)", "median(amount)"),
-             ("Amount 99th percentile (PEN)", "quantile_cont(amount, 0.99)"), ("Amount max (PEN)", "max(amount)")]
+             ("Amount 99th percentile (PEN)", "quantile_cont(amount, 0.99)"), ("Amount max (PEN)", "max(amount)"),
+             ("Refunds (negative amounts)", "count(*) FILTER (amount < 0)")]
     for role, label in (("customer_id", "Customers / cards"), ("merchant_id", "Merchants / terminals"),
                         ("device_id", "Devices"), ("city", "Places")):
         column = dataset.column_for(role)

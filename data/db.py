@@ -203,6 +203,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE explanations ADD COLUMN explains VARCHAR",
         "ALTER TABLE global_importance ADD COLUMN feature_version VARCHAR",
     ),
+    (
+        # Each dataset's time zone: its timestamps are wall time there (imports convert offsets,
+        # zone names and Unix times to it). Datasets from before were read as America/Lima time.
+        "ALTER TABLE datasets ADD COLUMN timezone VARCHAR",
+        "UPDATE datasets SET timezone = 'America/Lima'",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

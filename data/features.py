@@ -5,6 +5,11 @@ transaction, expanding statistics stop at the previous one, and the merchant fra
 only labels of transactions at least `label_delay_days` old, as a fraud team would have them.
 Features a dataset cannot support (no customer id, no coordinates, no labels) are skipped
 with the reason recorded, never silently filled.
+
+Refunds and reversals are stored as negative amounts. They are transactions (they count in the
+customer's counts and velocity), but not purchases: `is_refund` marks them, and every statistic
+of purchase amounts (means, ratios, z-scores) reads `purchase`, the amount of purchases only, so
+a refund of 500 is neither a large purchase nor a drag on the customer's usual spend.
 """
 
 from __future__ import annotations
@@ -68,7 +73,10 @@ def _merchant_window(days: int) -> tuple[Feature, Feature]:
 
 CATALOGUE: tuple[Feature, ...] = (
     Feature("amount", "Transaction amount", "PEN", "amount"),
-    Feature("log_amount", "Natural log of 1 + amount, tames the long tail", "log PEN", "ln(1 + amount)"),
+    Feature("log_amount", "Natural log of 1 + the amount's size, tames the long tail (negative for refunds)", "log PEN",
+            "sign(amount) * ln(1 + abs(amount))"),
+    Feature("is_refund", "Refund or reversal (a negative amount); kept out of the purchase-amount statistics", "0/1",
+            "CAST(amount < 0 AS INTEGER)"),
     Feature("hour", "Hour of the day the transaction happened", "hour 0-23", "hour(ts)"),
     Feature("day_of_week", "Day of the week (1 = Monday, 7 = Sunday)", "day", "isodow(ts)"),
     Feature("is_weekend", "Saturday or Sunday", "0/1", "CAST(isodow(ts) >= 6 AS INTEGER)"),
@@ -81,22 +89,22 @@ CATALOGUE: tuple[Feature, ...] = (
             _per_customer("count(*) OVER cust_24h"), ("customer_id",)),
     Feature("cust_count_7d", "Customer's other transactions in the 7 days up to this one", "count",
             _per_customer("count(*) OVER cust_7d"), ("customer_id",)),
-    Feature("cust_mean_amount_1h", "Customer's mean amount over the previous hour", "PEN",
-            _per_customer("avg(amount) OVER cust_1h"), ("customer_id",)),
-    Feature("cust_mean_amount_24h", "Customer's mean amount over the previous 24 h", "PEN",
-            _per_customer("avg(amount) OVER cust_24h"), ("customer_id",)),
-    Feature("cust_mean_amount_7d", "Customer's mean amount over the previous 7 days", "PEN",
-            _per_customer("avg(amount) OVER cust_7d"), ("customer_id",)),
+    Feature("cust_mean_amount_1h", "Customer's mean purchase amount over the previous hour (refunds left out)", "PEN",
+            _per_customer("avg(purchase) OVER cust_1h"), ("customer_id",)),
+    Feature("cust_mean_amount_24h", "Customer's mean purchase amount over the previous 24 h (refunds left out)", "PEN",
+            _per_customer("avg(purchase) OVER cust_24h"), ("customer_id",)),
+    Feature("cust_mean_amount_7d", "Customer's mean purchase amount over the previous 7 days (refunds left out)", "PEN",
+            _per_customer("avg(purchase) OVER cust_7d"), ("customer_id",)),
     Feature("cust_history_count", "Customer's transactions before this one", "count",
             _per_customer("count(*) OVER cust_before"), ("customer_id",)),
-    Feature("amount_ratio_customer", "Amount divided by the customer's mean of earlier amounts", "ratio",
-            _per_customer("amount / nullif(avg(amount) OVER cust_before, 0)"), ("customer_id",)),
-    Feature("amount_zscore_customer", "Standard deviations above the customer's earlier amounts (3+ earlier)", "z",
-            _per_customer("CASE WHEN count(*) OVER cust_before >= 3 THEN "
-                          "(amount - avg(amount) OVER cust_before) / nullif(stddev_samp(amount) OVER cust_before, 0) END"),
+    Feature("amount_ratio_customer", "Purchase amount divided by the customer's mean of earlier purchases (empty for a refund)",
+            "ratio", _per_customer("purchase / nullif(avg(purchase) OVER cust_before, 0)"), ("customer_id",)),
+    Feature("amount_zscore_customer", "Standard deviations above the customer's earlier purchases (3+ earlier; empty for a refund)",
+            "z", _per_customer("CASE WHEN count(purchase) OVER cust_before >= 3 THEN (purchase - avg(purchase) OVER "
+                               "cust_before) / nullif(stddev_samp(purchase) OVER cust_before, 0) END"),
             ("customer_id",)),
-    Feature("amount_ratio_merchant", "Amount divided by the merchant's mean of earlier amounts", "ratio",
-            "CASE WHEN merchant_id IS NOT NULL THEN amount / nullif(avg(amount) OVER merch_before, 0) END",
+    Feature("amount_ratio_merchant", "Purchase amount divided by the merchant's mean of earlier purchases (empty for a refund)",
+            "ratio", "CASE WHEN merchant_id IS NOT NULL THEN purchase / nullif(avg(purchase) OVER merch_before, 0) END",
             ("merchant_id",)),
     Feature("distance_from_usual_km", "Distance from the mean location of the customer's earlier transactions", "km",
             _per_customer(_haversine("avg(lat) OVER cust_before", "avg(lon) OVER cust_before", "lat", "lon")),
@@ -242,7 +250,7 @@ def compute_features(
     WITH latest AS (
         SELECT transaction_id, label FROM current_labels WHERE dataset_id = $dataset
     ), base AS (
-        SELECT t.tx_row, t.ts, t.amount,
+        SELECT t.tx_row, t.ts, t.amount, CASE WHEN t.amount >= 0 THEN t.amount END AS purchase,
                {col('customer_id', 'customer_id', 'VARCHAR')} AS customer_id,
                {col('merchant_id', 'merchant_id', 'VARCHAR')} AS merchant_id,
                {col('device_id', 'device_id', 'VARCHAR')} AS device_id,

@@ -1,71 +1,91 @@
-"""Import CSV and Parquet files into a new dataset, through DuckDB's own readers.
+"""Import CSV, Parquet and Excel files into a new dataset, through DuckDB's own readers.
 
 The path a file takes:
-1. `inspect_file` checks the bytes (format, encoding, header) and reads a preview, so the page
-   can show the guessed column mapping before anything is written.
-2. `import_file` reads the whole file into a temporary staging table (CSV as text, exactly as
-   written; Parquet as typed), counts every value that does not parse per role, and either
-   rejects the file naming the first bad rows or, when asked, skips those rows and reports them.
-3. The parsed rows become a dataset table in the same transaction that registers it, so a
+1. `inspect_file` (data.sources) checks the bytes (format, encoding, header) and reads a preview,
+   so the page can show the guessed column mapping before anything is written.
+2. Each parsed column's convention is decided (data.conventions): the decimal separator, the
+   date order, whether a timestamp is Unix time; conflicting columns are refused before the
+   file is read in full.
+3. One pass: the reader feeds the dataset table directly, parsing each role as it goes (times
+   converted to the dataset's time zone), and flags every bad value, and every converted one,
+   in bitmask columns, so checking afterwards is a scan of small integers. The raw values of
+   bad rows are re-read from the file only when there are any.
+4. The parsed rows become a dataset table in the same transaction that registers it, so a
    failure at any step leaves the database exactly as it was.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 
+from data.conventions import (
+    DAY_MONTH_RE,
+    DEFAULT_TIMEZONE,
+    ISO_FORMATS,
+    MAX_AMOUNT,
+    MAX_YEAR,
+    MIN_YEAR,
+    NAIVE_ISO_RE,
+    NUMBER_PARTS,
+    NUMBER_RE,
+    ORDER_FORMATS,
+    ORDER_TITLES,
+    TIME_FORMATS,
+    ZONED_RE,
+    ColumnPlan,
+    Evidence,
+    ImportOptions,
+    day_month_kind_from,
+    day_month_kind_sql,
+    detect,
+    digits_kind_sql,
+    epoch_sql,
+    in_years_sql,
+    is_numeric_type,
+    is_temporal_type,
+    is_text,
+    is_zoned_type,
+    lit,
+    lit_list,
+    naive_value_sql,
+    number_kind_sql,
+    number_ok_sql,
+    number_value_sql,
+    text_sql,
+    time_value_sql,
+    to_zone_sql,
+    zone_shifts,
+    zoned_sql,
+)
 from data.datasets import Dataset, StoredColumn, get_dataset, new_dataset, validate_name
 from data.db import ProgressFn, fetch_one, no_progress, quote_ident
-from data.errors import InvalidInput, NotFound
+from data.errors import InvalidInput
 from data.geography import lookup_frame, place_key_sql
-from data.mapping import ROLE_BY_NAME, ColumnMapping, guess_mapping, stored_name
+from data.mapping import ROLE_BY_NAME, ColumnMapping, stored_name
+from data.sources import ENCODINGS, FileInfo, Source, inspect_file, open_source
 
-CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
-PARQUET_SUFFIXES = {".parquet", ".pq"}
-ENCODINGS = ("utf-8", "utf-16", "latin-1")
-DELIMITERS = (",", ";", "\t", "|")
-HEADER_LIMIT = 1 << 20  # a header line longer than 1 MiB is not a header
-MAX_LINE_BYTES = 2 << 20  # DuckDB's per-line limit; longer lines are rejected, never truncated
-PREVIEW_ROWS = 20
+__all__ = ["ENCODINGS", "FileInfo", "ImportOptions", "ImportResult", "import_file", "inspect_file", "detect_conventions"]
+
 EXAMPLES_PER_COLUMN = 3
-# Day-first, as written in Peru, after ISO 8601 (which TRY_CAST already reads).
-TIMESTAMP_FORMATS = [
-    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d-%m-%Y",
-    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y%m%d",
-]
 TRUE_WORDS = ["1", "1.0", "true", "t", "yes", "y", "si", "sí", "fraud", "fraude", "fraudulent", "fraudulento"]
 FALSE_WORDS = ["0", "0.0", "false", "f", "no", "n", "legit", "legitimate", "legítimo", "legitimo", "genuine", "normal", "ok"]
+FLAG_BITS = 60  # flags per BIGINT column
 
-
-@dataclass
-class FileInfo:
-    """What `inspect_file` learned: enough to show a preview and a mapping editor."""
-
-    path: Path
-    display_name: str
-    format: str  # "csv" or "parquet"
-    columns: list[tuple[str, str]]  # (name, type); CSV types are guessed from the preview
-    preview: pd.DataFrame
-    delimiter: str | None = None
-    encoding: str = "utf-8"
-    size_bytes: int = 0
-
-    @property
-    def column_names(self) -> list[str]:
-        return [name for name, _ in self.columns]
-
-    def guessed_mapping(self) -> ColumnMapping:
-        return guess_mapping(self.columns)
+PROBLEM_TEXT = {
+    "timestamp": f"is not a date/time from {MIN_YEAR} to {MAX_YEAR}",
+    "amount": f"is not an amount (a number below {MAX_AMOUNT:,.0f}; refunds are negative)",
+    "lat": "is not a latitude between -90 and 90",
+    "lon": "is not a longitude between -180 and 180",
+    "label": "is not a fraud label (1/0, true/false, yes/no, fraud/legit)",
+    "numeric": "is not a number",
+    "time": "is not a time of day (HH:MM or HH:MM:SS, or with AM/PM)",
+}
+REQUIRED_ROLES = [r.name for r in ROLE_BY_NAME.values() if r.required]
 
 
 @dataclass
@@ -77,255 +97,334 @@ class ImportResult:
     problems: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    columns: list[dict[str, Any]] = field(default_factory=list)  # per parsed column: convention and counts
+    counts: dict[str, int] = field(default_factory=dict)  # refunds, converted offsets, skipped rows
+    timezone: str = DEFAULT_TIMEZONE
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain data (the command line's --json)."""
+        return {"dataset": self.dataset.name, "rows_read": self.rows_read, "rows_stored": self.rows_stored,
+                "skipped_rows": self.skipped_rows, "timezone": self.timezone, "seconds": round(self.seconds, 3),
+                "columns": self.columns, "counts": self.counts, "problems": self.problems, "notes": self.notes}
 
 
 # --------------------------------------------------------------------------------------------
-# Inspection
+# Flags: one bit per (bad or converted) value kind, per row
 # --------------------------------------------------------------------------------------------
 
 
-def inspect_file(
-    conn: duckdb.DuckDBPyConnection,
-    path: str | os.PathLike[str],
-    display_name: str | None = None,
-    encoding: str = "utf-8",
-) -> FileInfo:
-    """Check a file's bytes and read a preview; raise InvalidInput describing any problem."""
-    path = Path(path)
-    name = display_name or path.name
-    if not path.is_file():
-        raise NotFound("file not found.", file=name, hint="Check the path.")
-    size = path.stat().st_size
-    if size == 0:
-        raise InvalidInput("the file is empty (0 bytes).", file=name, hint="Export the data again; nothing was imported.")
-    fmt = _detect_format(path, name)
-    if fmt == "parquet":
-        return _inspect_parquet(conn, path, name, size)
-    return _inspect_csv(conn, path, name, size, encoding)
+@dataclass(frozen=True, eq=False)  # identity: each flag is one bit
+class _Flag:
+    """A per-row condition kept as one bit: a bad value ('bad'), a value converted from another
+    time zone ('converted'), or a convention seen in a column that had none decided ('saw:dot')."""
 
-
-def _detect_format(path: Path, name: str) -> str:
-    head = path.open("rb").read(4)
-    suffix = Path(name).suffix.lower() or path.suffix.lower()
-    if head == b"PAR1":
-        return "parquet"
-    if suffix in PARQUET_SUFFIXES:
-        raise InvalidInput("the file is named .parquet but is not a Parquet file.", file=name,
-                           hint="Export it again as Parquet, or as CSV.")
-    if suffix not in CSV_SUFFIXES:
-        raise InvalidInput(f"'{suffix or 'no extension'}' files are not supported.", file=name,
-                           hint="Import CSV (.csv, .tsv, .txt) or Parquet (.parquet) files; save spreadsheets as CSV first.")
-    return "csv"
-
-
-def _inspect_parquet(conn: duckdb.DuckDBPyConnection, path: Path, name: str, size: int) -> FileInfo:
-    try:
-        described = conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
-        preview = conn.execute("SELECT * FROM read_parquet(?) LIMIT ?", [str(path), PREVIEW_ROWS]).df()
-        rows = conn.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()[0][0]
-    except duckdb.Error as exc:
-        raise InvalidInput(f"cannot be read as Parquet ({_first_line(exc)}).", file=name,
-                           hint="The file may be truncated or corrupt; export it again.") from exc
-    if rows == 0:
-        raise InvalidInput("the Parquet file has no rows.", file=name, hint="Nothing to import.")
-    return FileInfo(path, name, "parquet", [(r[0], r[1]) for r in described], preview, size_bytes=size)
-
-
-def _inspect_csv(conn: duckdb.DuckDBPyConnection, path: Path, name: str, size: int, encoding: str) -> FileInfo:
-    if encoding not in ENCODINGS:
-        raise InvalidInput(f"unsupported encoding {encoding!r}.", file=name, hint=f"Choose one of {', '.join(ENCODINGS)}.")
-    with path.open("rb") as handle:
-        head = handle.read(HEADER_LIMIT + 1)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encoding = "utf-16"  # a byte-order mark says so unambiguously
-    elif head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:]
-    if encoding != "utf-16" and b"\x00" in head[:65536]:
-        raise InvalidInput("the file contains binary data, not text.", file=name,
-                           hint="Is it really a CSV? Spreadsheets must be saved as CSV; Parquet files need a .parquet name.")
-    text = _decode_head(head, encoding, name)
-    newline = text.find("\n")
-    if newline < 0 and len(head) > HEADER_LIMIT:
-        raise InvalidInput("the first line is longer than 1 MiB, so it cannot be a header.", file=name, row=1,
-                           hint="The file must start with a header line naming the columns.")
-    header_line = text[: newline if newline >= 0 else len(text)].rstrip("\r").lstrip("\ufeff")
-    if not header_line.strip():
-        raise InvalidInput("the first line is empty; a header naming the columns is required.", file=name, row=1)
-    delimiter = max(DELIMITERS, key=header_line.count)
-    header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
-    names = [h.strip() for h in header]
-    for i, h in enumerate(names):
-        if not h:
-            raise InvalidInput(f"column {i + 1} of the header has no name.", file=name, row=1,
-                               hint="Give every column a name in the first line.")
-    dupes = sorted({h for h in names if names.count(h) > 1})
-    if dupes:
-        raise InvalidInput(f"the header names column '{dupes[0]}' more than once.", file=name, row=1, column=dupes[0],
-                           hint="Rename the duplicate columns.")
-    if not text[newline + 1:].strip() and len(head) <= HEADER_LIMIT:
-        raise InvalidInput("the file has a header but no data rows.", file=name, row=2, hint="Nothing to import.")
-    info = FileInfo(path, name, "csv", [(n, "VARCHAR") for n in names], pd.DataFrame(), delimiter, encoding, size)
-    try:
-        preview = conn.execute(
-            f"SELECT * FROM {_csv_reader(lenient=True)} LIMIT ?", [*_csv_params(info), PREVIEW_ROWS]
-        ).df()
-    except duckdb.Error as exc:
-        raise _csv_error(exc, info) from exc
-    info.preview = preview
-    info.columns = [(n, _guess_type(preview[n])) for n in names]
-    return info
-
-
-def _decode_head(head: bytes, encoding: str, name: str) -> str:
-    # The cut at HEADER_LIMIT may split a character: decode up to the last complete line.
-    cut = head if len(head) <= HEADER_LIMIT else head[: head.rfind(b"\n") + 1 or len(head)]
-    try:
-        return cut.decode("utf-16" if encoding == "utf-16" else encoding)
-    except UnicodeDecodeError as exc:
-        row = cut[: exc.start].count(b"\n") + 1
-        raise InvalidInput(
-            f"byte 0x{cut[exc.start]:02X} is not valid {encoding.upper()} text.",
-            file=name,
-            row=row,
-            hint="The file is probably Latin-1 / Windows-1252: choose the 'latin-1' encoding "
-            "(--encoding latin-1), or save the file as UTF-8.",
-        ) from exc
-
-
-def _guess_type(values: pd.Series) -> str:
-    text = values.dropna().astype(str).str.strip()
-    text = text[text != ""]
-    if text.empty:
-        return "VARCHAR"
-    numeric = pd.to_numeric(text, errors="coerce")
-    return "DOUBLE" if numeric.notna().all() else "VARCHAR"
-
-
-def _csv_reader(lenient: bool = False) -> str:
-    """read_csv with an explicit dialect; strict unless previewing. All values stay text."""
-    mode = "strict_mode=false, null_padding=true, ignore_errors=true" if lenient else "strict_mode=true, null_padding=false"
-    return (
-        "read_csv(?, auto_detect=false, header=true, columns=?, delim=?, quote='\"', escape='\"', "
-        f"encoding=?, max_line_size={MAX_LINE_BYTES}, {mode})"
-    )
-
-
-def _csv_params(info: FileInfo) -> list[Any]:
-    return [str(info.path), {n: "VARCHAR" for n in info.column_names}, info.delimiter, info.encoding]
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _csv_error(exc: duckdb.Error, info: FileInfo) -> InvalidInput:
-    """Translate DuckDB's CSV error into one that names the file, row and what to do."""
-    message = str(exc)
-    line_match = re.search(r"CSV Error on Line: (\d+)", message)
-    row = int(line_match.group(1)) if line_match else None
-    columns = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message)
-    if columns:
-        expected, found = int(columns.group(1)), int(columns.group(2))
-        header = ", ".join(info.column_names[:8])
-        # DuckDB stops counting one past the header's count, so "more" is all it knows then.
-        problem = (f"has {found} fields where the header has {expected} ({header})." if found < expected
-                   else f"has more fields than the header's {expected} ({header}).")
-        return InvalidInput(
-            problem,
-            file=info.display_name, row=row,
-            hint="Every row needs one value per header column: quote values that contain the delimiter "
-            f"'{info.delimiter}', or fix the row.",
-        )
-    if "Maximum line size" in message or "maximum line size" in message:
-        return InvalidInput(f"the line is longer than the {MAX_LINE_BYTES >> 20} MiB limit.", file=info.display_name, row=row,
-                            hint="Is a closing quote missing, or is the file not line-based? Fix the line or split the file.")
-    if "unicode" in message.lower() or "encod" in message.lower():
-        return InvalidInput(f"the text is not valid {info.encoding.upper()}.", file=info.display_name, row=row,
-                            hint="Choose the file's encoding (latin-1 for Windows exports) or save it as UTF-8.")
-    if "quote" in message.lower():
-        return InvalidInput("a quoted value is never closed.", file=info.display_name, row=row,
-                            hint="Check the quotes on that line.")
-    return InvalidInput(f"cannot be read as CSV ({_first_line(exc)}).", file=info.display_name, row=row,
-                        hint="Check that the file is a delimited text file with a header line.")
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing expressions
-# --------------------------------------------------------------------------------------------
-
-
-def _text(src: str) -> str:
-    return f"NULLIF(trim(CAST({src} AS VARCHAR)), '')"
-
-
-MIN_YEAR, MAX_YEAR = 1970, 2099
-MAX_AMOUNT = 1e12  # soles; larger is a unit or parsing error, and would swamp every total
-
-
-def _parse_expr(role: str, src: str, source_type: str) -> str:
-    """SQL turning a source column into the role's type; NULL where the value does not parse."""
-    if role == "timestamp":
-        if source_type.startswith(("TIMESTAMP", "DATE")):
-            value = f"CAST({src} AS TIMESTAMP)"
-        else:
-            value = f"coalesce(TRY_CAST({_text(src)} AS TIMESTAMP), try_strptime({_text(src)}, ?))"
-        # A transaction in 1900 or 2150 is a broken export, and would stretch every daily view.
-        return f"(CASE WHEN {value} >= TIMESTAMP '{MIN_YEAR}-01-01' AND {value} < TIMESTAMP '{MAX_YEAR + 1}-01-01' THEN {value} END)"
-    if role == "amount":
-        text = _text(src)
-        value = (f"coalesce(TRY_CAST({text} AS DOUBLE), "
-                 f"TRY_CAST(regexp_replace({text}, '^(S/\\.?|PEN|\\$)\\s*|,', '', 'g') AS DOUBLE))")
-        return f"(CASE WHEN isfinite({value}) AND {value} >= 0 AND {value} < {MAX_AMOUNT:.0f} THEN {value} END)"
-    if role in ("lat", "lon"):
-        limit = 90 if role == "lat" else 180
-        value = f"TRY_CAST({_text(src)} AS DOUBLE)"
-        return f"(CASE WHEN {value} BETWEEN -{limit} AND {limit} THEN {value} END)"
-    if role == "label":
-        word = f"lower({_text(src)})"
-        return f"(CASE WHEN list_contains(?, {word}) THEN true WHEN list_contains(?, {word}) THEN false END)"
-    if role == "numeric":
-        value = f"TRY_CAST({_text(src)} AS DOUBLE)"
-        return f"(CASE WHEN isfinite({value}) THEN {value} END)"
-    return _text(src)
-
-
-def _expr_params(role: str, source_type: str) -> list[Any]:
-    if role == "timestamp" and not source_type.startswith(("TIMESTAMP", "DATE")):
-        return [TIMESTAMP_FORMATS] * 3  # the parsed value appears three times in the range check
-    if role == "label":
-        return [TRUE_WORDS, FALSE_WORDS]
-    return []
-
-
-PROBLEM_TEXT = {
-    "timestamp": f"is not a date/time from {MIN_YEAR} to {MAX_YEAR}",
-    "amount": f"is not a non-negative amount below {MAX_AMOUNT:,.0f}",
-    "lat": "is not a latitude between -90 and 90",
-    "lon": "is not a longitude between -180 and 180",
-    "label": "is not a fraud label (1/0, true/false, yes/no, fraud/legit)",
-    "numeric": "is not a number",
-}
-REQUIRED_ROLES = [r.name for r in ROLE_BY_NAME.values() if r.required]
-FLAG_BITS = 60  # problem flags per BIGINT column
-
-
-@dataclass(frozen=True)
-class _Check:
-    """A parsed column and the SQL condition that marks a value of it as bad."""
-
+    kind: str
     role: str
-    column: str
-    condition: str
-    params: list[Any]
+    column: str  # the source column messages name
+    condition: str  # SQL over the parse stage's columns
+    plan: ColumnPlan | None = None
 
     @property
     def required(self) -> bool:
-        return self.role in REQUIRED_ROLES
+        # A bad time of day (in its own column) leaves the row without a timestamp, too.
+        return self.kind == "bad" and self.role in (*REQUIRED_ROLES, "time")
+
+
+class _Flags:
+    def __init__(self) -> None:
+        self.items: list[_Flag] = []
+
+    def add(self, flag: _Flag) -> None:
+        self.items.append(flag)
+
+    def columns(self) -> int:
+        return (len(self.items) + FLAG_BITS - 1) // FLAG_BITS
+
+    def test(self, flag: _Flag) -> str:
+        """SQL: true where `flag` is set on the row."""
+        i = self.items.index(flag)
+        return f"((_flags_{i // FLAG_BITS} & {1 << (i % FLAG_BITS)}) <> 0)"
+
+    def any(self, subset: list[_Flag]) -> str:
+        return " OR ".join(self.test(f) for f in subset) or "false"
+
+    def select(self) -> list[str]:
+        out = []
+        for i in range(self.columns()):
+            group = self.items[i * FLAG_BITS:(i + 1) * FLAG_BITS]
+            bits = " | ".join(f"(CASE WHEN {f.condition} THEN {1 << j} ELSE 0 END)" for j, f in enumerate(group))
+            out.append(f"CAST({bits} AS BIGINT) AS _flags_{i}")
+        return out
+
+    def of(self, kind: str) -> list[_Flag]:
+        return [f for f in self.items if f.kind == kind]
+
+
+# --------------------------------------------------------------------------------------------
+# Building the one-pass SELECT
+# --------------------------------------------------------------------------------------------
+
+
+class _Builder:
+    """The one-pass SELECT, in stages: source values (`_s*`, text trimmed), then parsed values
+    (`_v*`) level by level, then the stored columns and flags.
+
+    Each costly expression (a regular expression, a strptime over many formats) is written once,
+    at its own level, behind a CASE that lets only the rows needing it through. Written twice,
+    DuckDB's common-subexpression pass would hoist it out of the CASE and run it on every row;
+    written once, the usual value (ISO date-time, 57.16) costs one cast, and the slow paths run
+    only on the rows that take them.
+    """
+
+    def __init__(self, mapping: ColumnMapping, types: dict[str, str], plans: dict[str, ColumnPlan], zone: str):
+        self.mapping, self.types, self.plans, self.zone = mapping, types, plans, zone
+        self.sources: dict[str, str] = {}  # source column -> stage-0 name
+        self.levels: dict[int, list[str]] = {}  # level -> "expr AS _vN"
+        self.count = 0
+        self.outputs: list[str] = []
+        self.columns = [StoredColumn("tx_row", "tx_row", None)]
+        self.flags = _Flags()
+        self.notes: list[str] = []
+        self.stored: dict[int, str] = {}  # id(plan) -> the stored column it fills
+
+    def src(self, column: str) -> str:
+        if column not in self.sources:
+            self.sources[column] = f"_s{len(self.sources)}"
+        return self.sources[column]
+
+    def text(self, column: str) -> str:
+        name = self.src(column)
+        return name if is_text(self.types[column]) else text_sql(name)
+
+    def value(self, sql: str, level: int) -> str:
+        """Add a parsed value computed at `level` (from source values and values of lower levels)."""
+        name = f"_v{self.count}"
+        self.count += 1
+        self.levels.setdefault(level, []).append(f"{sql} AS {name}")
+        return name
+
+    def sql(self, reader: str) -> str:
+        parts = []
+        for column, name in self.sources.items():
+            src = quote_ident(column)
+            parts.append(f"{text_sql(src) if is_text(self.types[column]) else src} AS {name}")
+        query = f"SELECT {', '.join(parts) or '1 AS _none'} FROM {reader}"
+        for level in sorted(self.levels):
+            query = f"SELECT *, {', '.join(self.levels[level])} FROM ({query}) _l{level}"
+        return f"SELECT {', '.join([*self.outputs, *self.flags.select()])} FROM ({query}) _out"
+
+    # -- roles --------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        roles = dict(self.mapping.roles)
+        if "transaction_id" in roles:
+            self.outputs.append(f"{self.text(roles['transaction_id'])} AS transaction_id")
+            self.columns.append(StoredColumn("transaction_id", "transaction_id", roles["transaction_id"]))
+        else:
+            self.outputs.append("CAST(NULL AS VARCHAR) AS transaction_id")  # numbered from rowid after loading
+            self.columns.append(StoredColumn("transaction_id", "transaction_id", None))
+            self.notes.append("No transaction id column: ids were generated from row numbers (R000000001 is the first data row).")
+        for role_name, source in roles.items():
+            if role_name == "transaction_id":
+                continue
+            role = ROLE_BY_NAME[role_name]
+            if role_name == "timestamp":
+                expr = self._timestamp(self.plans["timestamp"])
+                source = self.mapping.timestamp_source
+            elif role_name in ("amount", "lat", "lon"):
+                expr = self._number(self.plans[role_name])
+            elif role_name == "label":
+                expr = self._label(source)
+            else:
+                expr = self.text(source)
+            self.outputs.append(f"{expr} AS {role.column}")
+            self.columns.append(StoredColumn(role.column, role_name, source))
+            if role_name in self.plans:
+                self.stored[id(self.plans[role_name])] = role.column
+        if "city" in roles and not ("lat" in roles and "lon" in roles):
+            for axis in ("lat", "lon"):
+                if axis not in roles:  # filled from the reference geography after loading
+                    self.outputs.append(f"CAST(NULL AS DOUBLE) AS {axis}")
+                    self.columns.append(StoredColumn(axis, axis, None))
+        if "customer_id" not in roles:
+            self.notes.append("No customer id column: per-customer features (history, velocity, distance, devices) are disabled.")
+        taken = {c.name for c in self.columns}
+        for kind in ("categorical", "numeric"):
+            for source in getattr(self.mapping, kind):
+                stored = stored_name(source, taken)
+                expr = self.text(source) if kind == "categorical" else self._number(self.plans[f"numeric:{source}"])
+                self.outputs.append(f"{expr} AS {quote_ident(stored)}")
+                self.columns.append(StoredColumn(stored, kind, source))
+                if kind == "numeric":
+                    self.stored[id(self.plans[f"numeric:{source}"])] = stored
+
+    def _bad(self, plan: ColumnPlan | None, role: str, column: str, condition: str) -> None:
+        self.flags.add(_Flag("bad", role, column, condition, plan))
+
+    def _parse_number(self, plan: ColumnPlan) -> str:
+        """A text column as DOUBLE under the plan's decimal separator (see data.conventions)."""
+        x, decimal = self.text(plan.column), plan.decimal
+        no_separator = f"(NOT contains({x}, '.') AND NOT contains({x}, ','))"
+        fast = self.value(f"TRY_CAST({x} AS DOUBLE)" if decimal == "."
+                          else f"(CASE WHEN {no_separator} THEN TRY_CAST({x} AS DOUBLE) END)", 1)
+        parts = self.value(f"(CASE WHEN {fast} IS NULL AND {x} IS NOT NULL THEN regexp_extract({x}, {lit(NUMBER_RE)}, "
+                           f"{lit_list(NUMBER_PARTS)}) END)", 2)
+        digits = self.value(f"regexp_replace({parts}.digits, '[ ''\u00a0\u202f]', '', 'g')", 3)
+        sign = self.value(f"(CASE WHEN {parts}.open = '(' OR {parts}.s1 = '-' OR {parts}.s2 = '-' OR {parts}.s3 = '-' "
+                          "THEN -1.0 ELSE 1.0 END)", 3)
+        balanced = self.value(f"(({parts}.open = '') = ({parts}.close = ''))", 3)
+        kind = self.value(digits_kind_sql(digits), 4)
+        dot = f"TRY_CAST(replace({digits}, ',', '') AS DOUBLE)"
+        comma = f"TRY_CAST(replace(replace({digits}, '.', ''), ',', '.') AS DOUBLE)"
+        if decimal == ".":
+            slow = f"(CASE WHEN {kind} IN ('plain', 'dot', 'either') THEN {dot} END)"
+        elif decimal == ",":
+            slow = f"(CASE WHEN {kind} IN ('plain', 'comma', 'either') THEN {comma} END)"
+        else:
+            # Nothing decided: a value must show its own convention; one that could be either is
+            # bad, except degrees (never above 180, so 12.046 can only be a decimal).
+            degrees = plan.role in ("lat", "lon")
+            as_dot = f"{kind} IN ('plain', 'dot')" + (f" OR ({kind} = 'either' AND contains({digits}, '.'))" if degrees else "")
+            as_comma = f"{kind} = 'comma'" + (f" OR ({kind} = 'either' AND contains({digits}, ','))" if degrees else "")
+            slow = f"(CASE WHEN {as_dot} THEN {dot} WHEN {as_comma} THEN {comma} END)"
+            for seen in ("dot", "comma", "either"):
+                self.flags.add(_Flag(f"saw:{seen}", plan.role, plan.column, f"{kind} = '{seen}'", plan))
+        return self.value(f"coalesce({fast}, CASE WHEN {balanced} THEN {sign} * {slow} END)", 5)
+
+    def _number(self, plan: ColumnPlan) -> str:
+        column, role = plan.column, plan.role
+        if is_numeric_type(self.types[column]):
+            parsed = self.value(f"CAST({self.src(column)} AS DOUBLE)", 1)
+        else:
+            parsed = self._parse_number(plan)
+        ok = number_ok_sql(role, parsed)
+        required = role in REQUIRED_ROLES  # then a missing value is bad too
+        self._bad(plan, role, column, f"NOT coalesce({ok}, false)" if required
+                  else f"{self.text(column)} IS NOT NULL AND NOT coalesce({ok}, false)")
+        return f"(CASE WHEN {ok} THEN {parsed} END)"
+
+    def _label(self, column: str) -> str:
+        word = f"lower({self.text(column)})"
+        parsed = self.value(f"(CASE WHEN list_contains({lit_list(TRUE_WORDS)}, {word}) THEN true "
+                            f"WHEN list_contains({lit_list(FALSE_WORDS)}, {word}) THEN false END)", 1)
+        self._bad(None, "label", column, f"{self.text(column)} IS NOT NULL AND {parsed} IS NULL")
+        return parsed
+
+    def _naive_text(self, plan: ColumnPlan, x: str) -> tuple[str, str | None]:
+        """A text date-time written without a zone, as TIMESTAMP (the value's name), and the name of
+        its d/m order kind when no order was decided."""
+        order = plan.date_order
+        fast = self.value(f"try_strptime({x}, {lit_list(ISO_FORMATS + (ORDER_FORMATS[order] if order else []))})", 1)
+        slow = f"{fast} IS NULL AND {x} IS NOT NULL"
+        # Other ISO shapes DuckDB's cast reads (7-digit fractions, single-digit parts); the pattern
+        # keeps out anything with a zone, which the cast would silently drop.
+        iso = self.value(f"(CASE WHEN {slow} AND regexp_full_match({x}, {lit(NAIVE_ISO_RE)}) "
+                         f"THEN TRY_CAST({x} AS TIMESTAMP) END)", 2)
+        if order:
+            return self.value(f"coalesce({fast}, {iso})", 6), None
+        match = self.value(f"(CASE WHEN {slow} THEN regexp_extract({x}, {lit(DAY_MONTH_RE)}, ['a', 'b']) END)", 2)
+        a = self.value(f"TRY_CAST(NULLIF({match}.a, '') AS INTEGER)", 3)
+        b = self.value(f"TRY_CAST(NULLIF({match}.b, '') AS INTEGER)", 3)
+        kind = self.value(day_month_kind_from(a, b), 4)
+        ordered = self.value(f"(CASE WHEN {kind} IN ('dmy', 'same') THEN try_strptime({x}, {lit_list(ORDER_FORMATS['dmy'])}) "
+                             f"WHEN {kind} = 'mdy' THEN try_strptime({x}, {lit_list(ORDER_FORMATS['mdy'])}) END)", 5)
+        for seen in ("dmy", "mdy", "either"):
+            self.flags.add(_Flag(f"saw:{seen}", "timestamp", plan.column, f"{kind} = '{seen}'", plan))
+        return self.value(f"coalesce({fast}, {iso}, {ordered})", 6), kind
+
+    def _instant(self, plan: ColumnPlan) -> tuple[str, str | None]:
+        """The timestamp column as wall time in the dataset's zone (the value's name), and the name
+        of a value true where the row carried its own zone (so was converted), when that varies."""
+        column = plan.column
+        src, source_type, zone = self.src(column), self.types[column], self.zone
+        if plan.epoch_unit:
+            if is_numeric_type(source_type):
+                number = src
+            else:
+                x = self.text(column)
+                number = self.value(f"(CASE WHEN regexp_full_match({x}, '[0-9]+(\\.[0-9]+)?') THEN TRY_CAST({x} AS DOUBLE) END)", 1)
+            return self.value(epoch_sql(number, plan.epoch_unit, zone), 6), None
+        if is_zoned_type(source_type):
+            return self.value(to_zone_sql(src, zone), 1), None
+        if is_temporal_type(source_type):
+            return self.value(f"CAST({src} AS TIMESTAMP)", 1), None
+        x = self.text(column)
+        naive, _ = self._naive_text(plan, x)
+        zoned = self.value(f"(CASE WHEN {naive} IS NULL AND regexp_matches({x}, {lit(ZONED_RE)}) "
+                           f"THEN {to_zone_sql(f'TRY_CAST({x} AS TIMESTAMPTZ)', zone)} END)", 7)
+        converted = self.value(f"({zoned} IS NOT NULL)", 8)
+        return self.value(f"coalesce({naive}, {zoned})", 8), converted
+
+    def _timestamp(self, plan: ColumnPlan) -> str:
+        column = plan.column
+        if plan.time_column:
+            day = self._date(plan, column)
+            clock = self._time(plan.time_column)
+            parsed = self.value(f"({day} + {clock})", 9)
+            self._bad(plan, "timestamp", column, f"NOT coalesce({in_years_sql(f'CAST({day} AS TIMESTAMP)')}, false)")
+            self._bad(plan, "time", plan.time_column, f"{clock} IS NULL")
+        else:
+            parsed, converted = self._instant(plan)
+            self._bad(plan, "timestamp", column, f"NOT coalesce({in_years_sql(parsed)}, false)")
+            if converted is not None:
+                self.flags.add(_Flag("converted", "timestamp", column, converted, plan))
+        return f"(CASE WHEN {in_years_sql(parsed)} THEN {parsed} END)"
+
+    def _date(self, plan: ColumnPlan, column: str) -> str:
+        src, source_type = self.src(column), self.types[column]
+        if is_zoned_type(source_type):
+            return self.value(f"CAST({to_zone_sql(src, self.zone)} AS DATE)", 1)
+        if is_temporal_type(source_type):
+            return self.value(f"CAST({src} AS DATE)", 1)
+        naive, _ = self._naive_text(plan, self.text(column))
+        return self.value(f"CAST({naive} AS DATE)", 7)
+
+    def _time(self, column: str) -> str:
+        src, source_type = self.src(column), self.types[column].upper()
+        if source_type.startswith("TIME") or is_temporal_type(source_type):
+            return self.value(f"CAST({src} AS TIME)", 1)
+        y = self.text(column)
+        fast = self.value(f"TRY_CAST({y} AS TIME)", 1)
+        return self.value(f"coalesce({fast}, CASE WHEN {fast} IS NULL AND {y} IS NOT NULL THEN "
+                          f"CAST(try_strptime({y}, {lit_list(TIME_FORMATS)}) AS TIME) END)", 2)
 
 
 # --------------------------------------------------------------------------------------------
 # Import
 # --------------------------------------------------------------------------------------------
+
+
+def _plans(mapping: ColumnMapping, types: dict[str, str]) -> dict[str, ColumnPlan]:
+    plans = {}
+    for role in ("timestamp", "amount", "lat", "lon"):
+        column = mapping.roles.get(role)
+        if column:
+            plans[role] = ColumnPlan(role, column, types[column])
+    if "timestamp" in plans and mapping.time_column:
+        plans["timestamp"].time_column = mapping.time_column
+    for column in mapping.numeric:
+        plans[f"numeric:{column}"] = ColumnPlan("numeric", column, types[column])
+    return plans
+
+
+def detect_conventions(conn: duckdb.DuckDBPyConnection, info: FileInfo, mapping: ColumnMapping,
+                       options: ImportOptions | None = None) -> list[ColumnPlan]:
+    """What an import would decide for each parsed column (read-only; the page shows it before
+    importing). Raises InvalidInput for a column the import would refuse."""
+    options = (options or ImportOptions()).validated(conn)
+    mapping = mapping.validate(info.column_names, info.display_name)
+    with open_source(conn, info, sample=True) as source:
+        plans = _plans(mapping, source.types)
+        return _detect(conn, source, plans, options)
+
+
+def _detect(conn: duckdb.DuckDBPyConnection, source: Source, plans: dict[str, ColumnPlan],
+            options: ImportOptions) -> list[ColumnPlan]:
+    try:
+        return detect(conn, source.reader, source.params, list(plans.values()), options, file=source.info.display_name,
+                      row_offset=source.info.row_offset)
+    except duckdb.Error as exc:  # the sample read meets the file's first syntax error
+        raise source.error(exc) from exc
 
 
 def import_file(
@@ -336,113 +435,330 @@ def import_file(
     *,
     display_name: str | None = None,
     encoding: str = "utf-8",
+    options: ImportOptions | None = None,
     skip_bad_rows: bool = False,
     progress: ProgressFn = no_progress,
 ) -> ImportResult:
-    """Import a CSV or Parquet file as dataset `name`, inside the caller's transaction (so the
-    caller's rollback undoes everything if anything is refused).
+    """Import a CSV, Parquet or Excel file as dataset `name`, inside the caller's transaction (so
+    the caller's rollback undoes everything if anything is refused).
+
+    Times are stored as wall time in `options.timezone` (default America/Lima): values with an
+    offset, `Z` or a zone name (and zone-aware Parquet columns, and Unix times) are converted to
+    it; others are taken to be in it, and those that do not exist or occur twice there (at a
+    daylight-saving change) are bad values. Negative amounts are refunds, stored as they are.
 
     Without `skip_bad_rows`, any missing or unparseable timestamp or amount rejects the file
     with an InvalidInput naming the rows. With it, those rows are left out, counted and listed in
-    the dataset's import report. Values of optional roles that do not parse become NULL and
-    are counted the same way; the row is kept.
-
-    One pass: the reader feeds the dataset table directly, parsing as it goes and flagging
-    each bad value in a bitmask column, so checking afterwards is a scan of small integers.
+    the dataset's import report with the reason. Values of optional roles that do not parse
+    become NULL and are counted the same way; the row is kept.
     """
     started = time.perf_counter()
     name = validate_name(name)
+    options = (options or ImportOptions()).validated(conn)
     progress(0.02, "Checking the file")
-    info = inspect_file(conn, path, display_name, encoding)
+    info = inspect_file(conn, path, display_name, encoding, options.sheet)
     mapping = (mapping or info.guessed_mapping()).validate(info.column_names, info.display_name)
-    types = {n: "VARCHAR" for n in info.column_names} if info.format == "csv" else dict(info.columns)
-    checks = _checks(mapping, types)
-    select, params, columns, notes = _select_for(mapping, types, checks)
-    if info.format == "csv":
-        reader, reader_params = _csv_reader(), _csv_params(info)
-    else:
-        reader, reader_params = "read_parquet(?)", [str(info.path)]
+    with open_source(conn, info) as source:
+        plans = _plans(mapping, source.types)
+        progress(0.05, "Detecting how numbers and dates are written")
+        _detect(conn, source, plans, options)
+        builder = _Builder(mapping, source.types, plans, options.timezone)
+        builder.build()
+        with new_dataset(conn, name, f"file: {info.display_name}", timezone=options.timezone) as new:
+            progress(0.10, f"Reading {info.display_name}")
+            try:
+                conn.execute(f"CREATE TABLE {new.table} AS {builder.sql(source.reader)}", source.params)
+            except duckdb.Error as exc:
+                raise source.error(exc) from exc
+            # Insertion order is file order, so rowid counts data rows in the file. Rows not yet
+            # committed are numbered from an offset, hence the subtraction.
+            first = fetch_one(conn, f"SELECT min(rowid) FROM {new.table}")[0] or 0
+            row = f"(rowid - {int(first)})"
+            conn.execute(f"ALTER TABLE {new.table} ADD COLUMN tx_row BIGINT")
+            conn.execute(
+                f"UPDATE {new.table} SET tx_row = {row}"
+                + (f", transaction_id = 'R' || lpad(CAST({row} + 1 AS VARCHAR), 9, '0')"
+                   if "transaction_id" not in mapping.roles else "")
+            )
+            rows_read = fetch_one(conn, f"SELECT count(*) FROM {new.table}")[0]
+            if rows_read == 0:
+                raise InvalidInput("the file has no data rows.", file=info.display_name, hint="Nothing to import.")
 
-    with new_dataset(conn, name, f"file: {info.display_name}") as new:
-        progress(0.10, f"Reading {info.display_name}")
-        try:
-            conn.execute(f"CREATE TABLE {new.table} AS SELECT {select} FROM {reader}", [*params, *reader_params])
-        except duckdb.Error as exc:
-            if info.format == "csv":
-                raise _csv_error(exc, info) from exc
-            raise InvalidInput(f"cannot be read ({_first_line(exc)}).", file=info.display_name) from exc
-        # Insertion order is file order, so rowid counts data rows in the file. Rows not yet
-        # committed are numbered from an offset, hence the subtraction.
-        first = fetch_one(conn, f"SELECT min(rowid) FROM {new.table}")[0] or 0
-        row = f"(rowid - {int(first)})"
-        conn.execute(f"ALTER TABLE {new.table} ADD COLUMN tx_row BIGINT")
-        conn.execute(
-            f"UPDATE {new.table} SET tx_row = {row}"
-            + (f", transaction_id = 'R' || lpad(CAST({row} + 1 AS VARCHAR), 9, '0')"
-               if "transaction_id" not in mapping.roles else "")
-        )
-        rows_read = fetch_one(conn, f"SELECT count(*) FROM {new.table}")[0]
-        if rows_read == 0:
-            raise InvalidInput("the file has no data rows.", file=info.display_name, hint="Nothing to import.")
-
-        progress(0.55, f"Checking {rows_read:,} rows")
-        problems = _find_problems(conn, new.table, checks, info, reader, reader_params)
-        bad_required = [p for p in problems if p["required"]]
-        if bad_required and not skip_bad_rows:
-            raise _rejection(bad_required, info)
-        if bad_required:
-            conn.execute(f"DELETE FROM {new.table} WHERE {_flagged([c for c in checks if c.required], checks)}")
-        _check_duplicate_ids(conn, new.table, mapping, info)
-        if "city" in mapping.roles and not ("lat" in mapping.roles and "lon" in mapping.roles):
-            notes.append(_resolve_places(conn, new.table, mapping))
-        for i in range(_flag_columns(checks)):
-            conn.execute(f"ALTER TABLE {new.table} DROP COLUMN _issues_{i}")
-        progress(0.85, "Registering the dataset")
-        new.columns = columns
-        new.report = {
-            "file": info.display_name,
-            "format": info.format,
-            "encoding": info.encoding if info.format == "csv" else None,
-            "rows_read": rows_read,
-            "mapping": {"roles": mapping.roles, "categorical": mapping.categorical, "numeric": mapping.numeric},
-            "problems": problems,
-            "notes": notes,
-        }
+            progress(0.55, f"Checking {rows_read:,} rows")
+            flags = builder.flags
+            counts = dict(zip(flags.items, fetch_one(
+                conn, f"SELECT {', '.join(f'count(*) FILTER ({flags.test(f)})' for f in flags.items) or '0'} FROM {new.table}"
+            ) if flags.items else [], strict=False))
+            _settle_undecided(conn, new.table, builder, counts, source)
+            counts = dict(zip(flags.items, fetch_one(  # again: reading again may have cleared some
+                conn, f"SELECT {', '.join(f'count(*) FILTER ({flags.test(f)})' for f in flags.items) or '0'} FROM {new.table}"
+            ) if flags.items else [], strict=False))
+            problems = _find_problems(conn, new.table, flags, counts, source)
+            dst_problems, dst_condition = _dst_problems(conn, new.table, builder, plans.get("timestamp"), options.timezone, info)
+            problems = sorted(problems + dst_problems, key=lambda p: (not p["required"], p["rows"][0]))
+            bad_required = [p for p in problems if p["required"]]
+            if bad_required and not skip_bad_rows:
+                raise _rejection(bad_required, info)
+            if bad_required:
+                conn.execute(f"DELETE FROM {new.table} WHERE {flags.any([f for f in flags.of('bad') if f.required])} "
+                             f"OR {dst_condition}")
+            _check_duplicate_ids(conn, new.table, mapping, info)
+            notes = builder.notes
+            if "city" in mapping.roles and not ("lat" in mapping.roles and "lon" in mapping.roles):
+                notes.append(_resolve_places(conn, new.table, mapping))
+            summary = _summarize(conn, new.table, builder, plans)
+            for i in range(flags.columns()):
+                conn.execute(f"ALTER TABLE {new.table} DROP COLUMN _flags_{i}")
+            progress(0.85, "Registering the dataset")
+            new.columns = builder.columns
+            columns = [plan.as_dict() for plan in plans.values()]
+            new.report = {
+                "file": info.display_name,
+                "format": info.format,
+                "encoding": info.encoding if info.format == "csv" else None,
+                "delimiter": info.delimiter,
+                "sheet": info.sheet,
+                "timezone": options.timezone,
+                "rows_read": rows_read,
+                "mapping": mapping.as_dict(),
+                "columns": columns,
+                "counts": summary,
+                "problems": problems,
+                "notes": notes,
+            }
     dataset = get_dataset(conn, new.id)
     skipped = rows_read - dataset.row_count
+    summary["skipped_rows"] = skipped
     if skipped:
         notes.insert(0, f"{skipped:,} rows with a missing or unparseable timestamp or amount were left out (listed in the report).")
+    if summary.get("refunds"):
+        notes.append(f"{summary['refunds']:,} refunds or reversals (negative amounts) were stored as such; features "
+                     "keep them out of the purchase-amount statistics.")
+    if summary.get("converted_offsets"):
+        notes.append(f"{summary['converted_offsets']:,} timestamps carried their own time zone or offset and were "
+                     f"converted to {options.timezone}.")
     progress(1.0, f"Imported {dataset.row_count:,} rows")
-    return ImportResult(dataset, rows_read, dataset.row_count, skipped, problems, notes, time.perf_counter() - started)
+    return ImportResult(dataset, rows_read, dataset.row_count, skipped, problems, notes, time.perf_counter() - started,
+                        columns, summary, options.timezone)
 
 
-def _checks(mapping: ColumnMapping, types: dict[str, str]) -> list[_Check]:
-    """Every parsed column with its 'bad value' condition over the source columns."""
-    parsed = [(role, col) for role, col in mapping.roles.items() if role in PROBLEM_TEXT]
-    parsed += [("numeric", col) for col in mapping.numeric]
-    out = []
-    for role, col in parsed:
-        src = quote_ident(col)
-        expr = _parse_expr(role, src, types[col])
-        if role in REQUIRED_ROLES:  # missing counts as bad too
-            condition = f"({expr}) IS NULL"
+def _first_rows(conn: duckdb.DuckDBPyConnection, table: str, condition: str, limit: int = EXAMPLES_PER_COLUMN) -> list[int]:
+    return [r[0] for r in conn.execute(f"SELECT tx_row FROM {table} WHERE {condition} ORDER BY tx_row LIMIT ?",
+                                       [limit]).fetchall()]
+
+
+def _raw_values(conn: duckdb.DuckDBPyConnection, source: Source, column: str, indexes: list[int]) -> dict[int, str]:
+    """The values of `column` at data rows `indexes`, as written in the file (re-read: a rare path)."""
+    return dict(conn.execute(
+        f"SELECT i, v FROM (SELECT row_number() OVER () - 1 AS i, CAST({quote_ident(column)} AS VARCHAR) AS v "
+        f"FROM {source.reader}) WHERE list_contains(?, i)", [*source.params, indexes]).fetchall())
+
+
+def _settle_undecided(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder, counts: dict[_Flag, int],
+                      source: Source) -> None:
+    """A column with no convention decided before reading: refuse it if its values showed both
+    conventions, else record the one they showed (with the rows that showed it) and read again,
+    in it, the values that could be either (only those rows' raw text is re-read)."""
+    info, flags = source.info, builder.flags
+    by_plan: dict[int, list[_Flag]] = {}
+    for flag in flags.items:
+        if flag.kind.startswith("saw:") and flag.kind != "saw:either" and counts.get(flag):
+            by_plan.setdefault(id(flag.plan), []).append(flag)
+    for seen in by_plan.values():
+        plan = seen[0].plan
+        evidence = {}
+        for flag in seen:
+            rows = _first_rows(conn, table, flags.test(flag))
+            raw = _raw_values(conn, source, flag.column, rows)
+            evidence[flag.kind[4:]] = Evidence([r + info.row_offset for r in rows], (raw.get(rows[0]) or "").strip(),
+                                               counts[flag])
+        if len(evidence) > 1:
+            (k1, e1), (k2, e2) = sorted(evidence.items(), key=lambda kv: kv[1].rows[0])
+            names = {"dot": "'.' as the decimal separator", "comma": "',' as the decimal separator",
+                     "dmy": "day-first dates", "mdy": "month-first dates"}
+            setting = "--decimal . or --decimal ," if plan.is_number else "--date-order dmy or --date-order mdy"
+            raise InvalidInput(
+                f"the column mixes {names[k1]} ({e1.describe()}) and {names[k2]} ({e2.describe()}).",
+                file=info.display_name, row=e1.rows[0], column=plan.column,
+                hint=f"Export the column in one convention, or set it ({setting}); values that do not fit are then "
+                "listed as bad rows.")
+        kind, proof = next(iter(evidence.items()))
+        if plan.is_number:
+            plan.decimal, plan.decimal_source = ("." if kind == "dot" else ","), "detected"
         else:
-            condition = f"{_text(src)} IS NOT NULL AND ({expr}) IS NULL"
-        out.append(_Check(role, col, condition, _expr_params(role, types[col])))
-    return out
+            plan.date_order, plan.order_source = kind, "detected"
+        plan.evidence = proof
+        either = next((f for f in flags.items if f.plan is plan and f.kind == "saw:either"), None)
+        if either is not None and counts.get(either):
+            _read_again(conn, table, builder, plan, either, source)
 
 
-def _flag_columns(checks: list[_Check]) -> int:
-    return (len(checks) + FLAG_BITS - 1) // FLAG_BITS
+def _read_again(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder, plan: ColumnPlan, either: _Flag,
+                source: Source) -> None:
+    """Parse again, with the convention now decided, the values that could be read either way
+    (they were left empty and flagged bad), and clear their flag where they now parse."""
+    flags = builder.flags
+    bad = next(f for f in flags.of("bad") if f.plan is plan and f.column == plan.column)
+    raw = f"CAST({quote_ident(plan.column)} AS VARCHAR)"
+    if plan.is_number:
+        stored = quote_ident(builder.stored[id(plan)])
+        value = number_value_sql(text_sql("_raw"), plan.decimal, degrees=plan.role in ("lat", "lon"))
+        ok = number_ok_sql(plan.role, "r.v")
+        select = f"{raw} AS _raw"
+    else:
+        stored = "ts"
+        day = naive_value_sql(text_sql("_raw"), plan.date_order)
+        if plan.time_column:
+            select = f"{raw} AS _raw, CAST({quote_ident(plan.time_column)} AS VARCHAR) AS _clock"
+            value = f"(CAST({day} AS DATE) + {time_value_sql(text_sql('_clock'))})"
+        else:
+            select, value = f"{raw} AS _raw", day
+        ok = in_years_sql("r.v")
+    i = flags.items.index(bad)
+    column, bit = f"_flags_{i // FLAG_BITS}", 1 << (i % FLAG_BITS)
+    conn.execute(
+        f"UPDATE {table} t SET {stored} = CASE WHEN {ok} THEN r.v END, "
+        f"{column} = CASE WHEN coalesce({ok}, false) THEN t.{column} & ~CAST({bit} AS BIGINT) ELSE t.{column} END "
+        f"FROM (SELECT _i, {value} AS v FROM (SELECT row_number() OVER () - 1 AS _i, {select} FROM {source.reader}) "
+        f"WHERE _i IN (SELECT tx_row FROM {table} WHERE {flags.test(either)})) r WHERE t.tx_row = r._i",
+        source.params)
 
 
-def _flagged(subset: list[_Check], checks: list[_Check]) -> str:
-    """SQL: true where any check in `subset` flagged the row."""
-    parts = []
-    for check in subset:
-        i = checks.index(check)
-        parts.append(f"(_issues_{i // FLAG_BITS} & {1 << (i % FLAG_BITS)}) <> 0")
-    return " OR ".join(parts) or "false"
+def _reason_sql(flag: _Flag, x: str) -> str:
+    """SQL naming why a flagged value is bad, from its raw text `x` (only run on bad rows)."""
+    plan, cases = flag.plan, [f"WHEN {x} IS NULL THEN 'empty'"]
+    if flag.role in ("amount", "lat", "lon", "numeric") and plan is not None:
+        kind = number_kind_sql(x)
+        if plan.decimal:
+            cases.append(f"WHEN {kind} = '{'comma' if plan.decimal == '.' else 'dot'}' THEN 'other_decimal'")
+        else:
+            cases.append(f"WHEN {kind} = 'either' THEN 'either_decimal'")
+    elif flag.role == "timestamp" and plan is not None and not plan.epoch_unit and is_text(plan.source_type):
+        order = day_month_kind_sql(x)
+        if plan.date_order:
+            cases.append(f"WHEN {order} = '{'mdy' if plan.date_order == 'dmy' else 'dmy'}' THEN 'other_order'")
+        else:
+            cases.append(f"WHEN {order} = 'either' THEN 'either_order'")
+        cases.append(f"WHEN {zoned_sql(x)} AND TRY_CAST({x} AS TIMESTAMPTZ) IS NULL THEN 'zone'")
+    return f"(CASE {' '.join(cases)} ELSE 'invalid' END)"
+
+
+def _reason_text(code: str, flag: _Flag) -> str:
+    plan = flag.plan
+    if code == "other_decimal":
+        other = "," if plan.decimal == "." else "."
+        proof = f", e.g. {plan.evidence.describe()}" if plan.evidence else ""
+        return (f"is written with '{other}' as the decimal separator, but this column uses '{plan.decimal}' "
+                f"({'as set' if plan.decimal_source == 'set' else 'detected'}{proof})")
+    if code == "either_decimal":
+        return "could be read with '.' or ',' as the decimal separator, and no value of the column says which"
+    if code == "other_order":
+        other = "mdy" if plan.date_order == "dmy" else "dmy"
+        proof = f", e.g. {plan.evidence.describe()}" if plan.evidence else ""
+        return (f"is a {ORDER_TITLES[other]} date, but this column is {ORDER_TITLES[plan.date_order]} "
+                f"({'as set' if plan.order_source == 'set' else 'detected'}{proof})")
+    if code == "either_order":
+        return "could be day-first or month-first, and no value of the column says which"
+    if code == "zone":
+        return "carries a time zone or offset that cannot be read"
+    if flag.role == "timestamp" and plan is not None and plan.epoch_unit:
+        return f"is not a Unix time in {'seconds' if plan.epoch_unit == 's' else 'milliseconds'} from {MIN_YEAR} to {MAX_YEAR}"
+    return PROBLEM_TEXT[flag.role]
+
+
+def _hint_for(code: str) -> str | None:
+    if code in ("other_decimal", "either_decimal"):
+        return "set the decimal separator (--decimal . or --decimal ,)"
+    if code in ("other_order", "either_order"):
+        return "set the date order (--date-order dmy or --date-order mdy)"
+    return None
+
+
+def _find_problems(conn: duckdb.DuckDBPyConnection, table: str, flags: _Flags, counts: dict[_Flag, int],
+                   source: Source) -> list[dict[str, Any]]:
+    """Per column with bad values, grouped by reason: how many, the first rows and the first raw value.
+
+    Only on this rare path is the file re-read, for the raw values as written."""
+    bad = [f for f in flags.of("bad") if counts.get(f)]
+    if not bad:
+        return []
+    columns = sorted({f.column for f in bad})
+    names = {c: f"_r{i}" for i, c in enumerate(columns)}
+    raw = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {names[c]}" for c in columns)
+    flag_columns = ", ".join(f"_flags_{i}" for i in range(flags.columns()))
+    queries = []
+    for n, flag in enumerate(bad):
+        x = text_sql(names[flag.column])
+        queries.append(
+            f"SELECT {n} AS flag, reason, count(*) AS n, (list(_i ORDER BY _i))[1:{EXAMPLES_PER_COLUMN}] AS rows, "
+            f"arg_min({names[flag.column]}, _i) AS value FROM (SELECT _i, {names[flag.column]}, {_reason_sql(flag, x)} AS reason "
+            f"FROM raw WHERE {flags.test(flag)}) GROUP BY reason")
+    sql = (f"WITH raw AS MATERIALIZED (SELECT r.*, {flag_columns} FROM (SELECT row_number() OVER () - 1 AS _i, {raw} "
+           f"FROM {source.reader}) r JOIN (SELECT tx_row, {flag_columns} FROM {table} WHERE {flags.any(bad)}) b "
+           f"ON r._i = b.tx_row) " + " UNION ALL ".join(queries))
+    offset = source.info.row_offset
+    problems = []
+    for n, code, count, rows, value in conn.execute(sql, source.params).fetchall():
+        flag = bad[n]
+        problems.append({
+            "role": flag.role, "column": flag.column, "reason": code, "problem": _reason_text(code, flag),
+            "count": int(count), "required": flag.required, "rows": [r + offset for r in rows], "value": value,
+            "action": "row left out" if flag.required else "value set to empty", "hint": _hint_for(code),
+        })
+    return problems
+
+
+def _dst_problems(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder, plan: ColumnPlan | None, zone: str,
+                  info: FileInfo) -> tuple[list[dict[str, Any]], str]:
+    """Local times (written without a zone) that do not exist in `zone`, or occur twice there, at a
+    daylight-saving change: never guessed, so they are bad timestamps. Returns the problems and SQL
+    selecting their rows."""
+    if plan is None or plan.epoch_unit or (is_zoned_type(plan.source_type) and not plan.time_column):
+        return [], "false"
+    converted = [f for f in builder.flags.of("converted")]
+    naive = f"NOT ({builder.flags.any(converted)})" if converted else "true"
+    lo, hi = fetch_one(conn, f"SELECT min(ts), max(ts) FROM {table} WHERE {naive}")
+    if lo is None:
+        return [], "false"
+    problems, conditions = [], []
+    for shift in zone_shifts(conn, zone, lo, hi):
+        condition = f"({naive} AND ts >= TIMESTAMP '{shift.start}' AND ts < TIMESTAMP '{shift.end}')"
+        count, rows = fetch_one(conn, f"SELECT count(*), (list(tx_row ORDER BY tx_row))[1:{EXAMPLES_PER_COLUMN}] "
+                                      f"FROM {table} WHERE {condition}")
+        if not count:
+            continue
+        conditions.append(condition)
+        first = fetch_one(conn, f"SELECT strftime(ts, '%Y-%m-%d %H:%M:%S') FROM {table} WHERE tx_row = ?", [rows[0]])[0]
+        problems.append({
+            "role": "timestamp", "column": plan.column, "reason": shift.kind, "problem": shift.describe(zone),
+            "count": int(count), "required": True, "rows": [r + info.row_offset for r in rows], "value": first,
+            "action": "row left out",
+            "hint": "export the times with their UTC offset (e.g. 2024-03-31T02:30:00+01:00)",
+        })
+    return problems, " OR ".join(conditions) or "false"
+
+
+def _summarize(conn: duckdb.DuckDBPyConnection, table: str, builder: _Builder, plans: dict[str, ColumnPlan]) -> dict[str, int]:
+    """Counts for the report, over the rows kept: refunds, converted times, and per column."""
+    flags = builder.flags
+    converted = flags.of("converted")
+    parts = {"rows": "count(*)"}
+    if "amount" in plans:
+        parts["refunds"] = "count(*) FILTER (amount < 0)"
+    if "timestamp" in plans:
+        plan = plans["timestamp"]
+        if plan.epoch_unit or (is_zoned_type(plan.source_type) and not plan.time_column):
+            parts["converted_offsets"] = "count(ts)"
+        elif converted:
+            parts["converted_offsets"] = f"count(*) FILTER ({flags.any(converted)})"
+    values = dict(zip(parts, fetch_one(conn, f"SELECT {', '.join(parts.values())} FROM {table}"), strict=True))
+    summary = {"refunds": int(values.get("refunds", 0)), "converted_offsets": int(values.get("converted_offsets", 0))}
+    if "amount" in plans:
+        plans["amount"].counts = {"refunds": summary["refunds"]}
+    if "timestamp" in plans:
+        plans["timestamp"].counts = {"converted": summary["converted_offsets"],
+                                     "taken_as_local": int(values["rows"]) - summary["converted_offsets"]}
+    return summary
 
 
 def _rejection(bad_required: list[dict[str, Any]], info: FileInfo) -> InvalidInput:
@@ -450,53 +766,25 @@ def _rejection(bad_required: list[dict[str, Any]], info: FileInfo) -> InvalidInp
     total = sum(p["count"] for p in bad_required)
     rows = ", ".join(f"{r:,}" for r in first["rows"])
     more = f" ({first['count']:,} such values in this column; first rows: {rows})" if first["count"] > 1 else ""
-    if total > first["count"]:
-        more += f" ({total - first['count']:,} more in {', '.join(repr(p['column']) for p in bad_required[1:])})"
-    value = "an empty value" if first["value"] is None else repr(first["value"])
-    return InvalidInput(
-        f"{value} {PROBLEM_TEXT[first['role']]}{more}.",
-        file=info.display_name, row=first["rows"][0], column=first["column"],
-        hint="Fix those values, map another column, or import with 'skip bad rows' (--skip-bad-rows) "
-        "to leave such rows out; they are counted and listed.",
-    )
-
-
-def _find_problems(
-    cursor: duckdb.DuckDBPyConnection, table: str, checks: list[_Check], info: FileInfo, reader: str, reader_params: list
-) -> list[dict[str, Any]]:
-    """Count flagged values per column; for the few columns with any, fetch the first rows' raw values."""
-    if not checks:
-        return []
-    counts = fetch_one(cursor, f"SELECT {', '.join(f'count(*) FILTER ({_flagged([c], checks)})' for c in checks)} FROM {table}")
-    # Row numbers as a spreadsheet shows them: in a CSV the header is row 1.
-    row_offset = 2 if info.format == "csv" else 1
-    problems = []
-    for check, count in zip(checks, counts, strict=True):
-        if not count:
-            continue
-        indexes = [r[0] for r in cursor.execute(
-            f"SELECT tx_row FROM {table} WHERE {_flagged([check], checks)} ORDER BY tx_row LIMIT ?", [EXAMPLES_PER_COLUMN]
-        ).fetchall()]
-        # Only on this rare path, re-read the file for the raw values as written.
-        raw = dict(cursor.execute(
-            f"SELECT i, v FROM (SELECT row_number() OVER () - 1 AS i, CAST({quote_ident(check.column)} AS VARCHAR) AS v "
-            f"FROM {reader}) WHERE list_contains(?, i)",
-            [*reader_params, indexes],
-        ).fetchall())
-        problems.append({
-            "role": check.role, "column": check.column, "count": int(count), "required": check.required,
-            "rows": [i + row_offset for i in indexes], "value": raw.get(indexes[0]),
-            "action": "row left out" if check.required else "value set to empty",
-        })
-    problems.sort(key=lambda p: (not p["required"], p["rows"][0]))
-    return problems
+    others = [p for p in bad_required[1:]]
+    if others:
+        columns = list(dict.fromkeys(repr(p["column"]) for p in others))
+        more += f" ({total - first['count']:,} more in {', '.join(columns)})"
+    value = "an empty value" if first["value"] is None or not str(first["value"]).strip() else repr(first["value"])
+    hint = "Fix those values, map another column, or import with 'skip bad rows' (--skip-bad-rows) to leave such rows out; " \
+           "they are counted and listed."
+    if first.get("hint"):
+        hint = f"Fix those values, {first['hint']}, or import with 'skip bad rows' (--skip-bad-rows) to leave such rows " \
+               "out; they are counted and listed."
+    return InvalidInput(f"{value} {first['problem']}{more}.", file=info.display_name, row=first["rows"][0],
+                        column=first["column"], hint=hint)
 
 
 def _check_duplicate_ids(cursor: duckdb.DuckDBPyConnection, table: str, mapping: ColumnMapping, info: FileInfo) -> None:
     column = mapping.roles.get("transaction_id")
     if not column:
         return
-    row_offset = 2 if info.format == "csv" else 1
+    row_offset = info.row_offset
     missing = fetch_one(cursor, f"SELECT min(tx_row) FROM {table} WHERE transaction_id IS NULL")[0]
     if missing is not None:
         raise InvalidInput("the transaction id is empty.", file=info.display_name, row=missing + row_offset, column=column,
@@ -536,55 +824,6 @@ def _resolve_places(cursor: duckdb.DuckDBPyConnection, table: str, mapping: Colu
     if unmatched:
         note += f" (not matched, e.g.: {', '.join(unmatched)}; those rows have no coordinates)"
     return note + "."
-
-
-def _select_for(
-    mapping: ColumnMapping, types: dict[str, str], checks: list[_Check]
-) -> tuple[str, list[Any], list[StoredColumn], list[str]]:
-    """The SELECT list that turns source rows into dataset rows, its parameters, and what it stores."""
-    exprs: list[str] = []
-    params: list[Any] = []
-    columns = [StoredColumn("tx_row", "tx_row", None)]
-    notes: list[str] = []
-    roles = dict(mapping.roles)
-
-    if "transaction_id" in roles:
-        exprs.append(f"{_text(quote_ident(roles['transaction_id']))} AS transaction_id")
-        columns.append(StoredColumn("transaction_id", "transaction_id", roles["transaction_id"]))
-    else:
-        exprs.append("CAST(NULL AS VARCHAR) AS transaction_id")  # numbered from rowid after loading
-        columns.append(StoredColumn("transaction_id", "transaction_id", None))
-        notes.append("No transaction id column: ids were generated from row numbers (R000000001 is the first data row).")
-
-    for role_name, source in roles.items():
-        if role_name == "transaction_id":
-            continue
-        role = ROLE_BY_NAME[role_name]
-        exprs.append(f"{_parse_expr(role_name, quote_ident(source), types[source])} AS {role.column}")
-        params += _expr_params(role_name, types[source])
-        columns.append(StoredColumn(role.column, role_name, source))
-
-    if "city" in roles and not ("lat" in roles and "lon" in roles):
-        for axis in ("lat", "lon"):
-            if axis not in roles:  # filled from the reference geography after loading
-                exprs.append(f"CAST(NULL AS DOUBLE) AS {axis}")
-                columns.append(StoredColumn(axis, axis, None))
-    if "customer_id" not in roles:
-        notes.append("No customer id column: per-customer features (history, velocity, distance, devices) are disabled.")
-
-    taken = {c.name for c in columns}
-    for kind in ("categorical", "numeric"):
-        for source in getattr(mapping, kind):
-            stored = stored_name(source, taken)
-            exprs.append(f"{_parse_expr(kind, quote_ident(source), types[source])} AS {quote_ident(stored)}")
-            columns.append(StoredColumn(stored, kind, source))
-
-    for i in range(_flag_columns(checks)):
-        group = checks[i * FLAG_BITS:(i + 1) * FLAG_BITS]
-        bits = " | ".join(f"(CASE WHEN {c.condition} THEN {1 << j} ELSE 0 END)" for j, c in enumerate(group))
-        exprs.append(f"CAST({bits} AS BIGINT) AS _issues_{i}")
-        params += [p for c in group for p in c.params]
-    return ", ".join(exprs), params, columns, notes
 
 
 def register_places(conn: duckdb.DuckDBPyConnection) -> None:

@@ -1,7 +1,8 @@
 """Column roles: what each of a file's columns means to Centinela, and guessing them from names.
 
 A mapping assigns source columns to single-valued roles (timestamp, amount, customer id, ...)
-and lists extra categorical and numeric columns to keep. Stored columns get canonical names
+and lists extra categorical and numeric columns to keep. The timestamp may come from two
+columns, a date and a time of day (`--map timestamp=fecha+hora`). Stored columns get canonical names
 (`ts`, `amount`, `customer_id`, ...) so features and detectors work on any file's shape.
 """
 
@@ -62,9 +63,20 @@ class ColumnMapping:
     roles: dict[str, str] = field(default_factory=dict)
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
+    time_column: str | None = None  # the time of day, when the timestamp column holds only the date
 
     def source_columns(self) -> list[str]:
-        return [*self.roles.values(), *self.categorical, *self.numeric]
+        return [*self.roles.values(), *([self.time_column] if self.time_column else []), *self.categorical, *self.numeric]
+
+    @property
+    def timestamp_source(self) -> str | None:
+        """The timestamp's source as the report names it: `fecha` or `fecha+hora`."""
+        column = self.roles.get("timestamp")
+        return f"{column}+{self.time_column}" if column and self.time_column else column
+
+    def as_dict(self) -> dict:
+        return {"roles": self.roles, "time_column": self.time_column, "categorical": self.categorical,
+                "numeric": self.numeric}
 
     def validate(self, columns: list[str], file: str | None = None) -> ColumnMapping:
         """Raise InvalidInput unless every required role is mapped to one existing column, once."""
@@ -80,6 +92,9 @@ class ColumnMapping:
                     hint=f"Map one of the file's columns ({', '.join(columns[:12])}) to it, "
                     f"e.g. --map {role.name}=COLUMN.",
                 )
+        if self.time_column and not self.roles.get("timestamp"):
+            raise InvalidInput(f"a time column ({self.time_column!r}) is set but no date column for the timestamp.",
+                               file=file, hint="Map the timestamp as DATE_COLUMN+TIME_COLUMN.")
         missing = [c for c in self.source_columns() if c not in columns]
         if missing:
             raise InvalidInput(f"the mapping names a column the file does not have: {missing[0]!r}.",
@@ -92,8 +107,9 @@ class ColumnMapping:
         return self
 
     def with_overrides(self, overrides: list[str], columns: list[str]) -> ColumnMapping:
-        """Apply ROLE=COLUMN settings (command line); ROLE= unmaps; categorical/numeric take a comma list."""
-        mapping = ColumnMapping(dict(self.roles), list(self.categorical), list(self.numeric))
+        """Apply ROLE=COLUMN settings (command line); ROLE= unmaps; categorical/numeric take a comma list;
+        timestamp=DATE+TIME combines a date column and a time column."""
+        mapping = ColumnMapping(dict(self.roles), list(self.categorical), list(self.numeric), self.time_column)
         for item in overrides:
             role, sep, column = item.partition("=")
             role = role.strip()
@@ -103,24 +119,47 @@ class ColumnMapping:
                 chosen = [c.strip() for c in column.split(",") if c.strip()]
                 setattr(mapping, role, chosen)
                 for c in chosen:  # a column moved here leaves any other place it had
-                    mapping.roles = {r: s for r, s in mapping.roles.items() if s != c}
-                    other = "numeric" if role == "categorical" else "categorical"
-                    setattr(mapping, other, [x for x in getattr(mapping, other) if x != c])
+                    mapping._take(c)
+                setattr(mapping, role, chosen)
                 continue
             if role not in ROLE_BY_NAME:
                 raise InvalidInput(f"unknown role {role!r} in --map {item!r}.",
                                    hint=f"Roles are: {', '.join([*ROLE_BY_NAME, *MULTI_ROLES])}.")
             if not column:
                 mapping.roles.pop(role, None)
+                if role == "timestamp":
+                    mapping.time_column = None
                 continue
+            if role == "timestamp":
+                column = mapping._set_time_column(item, column, columns)
             if column not in columns:
                 raise InvalidInput(f"--map {item!r} names a column the file does not have.",
                                    hint=f"The file's columns are: {', '.join(columns)}.")
-            mapping.roles = {r: s for r, s in mapping.roles.items() if s != column}
-            mapping.categorical = [c for c in mapping.categorical if c != column]
-            mapping.numeric = [c for c in mapping.numeric if c != column]
+            mapping._take(column)
             mapping.roles[role] = column
         return mapping
+
+    def _take(self, column: str) -> None:
+        """Remove `column` from wherever else it is mapped."""
+        self.roles = {r: s for r, s in self.roles.items() if s != column}
+        self.categorical = [c for c in self.categorical if c != column]
+        self.numeric = [c for c in self.numeric if c != column]
+        if self.time_column == column:
+            self.time_column = None
+
+    def _set_time_column(self, item: str, value: str, columns: list[str]) -> str:
+        """For timestamp=VALUE: a column named VALUE, or DATE+TIME; sets the time column, returns the date column."""
+        if value in columns or "+" not in value:
+            self.time_column = None
+            return value
+        date_column, _, time_column = (part.strip() for part in value.rpartition("+"))
+        for part in (date_column, time_column):
+            if part not in columns:
+                raise InvalidInput(f"--map {item!r} names a column the file does not have: {part!r}.",
+                                   hint=f"The file's columns are: {', '.join(columns)}.")
+        self._take(time_column)
+        self.time_column = time_column
+        return date_column
 
 
 def normalize_name(name: str) -> str:

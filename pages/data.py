@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import date
 from pathlib import Path
 
@@ -11,18 +12,59 @@ from application import datasets as actions
 from dashboard.actions import act, page_context
 from dashboard.cached import overview_of
 from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
-from dashboard.mapping_editor import mapping_editor
+from dashboard.mapping_editor import DECIMAL_CHOICES, EPOCH_CHOICES, ORDER_CHOICES, mapping_editor
 from dashboard.shell import page_setup
 from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
+from data.conventions import DEFAULT_TIMEZONE, ImportOptions, timezone_names
 from data.datasets import list_datasets, sample_rows
 from data.errors import UserError
 from data.export import safe_csv
 from data.features import DEFAULT_LABEL_DELAY_DAYS, feature_catalogue
-from data.ingest import ENCODINGS, inspect_file
+from data.ingest import ENCODINGS, detect_conventions, inspect_file
 from data.synthetic import SyntheticConfig
 
 PAGE_ROWS = 50
+
+
+def _column_line(column: str, time_column: str | None, role: str, convention: str) -> str:
+    # Markdown list item; backticks keep column names from being read as markup.
+    name = f"`{column}`" + (f" + `{time_column}`" if time_column else "")
+    return f"- {name} ({role}): {convention.replace('$', chr(92) + '$')}"  # '$' would start LaTeX
+
+
+def import_report(report: dict, stored: int) -> None:
+    """What the import did: how each column was read, the counts, the rows left out and why."""
+    counts = report.get("counts", {})
+    where = [report.get("file"), (report.get("format") or "").upper(), report.get("encoding"),
+             f"delimiter {report['delimiter']!r}" if report.get("delimiter") else None,
+             f"sheet {report['sheet']!r}" if report.get("sheet") else None,
+             f"times in {report['timezone']}" if report.get("timezone") else None]
+    st.caption(" · ".join(w for w in where if w))
+    m1, m2, m3, m4, m5 = st.columns(5)
+    m1.metric("Rows read", fmt_int(report.get("rows_read", stored)))
+    m2.metric("Rows stored", fmt_int(stored))
+    m3.metric("Rows left out", fmt_int(report.get("rows_read", stored) - stored))
+    m4.metric("Refunds", fmt_int(counts.get("refunds", 0)), help="Negative amounts: stored as refunds or reversals, "
+              "and kept out of the purchase-amount features.")
+    m5.metric("Times converted", fmt_int(counts.get("converted_offsets", 0)),
+              help="Timestamps that carried their own UTC offset, Z, zone name or Unix time, converted to the "
+              "dataset's time zone.")
+    if report.get("columns"):
+        st.markdown("**How each column was read**")
+        st.markdown("\n".join(
+            _column_line(c["column"], c.get("time_column"), c["role"], c["convention"])
+            + "".join(f" · {k.replace('_', ' ')}: {v:,}" for k, v in c.get("counts", {}).items())
+            for c in report["columns"]))
+    for note in report.get("notes", []):
+        st.info(note)
+    if report.get("problems"):
+        st.markdown("**Values that did not parse**")
+        st.dataframe(
+            [{"column": p["column"], "role": p["role"], "why": p.get("problem", ""), "values": p["count"],
+              "first rows": ", ".join(f"{r:,}" for r in p["rows"]), "first value": p["value"],
+              "what happened": p["action"]} for p in report["problems"]],
+            hide_index=True, column_config={"why": st.column_config.TextColumn(width="large")})
 
 
 def _imported(done: actions.Created) -> None:
@@ -53,25 +95,14 @@ with overview:
                   help="Rows marked fraudulent in the dataset's ground-truth label column." if labels
                   else "This dataset has no label column.")
         c4.metric("Fraud rate", fmt_pct(labels["fraud_rate"]) if labels else "—")
-        st.caption(f"From **{fmt_ts(dataset.min_ts)}** to **{fmt_ts(dataset.max_ts)}** · source: {dataset.source} · "
-                   f"created {fmt_ts(dataset.created_at)}")
+        st.caption(f"From **{fmt_ts(dataset.min_ts)}** to **{fmt_ts(dataset.max_ts)}** (time zone "
+                   f"**{dataset.timezone}**) · source: {dataset.source} · created {fmt_ts(dataset.created_at)}")
 
         report = dataset.import_report
         skipped = report.get("rows_read", dataset.row_count) - dataset.row_count
-        if report.get("notes") or report.get("problems") or skipped:
+        if report.get("columns") or report.get("notes") or report.get("problems") or skipped:
             with st.expander("Import report", expanded=bool(report.get("problems"))):
-                if skipped:
-                    st.warning(f"{skipped:,} of {report['rows_read']:,} rows were left out because their timestamp "
-                               "or amount did not parse; the first ones are listed below.")
-                for note in report.get("notes", []):
-                    st.info(note)
-                if report.get("problems"):
-                    st.dataframe(
-                        [{"column": p["column"], "role": p["role"], "values that did not parse": p["count"],
-                          "first rows": ", ".join(f"{r:,}" for r in p["rows"]), "first value": p["value"],
-                          "what happened": p["action"]} for p in report["problems"]],
-                        hide_index=True,
-                    )
+                import_report(report, dataset.row_count)
 
         st.subheader("Rows")
         pages = max(1, -(-dataset.row_count // PAGE_ROWS))
@@ -115,35 +146,58 @@ with importer:
     path: Path | None = None
     display_name = None
     if source == "Upload a file":
-        uploaded = st.file_uploader(f"CSV or Parquet file (up to {limit_mb:,} MB)", key="upload")
+        uploaded = st.file_uploader(f"CSV, Parquet or Excel file (up to {limit_mb:,} MB)", key="upload")
         if uploaded is not None:
             path, display_name = stage_upload(uploaded), uploaded.name
         else:
             discard_upload()
     else:
-        typed = st.text_input("Path to a CSV or Parquet file", placeholder="/data/transactions.csv").strip()
+        typed = st.text_input("Path to a CSV, Parquet or Excel file", placeholder="/data/transactions.csv").strip()
         if typed:
             path, display_name = Path(typed).expanduser(), Path(typed).name
 
     if path is not None:
         try:
-            info = inspect_file(conn, path, display_name, encoding)
+            sheet_key = f"import-sheet-{path}"  # per file: another workbook has other sheets
+            info = inspect_file(conn, path, display_name, encoding, st.session_state.get(sheet_key))
         except UserError as exc:
             st.error(str(exc))
             info = None
+        if info is not None and info.format == "xlsx":
+            st.selectbox("Sheet", info.sheets, index=info.sheets.index(info.sheet), key=sheet_key,
+                         help="The workbook sheet that holds the transactions, a header in its first row.")
         if info is not None:
             st.caption(f"**{info.display_name}** · {info.format.upper()} · {fmt_bytes(info.size_bytes)} · "
-                       f"{len(info.columns)} columns" + (f" · delimiter {info.delimiter!r}" if info.delimiter else ""))
+                       f"{len(info.columns)} columns" + (f" · delimiter {info.delimiter!r}" if info.delimiter else "")
+                       + (f" · sheet {info.sheet!r}" if info.sheet else ""))
             st.dataframe(info.preview, hide_index=True, height=240)
+            st.markdown("**How to read the values**")
+            zones = timezone_names(conn)
+            c1, c2, c3, c4 = st.columns(4)
+            zone = c1.selectbox("Time zone of the dataset", zones, index=zones.index(DEFAULT_TIMEZONE), key="import-zone",
+                                help="Times with a UTC offset, Z or a zone name (and Unix times) are converted to it; "
+                                "times without one are taken to be in it.")
+            decimal = c2.selectbox("Decimal separator", list(DECIMAL_CHOICES), key="import-decimal")
+            order = c3.selectbox("Date order", list(ORDER_CHOICES), key="import-date-order")
+            epoch = c4.selectbox("Timestamp values", list(EPOCH_CHOICES), key="import-epoch")
+            options = ImportOptions(zone, DECIMAL_CHOICES[decimal], ORDER_CHOICES[order], EPOCH_CHOICES[epoch], info.sheet)
+            try:
+                plans = detect_conventions(conn, info, info.guessed_mapping(), options)
+                st.markdown("\n".join(_column_line(p.column, p.time_column, p.role, p.convention()) for p in plans))
+                st.caption("How the columns will be read, from the first rows with the guessed mapping; the import "
+                           "checks every row.")
+            except UserError as exc:
+                st.warning(f"{exc}")
             with st.form("import-form"):
                 default_name = Path(info.display_name).stem[:64]
                 name = st.text_input("Dataset name", value=default_name, key="import-name")
                 st.markdown("**Column mapping** — guessed from the names; \\* marks required roles.")
-                mapping = mapping_editor(info, "import")
+                # Keyed by file and sheet: another file's choices must not carry over to these columns.
+                mapping = mapping_editor(info, f"import-{zlib.crc32(repr((str(info.path), info.sheet, info.column_names)).encode())}")
                 skip_bad = st.checkbox("Skip rows whose timestamp or amount does not parse (they are counted and listed)")
                 if st.form_submit_button("Import", type="primary"):
                     act(lambda c: actions.import_dataset(c, info.path, name, mapping, display_name=info.display_name,
-                                                         encoding=info.encoding, skip_bad_rows=skip_bad),
+                                                         encoding=info.encoding, options=options, skip_bad_rows=skip_bad),
                         lambda done: f"Imported {done.report.rows_stored:,} of {done.report.rows_read:,} rows as "
                                      f"'{done.dataset.name}' in {done.report.seconds:.1f} s.",
                         status=f"Importing {info.display_name}", then=_imported)

@@ -98,7 +98,8 @@ def write_file(folder: Path, name: str, content: bytes | str) -> Path:
 # Files a fraud team might really be sent, each wrong in its own way:
 # name -> (file name, content, fragments the rejection must contain)
 BAD_FILES: dict[str, tuple[str, bytes | str, list[str]]] = {
-    "spreadsheet": ("book.xlsx", b"PK\x03\x04" + b"\x00" * 64, ["book.xlsx", "'.xlsx' files are not supported", "CSV"]),
+    "broken_workbook": ("book.xlsx", b"PK\x03\x04" + b"\x00" * 64, ["book.xlsx", "not a readable Excel workbook", "CSV"]),
+    "old_spreadsheet": ("book.xls", b"\xd0\xcf\x11\xe0" + b"\x00" * 64, ["book.xls", "'.xls' files are not supported", ".xlsx"]),
     "binary_named_csv": ("random.csv", bytes(range(256)) * 8, ["random.csv", "binary data"]),
     "latin1_as_utf8": ("latin.csv", "timestamp,amount,city\n2024-01-01,1,Lima\n2024-01-02,2,Huánuco\n".encode("latin-1"),
                        ["latin.csv", "row 3", "latin-1"]),
@@ -110,7 +111,9 @@ BAD_FILES: dict[str, tuple[str, bytes | str, list[str]]] = {
                       ["dates.csv", "row 4", "column 'timestamp'", "'yesterday' is not a date/time", "--skip-bad-rows"]),
     "bad_amount": ("amounts.csv", "timestamp,amount\n2024-01-01,1\n2024-01-02,ten\n2024-01-03,zero\n",
                    ["amounts.csv", "row 3", "column 'amount'", "'ten'", "2 such values", "3, 4"]),
-    "negative_amount": ("negative.csv", "timestamp,amount\n2024-01-01,-5\n", ["negative.csv", "row 2", "'-5'", "non-negative"]),
+    "mixed_decimals": ("mixed.csv", 'timestamp,amount\n2024-01-01,"1.234,56"\n2024-01-02,12.50\n',
+                       ["mixed.csv", "row 2", "column 'amount'", "',' as the decimal separator (row 2 ('1.234,56'))",
+                        "'.' as the decimal separator (row 3 ('12.50'))", "--decimal"]),
     "missing_amount": ("gap.csv", "timestamp,amount\n2024-01-01,\n", ["gap.csv", "row 2", "column 'amount'", "empty value"]),
     "duplicate_ids": ("dups.csv", "transaction_id,timestamp,amount\nA,2024-01-01,1\nB,2024-01-01,2\nA,2024-01-02,3\n",
                       ["dups.csv", "row 4", "column 'transaction_id'", "'A' appears 2 times (rows 2 and 4)", "unique"]),

@@ -34,7 +34,7 @@ def test_fresh_database_shows_the_demo_datasets_row_count(tmp_path):
         # Upload a file shaped like the handbook's data, keep the guessed mapping, import it.
         upload, frame = write_shape(tmp_path, "handbook", rows=120)
         page.get_by_role("tab", name="Import a file").click()
-        page.get_by_text("CSV or Parquet file (up to 500 MB)").wait_for()
+        page.get_by_text("CSV, Parquet or Excel file (up to 500 MB)").wait_for()
         page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
         page.get_by_text("Column mapping").wait_for()
         page.get_by_text("Column mapping").scroll_into_view_if_needed()
@@ -45,6 +45,13 @@ def test_fresh_database_shows_the_demo_datasets_row_count(tmp_path):
         name.press("Enter")  # keyboard submits the form
         page.get_by_text("Imported 120 of 120 rows").wait_for(timeout=60_000)
         assert metric_value(page, "Rows") == f"{len(frame):,}"
+        # The import report says how each column was read.
+        page.get_by_text("Import report").click()
+        page.get_by_text("How each column was read").wait_for()
+        page.get_by_test_id("stExpanderDetails").get_by_text("decimal separator '.', thousands ',' or space (detected").wait_for()
+        page.get_by_text("How each column was read").scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "data-report.png"))
         # The demo dataset came with a default run: the Detect page shows its threshold and metrics.
         page.get_by_role("combobox").first.click()  # the sidebar's active-dataset picker
         page.get_by_role("option", name=DEMO_NAME, exact=True).click()
@@ -187,7 +194,13 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_role("link", name="Models").click()
         page.get_by_role("tab", name="Train from labels").click()
         page.get_by_text("Also learn from the dataset's label column").click()
-        page.get_by_role("button", name="Train a new version").click()
+        # The tick reruns the page; until the rerun ends, the form it replaces is still drawn (stale).
+        train = page.get_by_role("button", name="Train a new version")
+        for _ in range(60):
+            if train.count() == 1:
+                break
+            page.wait_for_timeout(500)
+        train.click()
         page.get_by_text("Version #2 trained").wait_for(timeout=120_000)
         page.get_by_role("heading", name="Version #2: hgb").wait_for()
         page.get_by_role("button", name="Promote #2").click()

@@ -107,7 +107,7 @@ def test_a_bad_file_is_refused_with_the_same_message_by_either_front_end(tmp_pat
     at = app().run()
     one(at.radio, "Source").set_value("A path on this server")
     at.run()
-    one(at.text_input, "Path to a CSV or Parquet file").set_value(str(bad))
+    one(at.text_input, "Path to a CSV, Parquet or Excel file").set_value(str(bad))
     at.run()
     one(at.button, "Import").click()
     at.run()

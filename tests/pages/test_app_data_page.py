@@ -53,7 +53,7 @@ def test_import_from_a_path_with_the_guessed_mapping(conn, small_dataset, tmp_pa
     at = app().run()
     one(at.radio, "Source").set_value("A path on this server")
     at.run()
-    one(at.text_input, "Path to a CSV or Parquet file").set_value(str(path))
+    one(at.text_input, "Path to a CSV, Parquet or Excel file").set_value(str(path))
     at.run()
     assert not at.exception
     assert one(at.selectbox, "Merchant / terminal id").value == "TERMINAL_ID"
@@ -104,9 +104,9 @@ def test_a_bad_upload_shows_the_error_and_changes_nothing(conn, small_dataset, c
 
 def test_an_unreadable_file_is_explained_before_import(conn, small_dataset):
     at = app().run()
-    at.file_uploader[0].set_value(("sheet.xlsx", b"PK\x03\x04rest", "application/octet-stream"))
+    at.file_uploader[0].set_value(("sheet.xls", b"\xd0\xcf\x11\xe0rest", "application/octet-stream"))
     at.run()
-    assert "sheet.xlsx: '.xlsx' files are not supported" in " ".join(e.value for e in at.error)
+    assert "sheet.xls: '.xls' files are not supported" in " ".join(e.value for e in at.error)
     assert not [b for b in at.button if b.label == "Import"]
 
 

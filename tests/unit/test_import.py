@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from application import datasets as app_datasets
+from data.conventions import ImportOptions
 from data.datasets import get_dataset
+from data.errors import UserError
 from data.features import compute_features, feature_catalogue
 from data.ingest import inspect_file
 from tests.conftest import as_user
@@ -120,7 +122,11 @@ def test_unparseable_optional_values_are_kept_as_empty_and_counted(conn, tmp_pat
 def test_amount_formats_semicolons_and_day_first_dates(conn, tmp_path):
     path = tmp_path / "peru.csv"
     path.write_text('fecha;monto;ciudad\n05/03/2024 13:45;"S/ 1,250.50";Cusco\n06/03/2024;PEN 30;Arequipa\n')
-    dataset = app_datasets.import_dataset(as_user(conn, "test"), path, "peru", features=False).report.dataset
+    # Every date could be day-first or month-first: refused until the order is said.
+    with pytest.raises(UserError, match="row 2, column 'fecha': every date could be day-first or month-first"):
+        app_datasets.import_dataset(as_user(conn, "test"), path, "peru", features=False)
+    dataset = app_datasets.import_dataset(as_user(conn, "test"), path, "peru", options=ImportOptions(date_order="dmy"),
+                                          features=False).report.dataset
     rows = conn.execute(f"SELECT ts, amount, lat FROM {dataset.table} ORDER BY tx_row").fetchall()
     assert rows[0][0] == pd.Timestamp("2024-03-05 13:45") and rows[0][1] == 1250.5
     assert rows[1][0] == pd.Timestamp("2024-03-06") and rows[1][1] == 30.0
