@@ -123,8 +123,8 @@ CATALOGUE: tuple[Feature, ...] = (
             ("merchant_id", "labels")),
     Feature("cust_count_30d", "Customer's other transactions in the 30 days up to this one", "count",
             _per_customer("count(*) OVER cust_30d"), ("customer_id",)),
-    Feature("cust_mean_amount_30d", "Customer's mean amount over the previous 30 days", "PEN",
-            _per_customer("avg(amount) OVER cust_30d"), ("customer_id",)),
+    Feature("cust_mean_amount_30d", "Customer's mean purchase amount over the previous 30 days (refunds left out)", "PEN",
+            _per_customer("avg(purchase) OVER cust_30d"), ("customer_id",)),
     Feature("is_new_merchant", "First time this customer pays this merchant (after earlier transactions)", "0/1",
             "CASE WHEN customer_id IS NOT NULL AND merchant_id IS NOT NULL THEN "
             "CAST(row_number() OVER cust_merchant = 1 AND row_number() OVER cust > 1 AS INTEGER) END",
