@@ -209,6 +209,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE datasets ADD COLUMN timezone VARCHAR",
         "UPDATE datasets SET timezone = 'America/Lima'",
     ),
+    (
+        # Live scoring: API keys (only a SHA-256 of each key is kept, never the key), and the
+        # decision taken for each transaction scored through the API, with how it arrived.
+        """CREATE TABLE api_keys (
+            name VARCHAR PRIMARY KEY,
+            key_hash VARCHAR NOT NULL UNIQUE,
+            prefix VARCHAR NOT NULL,
+            scopes JSON NOT NULL,
+            dataset_id INTEGER,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL,
+            expires_at TIMESTAMP,
+            revoked_at TIMESTAMP,
+            revoked_by VARCHAR
+        )""",
+        """CREATE TABLE decisions (
+            dataset_id INTEGER NOT NULL,
+            transaction_id VARCHAR NOT NULL,
+            tx_row BIGINT NOT NULL,
+            run_id INTEGER NOT NULL,
+            score DOUBLE NOT NULL,
+            alert BOOLEAN NOT NULL,
+            threshold DOUBLE NOT NULL,
+            model JSON NOT NULL,
+            reasons JSON NOT NULL,
+            api_key VARCHAR NOT NULL,
+            request_id VARCHAR NOT NULL,
+            received_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (dataset_id, transaction_id)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
