@@ -73,6 +73,7 @@ class Scored:
     alerts: int  # alerts among the new ones
     run: Run | None
     seconds: float
+    new_scores: list[float]  # the scores of the transactions stored by this request
 
 
 def _feature_set(ctx: Context, dataset: Dataset) -> FeatureSet:
@@ -130,7 +131,7 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
     for d in fresh:
         d["api_key"], d["received_at"] = api_key, received
     return Scored(target, [by_id[tx] for tx in ids], len(fresh), sum(d["alert"] for d in fresh), active.run,
-                  time.perf_counter() - started)
+                  time.perf_counter() - started, [d["score"] for d in fresh])
 
 
 def transaction(ctx: Context, dataset: DatasetRef, transaction_id: str) -> dict[str, Any]:
