@@ -6,7 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -17,6 +24,7 @@ from data.datasets import list_datasets
 from data.db import thread_cursor
 from detectors.runs import active_run
 
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("centinela_api_requests", "API requests by route and status", ["route", "method", "status"],
                    registry=REGISTRY)
