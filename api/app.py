@@ -82,6 +82,7 @@ class _BodyTooLarge(Exception):
 
 def _too_large(limit: int) -> JSONResponse:
     return _error(413, "too_large", f"the request body is over {limit // (1024 * 1024)} MiB.",
+                  field="body",
                   hint="Send at most 10,000 transactions per request.")
 
 
@@ -117,7 +118,7 @@ def _location(loc: tuple[Any, ...]) -> tuple[int | None, str | None]:
     parts = [p for p in loc if p != "body"]
     item = next((p for p in parts if isinstance(p, int)), None)
     names = [str(p) for p in parts if not isinstance(p, int)]
-    field = names[-1] if names else None
+    field = names[-1] if names else "body"
     if item is not None and names and names[-1] in ("transactions", "transaction_ids") and len(names) == 1:
         field = names[0]
     return item, field
