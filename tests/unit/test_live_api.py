@@ -36,7 +36,7 @@ def live(tmp_path_factory):
 def test_the_openapi_document_and_its_page(live):
     client, *_ = live
     document = client.get("/openapi.json").json()
-    assert f"/v1/datasets/{{dataset}}/transactions" in document["paths"]
+    assert "/v1/datasets/{dataset}/transactions" in document["paths"]
     assert "ScoreRequest" in document["components"]["schemas"]
     assert client.get("/docs").status_code == 200
 
@@ -195,8 +195,9 @@ def test_hostile_requests_are_refused_and_change_nothing(live, name):
 
 
 def test_metrics_count_requests_scores_alerts_and_name_the_active_model(live):
-    from api.metrics import metrics_endpoint
     from starlette.requests import Request
+
+    from api.metrics import metrics_endpoint
 
     client, *_ = live
     text = metrics_endpoint(Request({"type": "http", "method": "GET", "path": "/metrics", "headers": []})).body.decode()
