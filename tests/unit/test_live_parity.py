@@ -85,7 +85,7 @@ def test_a_promoted_learned_version_scores_live_with_the_same_parity(streamed):
     client, conn, setup, rows = streamed
     ctx = Context(conn, "cli:test")
     dataset = get_dataset(conn, DATASET)
-    version = app_models.retrain(ctx, dataset)
+    version = app_models.retrain(ctx, dataset, params={"n_estimators": 25})  # small: the path is under test
     app_models.promote(ctx, dataset, version.id)
     second_half = rows[len(rows) // 2:]
     _stream(client, setup.keys["scorer"], second_half)
