@@ -29,7 +29,6 @@ from data.errors import InvalidInput, NotFound
 from data.features import FeatureSet, load_feature_set
 from detectors import runs as run_store
 from detectors.explain import background_rows
-from detectors.pipeline import load_rows
 from detectors.ranking import RankingModel
 from detectors.reasons import Occlusion
 from detectors.runs import Run
@@ -106,9 +105,10 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
             received = ctx.clock()
             with ctx.unit_of_work() as conn:
                 tx_rows = store.insert_rows(conn, target, new)
-                store.store_features(conn, target, feature_set, tx_rows)
-                for link in chain:
-                    rows = load_rows(conn, target, feature_set, link.run.spec, tx_rows)
+                features = store.store_features(conn, target, feature_set, new, tx_rows)
+                scores = None
+                for link in chain:  # base runs first: a learned version reads its detector run's score
+                    rows = store.model_frame(features, new, tx_rows, link.run.spec, scores)
                     X = link.model.transform(rows)
                     scores = np.asarray(link.model.score_matrix(X), dtype=np.float64)
                     store.insert_scores(conn, link.run.id, tx_rows, scores)

@@ -213,20 +213,45 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, frame: pd.Dat
     return rows["tx_row"].to_numpy()
 
 
-def store_features(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, tx_rows: np.ndarray) -> None:
-    """Compute the stored feature set's features for the new rows over their customers' and
-    merchants' history, and append them to the feature table."""
+def store_features(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, frame: pd.DataFrame,
+                   tx_rows: np.ndarray) -> pd.DataFrame:
+    """Compute the stored feature set's features for the new rows (`frame`, numbered `tx_rows`)
+    over their customers' and merchants' history, append them to the feature table and return
+    them (tx_row and one column per feature, in tx_row order)."""
     chosen = catalogue_features(feature_set.computed)
     keep = ["t.tx_row IN (SELECT unnest(CAST($new AS BIGINT[])))"]
+    params = {**query_params(dataset, int(feature_set.params.get("label_delay_days", 7))), "new": [int(r) for r in tx_rows]}
     for role in ("customer_id", "merchant_id"):
         if dataset.has_role(role):
-            keep.append(f"t.{role} IN (SELECT {role} FROM {dataset.table} WHERE tx_row IN "
-                        f"(SELECT unnest(CAST($new AS BIGINT[]))) AND {role} IS NOT NULL)")
+            values = sorted({v for v in frame[role] if v is not None and not pd.isna(v)})
+            if values:
+                keep.append(f"t.{role} IN (SELECT unnest(CAST(${role} AS VARCHAR[])))")
+                params[role] = values
     sql = feature_query(dataset, chosen, restrict=" OR ".join(keep))
-    params = {**query_params(dataset, int(feature_set.params.get("label_delay_days", 7))), "new": [int(r) for r in tx_rows]}
-    names = ", ".join(quote_ident(f.name) for f in chosen)
-    conn.execute(f"INSERT INTO {feature_set.table} (tx_row, {names}) SELECT tx_row, {names} FROM ({sql}) "
-                 "WHERE tx_row IN (SELECT unnest(CAST($new AS BIGINT[])))", params)
+    names = [quote_ident(f.name) for f in chosen]
+    features = conn.execute(f"SELECT * FROM ({sql}) WHERE tx_row IN (SELECT unnest(CAST($new AS BIGINT[]))) "
+                            "ORDER BY tx_row", params).df()
+    view = f"_features_{id(features)}"
+    conn.register(view, features)
+    try:
+        conn.execute(f"INSERT INTO {feature_set.table} (tx_row, {', '.join(names)}) "
+                     f"SELECT tx_row, {', '.join(names)} FROM {quote_ident(view)}")
+    finally:
+        conn.unregister(view)
+    return features
+
+
+def model_frame(features: pd.DataFrame, frame: pd.DataFrame, tx_rows: np.ndarray, spec: Any,
+                base_scores: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows a model scores, as `detectors.pipeline.load_rows` reads them from the tables:
+    tx_row, ts, the spec's features, its categorical columns and (for a learned version) the
+    base run's score, built from what was just computed instead of read back."""
+    columns: dict[str, Any] = {"tx_row": np.asarray(tx_rows, dtype=np.int64), "ts": frame["ts"].to_numpy()}
+    for name in spec.numeric:
+        columns[name] = base_scores if name == "anomaly_score" and spec.base_run_id is not None else features[name].to_numpy()
+    for name in spec.categorical:
+        columns[name] = frame[name].to_numpy(dtype=object)
+    return pd.DataFrame(columns)
 
 
 def insert_scores(conn: duckdb.DuckDBPyConnection, run_id: int, tx_rows: np.ndarray, scores: np.ndarray) -> None:
@@ -236,18 +261,21 @@ def insert_scores(conn: duckdb.DuckDBPyConnection, run_id: int, tx_rows: np.ndar
 
 def insert_decisions(conn: duckdb.DuckDBPyConnection, dataset: Dataset, decisions: list[dict[str, Any]], api_key: str,
                      request_id: str, received_at: datetime) -> None:
-    frame = pd.DataFrame({
-        "transaction_id": [d["transaction_id"] for d in decisions], "tx_row": [d["tx_row"] for d in decisions],
-        "run_id": [d["model"]["run"] for d in decisions], "score": [d["score"] for d in decisions],
-        "alert": [d["alert"] for d in decisions], "threshold": [d["threshold"] for d in decisions],
-        "model": [json.dumps(d["model"]) for d in decisions], "reasons": [json.dumps(d["reasons"]) for d in decisions],
-    })
-    conn.register("_decisions", frame)
-    try:
-        conn.execute("INSERT INTO decisions SELECT ?, transaction_id, tx_row, run_id, score, alert, threshold, model, "
-                     "reasons, ?, ?, ? FROM _decisions", [dataset.id, api_key, request_id, received_at])
-    finally:
-        conn.unregister("_decisions")
+    columns = {
+        "transaction_id": ("VARCHAR", [d["transaction_id"] for d in decisions]),
+        "tx_row": ("BIGINT", [d["tx_row"] for d in decisions]),
+        "run_id": ("INTEGER", [d["model"]["run"] for d in decisions]),
+        "score": ("DOUBLE", [d["score"] for d in decisions]),
+        "alert": ("BOOLEAN", [d["alert"] for d in decisions]),
+        "threshold": ("DOUBLE", [d["threshold"] for d in decisions]),
+        "model": ("VARCHAR", [json.dumps(d["model"]) for d in decisions]),
+        "reasons": ("VARCHAR", [json.dumps(d["reasons"]) for d in decisions]),
+    }
+    unnested = ", ".join(f"unnest(CAST(${name} AS {sql_type}[])) AS {name}" for name, (sql_type, _) in columns.items())
+    conn.execute(f"INSERT INTO decisions SELECT $dataset, transaction_id, tx_row, run_id, score, alert, threshold, model, "
+                 f"reasons, $key, $request, $received FROM (SELECT {unnested})",
+                 {**{name: values for name, (_, values) in columns.items()}, "dataset": dataset.id, "key": api_key,
+                  "request": request_id, "received": received_at})
 
 
 def update_counts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, frame: pd.DataFrame) -> None:
