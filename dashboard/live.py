@@ -4,6 +4,7 @@ API every few seconds, says how many new alerts arrived since the page was opene
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import streamlit as st
@@ -14,6 +15,7 @@ from dashboard.connection import get_cursor
 from data.datasets import Dataset
 
 POLL_SECONDS = 2.0
+REFRESH_SECONDS = 6.0  # at most this often the whole page reruns, so a busy feed never keeps it redrawing
 
 
 def live_updates(dataset: Dataset, key: str) -> None:
@@ -23,6 +25,8 @@ def live_updates(dataset: Dataset, key: str) -> None:
     latest = live.latest_arrival(ctx, dataset)
     st.session_state.setdefault(opened_key, latest or datetime.min)
     st.session_state[seen_key] = latest  # what this run of the page shows
+    refreshed_key = f"live-refreshed-{key}-{dataset.id}"
+    st.session_state[refreshed_key] = time.monotonic()
     left, right = st.columns([4, 1], vertical_alignment="center")
     auto = right.toggle("Live updates", value=True, key=f"live-auto-{key}",
                         help=f"Every {POLL_SECONDS:.0f} s, show transactions scored through the API without a reload.")
@@ -31,7 +35,8 @@ def live_updates(dataset: Dataset, key: str) -> None:
     def indicator() -> None:
         reader = Context(get_cursor(), "app")
         newest = live.latest_arrival(reader, dataset)
-        if auto and newest is not None and newest != st.session_state.get(seen_key):
+        due = time.monotonic() - st.session_state.get(refreshed_key, 0.0) >= REFRESH_SECONDS
+        if auto and due and newest is not None and newest != st.session_state.get(seen_key):
             st.rerun(scope="app")  # new transactions: refresh the whole page's data
         count = live.new_alerts(reader, dataset, st.session_state[opened_key])
         if count:

@@ -39,9 +39,9 @@ def prepare(conn, folder: Path, *, rows: int = 6_000, days: int = 40, live_days:
     for path, condition in ((history, "ts < ?"), (live, "ts >= ?")):
         conn.execute(f"COPY (SELECT * EXCLUDE (tx_row) FROM {full.table} WHERE {condition} ORDER BY tx_row) "
                      f"TO '{path}' (FORMAT parquet)", [cut])
-    target = app_datasets.import_dataset(ctx, history, dataset).dataset
-    app_runs.fit(ctx, target, [DEFAULT_DETECTOR])
     other = app_datasets.generate(ctx, "elsewhere", SyntheticConfig(rows=500, seed=1, days=10)).dataset
+    target = app_datasets.import_dataset(ctx, history, dataset).dataset  # the newest: the pages' default
+    app_runs.fit(ctx, target, [DEFAULT_DETECTOR])
     secrets = {
         "scorer": app_keys.create(ctx, "scorer", "score,read").secret,
         "labeller": app_keys.create(ctx, "labeller", "label", dataset).secret,
