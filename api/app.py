@@ -173,7 +173,7 @@ def create_api() -> FastAPI:
              tags=["scoring"], summary="A stored transaction, its decision and its current label")
     def read(dataset: str, transaction_id: str, request: Request, ctx: Ctx) -> TransactionOut:
         acting, _, _ = _authorised(request, ctx, "read", dataset)
-        return TransactionOut.model_validate(live.transaction(acting, dataset, transaction_id))
+        return TransactionOut.model_validate(live.read_transaction(acting, dataset, transaction_id))
 
     @api.post("/v1/datasets/{dataset}/labels", response_model=LabelResponse, responses=ERRORS, tags=["labels"],
               summary="Label transactions (chargebacks, confirmed fraud), attributed to the key")

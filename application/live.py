@@ -134,7 +134,7 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
                   time.perf_counter() - started, [d["score"] for d in fresh])
 
 
-def transaction(ctx: Context, dataset: DatasetRef, transaction_id: str) -> dict[str, Any]:
+def read_transaction(ctx: Context, dataset: DatasetRef, transaction_id: str) -> dict[str, Any]:
     """A stored transaction, its live decision (None for imported ones) and its current label;
     the read is attributed in the audit trail."""
     target = ctx.dataset(dataset)
