@@ -110,12 +110,14 @@ def main() -> int:
             queue_seconds = None
             if not args.no_browser:
                 with chromium_page() as page:
-                    page.goto(f"{url}/queue?dataset=large")
+                    page.goto(f"{url}/")
                     form = page.get_by_test_id("stForm").filter(has_text="Sign in")
                     form.get_by_label("User name").fill(ADMIN)
                     form.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
-                    t0 = time.perf_counter()
                     form.get_by_role("button", name="Sign in").click()
+                    form.wait_for(state="detached", timeout=120_000)
+                    t0 = time.perf_counter()
+                    page.get_by_role("link", name="Alert queue").click()
                     page.get_by_test_id("stMetric").filter(has_text="Alerts matching").first.wait_for(timeout=120_000)
                     queue_seconds = time.perf_counter() - t0
             sender.join(timeout=max(0.0, args.seconds - (time.perf_counter() - t_start)))
@@ -128,7 +130,8 @@ def main() -> int:
                      **percentiles(done["latency"] or [0.0])}
             print(f"batches of {args.batch:,} (keep-alive): {json.dumps(batch)}", flush=True)
             if queue_seconds is not None:
-                print(f"alert queue in Chromium during the batch load: {queue_seconds:.2f} s from sign-in", flush=True)
+                print(f"alert queue in Chromium during the batch load: {queue_seconds:.2f} s from the menu click to its "
+                      "first page", flush=True)
     return 0
 
 
