@@ -107,13 +107,14 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
                 tx_rows = store.insert_rows(conn, target, new)
                 features = store.store_features(conn, target, feature_set, new, tx_rows)
                 scores = None
-                for link in chain:  # base runs first: a learned version reads its detector run's score
+                for link in chain[:-1]:  # base runs first: a learned version reads its detector run's score
                     rows = store.model_frame(features, new, tx_rows, link.run.spec, scores)
-                    X = link.model.transform(rows)
-                    scores = np.asarray(link.model.score_matrix(X), dtype=np.float64)
+                    scores = np.asarray(link.model.score_matrix(link.model.transform(rows)), dtype=np.float64)
                     store.insert_scores(conn, link.run.id, tx_rows, scores)
                 top = chain[-1]
-                reasons = top.occlusion.reasons(rows, X, scores)
+                rows = store.model_frame(features, new, tx_rows, top.run.spec, scores)
+                scores, reasons = top.occlusion.score_with_reasons(rows, top.model.transform(rows))
+                store.insert_scores(conn, top.run.id, tx_rows, scores)
                 model = {"run": active.run.id, "kind": active.run.kind, "detector": active.run.detector,
                          "feature_version": feature_set.version}
                 fresh = [{"transaction_id": tx, "tx_row": int(r), "score": float(s), "alert": bool(s >= active.threshold),

@@ -35,26 +35,27 @@ class Occlusion:
         # Which transformed columns belong to each feature.
         self.columns = [np.flatnonzero(self.aggregate[:, j]) for j in range(len(self.features))]
 
-    def reasons(self, frame: pd.DataFrame, X: np.ndarray, scores: np.ndarray, top: int = TOP) -> list[list[dict[str, Any]]]:
-        """The `top` features raising each row's score, with the row's value and the contribution."""
+    def score_with_reasons(self, frame: pd.DataFrame, X: np.ndarray,
+                           top: int = TOP) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
+        """Each row's score and the `top` features raising it (the row's value and the contribution),
+        from one call of the model on the rows and their occluded copies."""
         n, used = len(X), [j for j, cols in enumerate(self.columns) if len(cols)]
-        if n == 0 or not used:
-            return [[] for _ in range(n)]
-        stacked = np.repeat(X[np.newaxis, :, :], len(used), axis=0)
-        for k, j in enumerate(used):
+        stacked = np.repeat(X[np.newaxis, :, :], len(used) + 1, axis=0)
+        for k, j in enumerate(used, start=1):
             stacked[k][:, self.columns[j]] = self.baseline[self.columns[j]]
-        occluded = self.model.score_matrix(stacked.reshape(len(used) * n, X.shape[1])).reshape(len(used), n)
-        contributions = scores[np.newaxis, :] - occluded  # (features, rows)
+        everything = np.asarray(self.model.score_matrix(stacked.reshape((len(used) + 1) * n, X.shape[1])),
+                                dtype=np.float64).reshape(len(used) + 1, n)
+        scores = everything[0]
+        contributions = scores[np.newaxis, :] - everything[1:]  # (features, rows)
         out = []
         for i in range(n):
-            order = np.argsort(-contributions[:, i], kind="stable")[:top]
             row = []
-            for k in order:
+            for k in np.argsort(-contributions[:, i], kind="stable")[:top] if used else []:
                 name = self.features[used[k]]
                 row.append({"feature": name, "value": _plain(frame.iloc[i][name]) if name in frame.columns else None,
                             "contribution": float(contributions[k, i])})
             out.append(row)
-        return out
+        return scores, out
 
 
 def _plain(value: Any) -> Any:
