@@ -217,20 +217,33 @@ def store_features(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_se
                    tx_rows: np.ndarray) -> pd.DataFrame:
     """Compute the stored feature set's features for the new rows (`frame`, numbered `tx_rows`)
     over their customers' and merchants' history, append them to the feature table and return
-    them (tx_row and one column per feature, in tx_row order)."""
+    them (tx_row and one column per feature, in tx_row order).
+
+    Features over merchant windows are computed over the merchants' rows, the others over the
+    customers' rows: each query reads whole partitions of the windows it uses, and the
+    merchant-window query, whose rows are many, computes only its few windows."""
     chosen = catalogue_features(feature_set.computed)
-    keep = ["t.tx_row IN (SELECT unnest(CAST($new AS BIGINT[])))"]
-    params = {**query_params(dataset, int(feature_set.params.get("label_delay_days", 7))), "new": [int(r) for r in tx_rows]}
-    for role in ("customer_id", "merchant_id"):
-        if dataset.has_role(role):
-            values = sorted({v for v in frame[role] if v is not None and not pd.isna(v)})
-            if values:
-                keep.append(f"t.{role} IN (SELECT unnest(CAST(${role} AS VARCHAR[])))")
-                params[role] = values
-    sql = feature_query(dataset, chosen, restrict=" OR ".join(keep))
-    names = [quote_ident(f.name) for f in chosen]
-    features = conn.execute(f"SELECT * FROM ({sql}) WHERE tx_row IN (SELECT unnest(CAST($new AS BIGINT[]))) "
+    delay = int(feature_set.params.get("label_delay_days", 7))
+    new = [int(r) for r in tx_rows]
+    groups = {"merchant_id": [f for f in chosen if "OVER merch" in f.sql]}
+    groups["customer_id"] = [f for f in chosen if f not in groups["merchant_id"]]
+    features = pd.DataFrame({"tx_row": np.asarray(new, dtype=np.int64)})
+    for role, members in groups.items():
+        if not members:
+            continue
+        keep = ["t.tx_row IN (SELECT unnest(CAST($new AS BIGINT[])))"]
+        params = {**query_params(dataset, delay), "new": new}
+        values = sorted({v for v in frame[role] if v is not None and not pd.isna(v)}) if dataset.has_role(role) else []
+        if values:
+            keep.append(f"t.{role} IN (SELECT unnest(CAST($ids AS VARCHAR[])))")
+            params["ids"] = values
+        sql = feature_query(dataset, members, restrict=" OR ".join(keep))
+        part = conn.execute(f"SELECT * FROM ({sql}) WHERE tx_row IN (SELECT unnest(CAST($new AS BIGINT[]))) "
                             "ORDER BY tx_row", params).df()
+        for f in members:
+            features[f.name] = part[f.name].to_numpy()
+    features = features[["tx_row", *[f.name for f in chosen]]]
+    names = [quote_ident(f.name) for f in chosen]
     view = f"_features_{id(features)}"
     conn.register(view, features)
     try:
