@@ -1,4 +1,4 @@
-# Centinela in a container: the app on port 8501, the database in the /data volume.
+# Centinela in a container: the app and its HTTP API on port 8501, the database in the /data volume.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,5 +19,6 @@ VOLUME /data
 EXPOSE 8501
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health')"
-CMD ["streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501"]
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/api/v1/health')"
+# One process serves the pages and the API (serve.py); uvicorn sets TCP_NODELAY on its sockets.
+CMD ["uvicorn", "serve:app", "--host", "0.0.0.0", "--port", "8501"]

@@ -3,9 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8501
+HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models clean
+.PHONY: run test test-unit test-pages test-e2e install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +23,12 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-## Serve the app at http://localhost:$(PORT) on $${CENTINELA_DB:-./centinela.duckdb}; demo data on first start.
+## Serve the app and its HTTP API (/api, /api/docs, /metrics) at http://$(HOST):$(PORT) from one process, on
+## $${CENTINELA_DB:-./centinela.duckdb}; demo data on first start. HOST=0.0.0.0 to serve other machines.
 ## On a database with no user yet, it first asks for the admin's password (or reads $$CENTINELA_ADMIN_PASSWORD).
 run: install
 	$(BIN)/centinela users first-admin
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	$(BIN)/uvicorn serve:app --host $(HOST) --port $(PORT)
 
 ## Install test dependencies (and Debian's chromium if missing), then run the whole suite.
 test: install-dev chromium
@@ -77,6 +79,10 @@ bench-models: install
 ## Time the pages on 1M rows in headless Chromium; saves docs/screenshots/*-1m.png.
 bench-pages: install-dev chromium
 	$(BIN)/python -m benchmarks.bench_pages
+
+## Live scoring at 1M stored transactions: single-transaction latency, batch throughput, the queue under load.
+bench-live: install-dev chromium
+	$(BIN)/python -m benchmarks.bench_live
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

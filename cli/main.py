@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from application.context import Context
-from cli import admin, datasets, models, runs
+from cli import admin, datasets, keys, models, replay, runs
 from cli.output import OPERATOR, Progress
 from data.db import DatabaseInUseError, connect
 from data.errors import UserError
@@ -25,13 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="centinela", description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (datasets, runs, models, admin):
+    for module in (datasets, runs, models, admin, keys, replay):
         module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_db", True):  # a client of a running server (replay): the server holds the file
+        try:
+            return args.func(args, None)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except OSError as exc:
+            print(f"error: cannot reach the server: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
     try:
         conn = connect()
     except DatabaseInUseError as exc:

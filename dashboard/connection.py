@@ -1,34 +1,16 @@
-"""One DuckDB connection per process, shared by every session; one cursor per thread."""
+"""One DuckDB connection per process, shared by every session and the HTTP API; one cursor per thread."""
 
 from __future__ import annotations
 
-import threading
-
 import duckdb
-import streamlit as st
 
-from data.db import connect, database_path
-
-
-@st.cache_resource(show_spinner=False)
-def _connection(path: str) -> duckdb.DuckDBPyConnection:
-    return connect(path)
-
-
-_local = threading.local()
+from data.db import thread_cursor
 
 
 def get_cursor() -> duckdb.DuckDBPyConnection:
     """This thread's cursor on the process-wide connection to $CENTINELA_DB.
 
-    Streamlit runs each session's script in its own thread; DuckDB cursors are independent
-    connections to the same database, safe to use side by side.
+    Streamlit runs each session's script in its own thread, the API its requests in a thread
+    pool; DuckDB cursors are independent connections to the same database, safe side by side.
     """
-    conn = _connection(str(database_path().resolve()))
-    cursors = getattr(_local, "cursors", None)
-    if cursors is None:
-        cursors = _local.cursors = {}
-    cursor = cursors.get(id(conn))
-    if cursor is None:
-        cursor = cursors[id(conn)] = conn.cursor()
-    return cursor
+    return thread_cursor()

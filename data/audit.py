@@ -15,7 +15,8 @@ import duckdb
 import pandas as pd
 
 ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit", "threshold", "label", "undo_labels",
-           "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change")
+           "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change", "key_create",
+           "key_revoke", "score", "api_read")
 
 
 def _json(value: Any) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -209,6 +210,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE datasets ADD COLUMN timezone VARCHAR",
         "UPDATE datasets SET timezone = 'America/Lima'",
     ),
+    (
+        # Live scoring: API keys (only a SHA-256 of each key is kept, never the key), and the
+        # decision taken for each transaction scored through the API, with how it arrived.
+        """CREATE TABLE api_keys (
+            name VARCHAR PRIMARY KEY,
+            key_hash VARCHAR NOT NULL UNIQUE,
+            prefix VARCHAR NOT NULL,
+            scopes JSON NOT NULL,
+            dataset_id INTEGER,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL,
+            expires_at TIMESTAMP,
+            revoked_at TIMESTAMP,
+            revoked_by VARCHAR
+        )""",
+        """CREATE TABLE decisions (
+            dataset_id INTEGER NOT NULL,
+            transaction_id VARCHAR NOT NULL,
+            tx_row BIGINT NOT NULL,
+            run_id INTEGER NOT NULL,
+            score DOUBLE NOT NULL,
+            alert BOOLEAN NOT NULL,
+            threshold DOUBLE NOT NULL,
+            model JSON NOT NULL,
+            reasons JSON NOT NULL,
+            api_key VARCHAR NOT NULL,
+            request_id VARCHAR NOT NULL,
+            received_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (dataset_id, transaction_id)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -249,6 +281,33 @@ def connect(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnec
     conn.execute("SET enable_progress_bar = false")
     migrate(conn)
     return conn
+
+
+_shared: dict[str, duckdb.DuckDBPyConnection] = {}
+_shared_lock = threading.Lock()
+_local = threading.local()
+
+
+def shared_connection(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """The process's one connection to the database file (opened and migrated on first use): the
+    pages and the HTTP API of one server share it, as DuckDB has one writing process."""
+    key = str((Path(path) if path is not None else database_path()).resolve())
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = connect(key)
+        return _shared[key]
+
+
+def thread_cursor(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """This thread's cursor on the shared connection (a cursor per thread is safe to use side by side)."""
+    conn = shared_connection(path)
+    cursors = getattr(_local, "cursors", None)
+    if cursors is None:
+        cursors = _local.cursors = {}
+    cursor = cursors.get(id(conn))
+    if cursor is None:
+        cursor = cursors[id(conn)] = conn.cursor()
+    return cursor
 
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:

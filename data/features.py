@@ -237,6 +237,36 @@ def compute_features(
     chosen = [f for f in CATALOGUE if reasons[f.name] is None]
     skipped = {name: reason for name, reason in reasons.items() if reason is not None}
 
+    sql = feature_query(dataset, chosen)
+    table_name = f"feat_{dataset.id}"
+    reads_labels = any("labels" in f.needs for f in chosen)
+    params = {"label_delay_days": delay}
+    snapshot = labels_snapshot(conn, dataset) if reads_labels else None
+
+    progress(0.15, f"Computing {len(chosen)} features over {dataset.row_count:,} rows")
+    conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table_name)}")
+    conn.execute(f"CREATE TABLE {checked_ident(table_name)} AS {sql}", query_params(dataset, delay))
+    seconds = time.perf_counter() - started
+    conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset.id])
+    conn.execute(
+        "INSERT INTO feature_sets (dataset_id, table_name, computed_at, params, computed, skipped, seconds, version, "
+        "labels_snapshot) VALUES (?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+        [dataset.id, table_name, json.dumps(params), json.dumps([f.name for f in chosen]), json.dumps(skipped), seconds,
+         feature_version(chosen, params, snapshot), snapshot],
+    )
+    progress(1.0, f"Computed {len(chosen)} features in {seconds:.1f} s")
+    return load_feature_set(conn, dataset)  # type: ignore[return-value]
+
+
+def feature_query(dataset: Dataset, chosen: list[Feature], restrict: str | None = None) -> str:
+    """The catalogue's SQL for `chosen` features over the dataset's rows: `SELECT tx_row, <features>`.
+
+    `restrict` is a condition over the dataset table `t` that keeps whole partitions (every row
+    of the customers and merchants involved), so live scoring can compute the features of new
+    rows over their history only and get exactly what the whole-table computation gives them:
+    every window partitions by customer or merchant and looks only backwards.
+    """
+
     def col(role: str, column: str, sql_type: str) -> str:
         return f"t.{column}" if dataset.has_role(role) else f"CAST(NULL AS {sql_type})"
 
@@ -257,27 +287,21 @@ def compute_features(
                {col('lat', 'lat', 'DOUBLE')} AS lat, {col('lon', 'lon', 'DOUBLE')} AS lon,
                {label_expr} AS known_fraud
         FROM {dataset.table} t LEFT JOIN latest l USING (transaction_id)
+        {f"WHERE {restrict}" if restrict else ""}
     )"""
     select = ", ".join(f"CAST({f.sql} AS DOUBLE) AS {quote_ident(f.name)}" for f in chosen)
-    table_name = f"feat_{dataset.id}"
-    sql = f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
-    params = {"label_delay_days": delay}
-    snapshot = labels_snapshot(conn, dataset) if reads_labels else None
+    return f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
 
-    progress(0.15, f"Computing {len(chosen)} features over {dataset.row_count:,} rows")
-    conn.execute(f"DROP TABLE IF EXISTS {checked_ident(table_name)}")
-    conn.execute(f"CREATE TABLE {checked_ident(table_name)} AS {sql}",
-                 {"dataset": dataset.id, "window_start": delay + MERCHANT_RATE_WINDOW_DAYS, "window_end": delay})
-    seconds = time.perf_counter() - started
-    conn.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset.id])
-    conn.execute(
-        "INSERT INTO feature_sets (dataset_id, table_name, computed_at, params, computed, skipped, seconds, version, "
-        "labels_snapshot) VALUES (?, ?, current_timestamp::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
-        [dataset.id, table_name, json.dumps(params), json.dumps([f.name for f in chosen]), json.dumps(skipped), seconds,
-         feature_version(chosen, params, snapshot), snapshot],
-    )
-    progress(1.0, f"Computed {len(chosen)} features in {seconds:.1f} s")
-    return load_feature_set(conn, dataset)  # type: ignore[return-value]
+
+def query_params(dataset: Dataset, delay: int) -> dict[str, Any]:
+    """The named parameters of `feature_query`."""
+    return {"dataset": dataset.id, "window_start": delay + MERCHANT_RATE_WINDOW_DAYS, "window_end": delay}
+
+
+def catalogue_features(names: list[str]) -> list[Feature]:
+    """The catalogue's features of these names, in catalogue order."""
+    wanted = set(names)
+    return [f for f in CATALOGUE if f.name in wanted]
 
 
 def check_label_delay(days: Any) -> int:

@@ -1,23 +1,26 @@
-"""Users & audit (admins): who may sign in with which role, and the audit trail."""
+"""Users & audit (admins): who may sign in with which role, API keys for other systems, and the audit trail."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from application import keys as key_actions
 from application import users as user_actions
 from dashboard.actions import act, page_context
 from dashboard.shell import page_setup
 from dashboard.state import show_flashes
 from data.audit import ACTIONS, audit_log
+from data.datasets import list_datasets
 from data.export import safe_csv
+from data.keys import SCOPES
 from data.users import ROLE_TITLES, ROLES, list_users
 
 page_setup()
 conn = page_context().conn
 st.title("Users & audit")
 show_flashes()
-tab_users, tab_audit = st.tabs(["Users", "Audit trail"])
+tab_users, tab_keys, tab_audit = st.tabs(["Users", "API keys", "Audit trail"])
 
 with tab_users:
     users = list_users(conn)
@@ -51,6 +54,44 @@ with tab_users:
             else:
                 act(lambda c: user_actions.change(c, who, role=new_role, password=new_password or None, disabled=disabled),
                     f"Saved the changes to {who}.")
+
+with tab_keys:
+    st.caption("Keys let other systems score transactions (`POST /api/v1/datasets/NAME/transactions`), send labels "
+               "and read decisions; the API's documentation is at [/api/docs](/api/docs). Only a hash of each key is "
+               "kept: a key is shown once, when it is created.")
+    ctx = page_context()
+    found = key_actions.list_keys(ctx)
+    now = ctx.clock()
+    names = {d.id: d.name for d in list_datasets(conn)}
+    if found:
+        st.dataframe(pd.DataFrame([{"name": k.name, "key starts": k.prefix + "…", "scopes": ", ".join(k.scopes),
+                                    "dataset": names.get(k.dataset_id, "all") if k.dataset_id else "all",
+                                    "state": k.state(now), "created": k.created_at, "by": k.created_by,
+                                    "expires": k.expires_at} for k in found]), hide_index=True)
+    else:
+        st.info("No API keys yet.")
+    new_left, new_right = st.columns(2)
+    with new_left, st.form("key-create", clear_on_submit=True, enter_to_submit=False):
+        st.markdown("**Create a key**")
+        key_name = st.text_input("Name (the system that uses it)", max_chars=64, key="key-name")
+        scopes = st.multiselect("Scopes", SCOPES, default=["score"], key="key-scopes")
+        only = st.selectbox("Dataset", ["all datasets", *names.values()], key="key-dataset")
+        days = st.number_input("Expires after (days, 0 = never)", min_value=0, max_value=3650, value=0, key="key-days")
+        if st.form_submit_button("Create key", type="primary"):
+            created = act(lambda c: key_actions.create(c, key_name, scopes, None if only == "all datasets" else only,
+                                                       days or None), rerun=False)
+            if created is not None:
+                st.success(f"Created key {created.key.name!r}. Copy it now: it is not shown again.")
+                st.code(created.secret, language=None)
+    with new_right, st.form("key-revoke", enter_to_submit=False):
+        st.markdown("**Revoke a key**")
+        active_names = [k.name for k in found if k.state(now) == "active"]
+        which = st.selectbox("Key", active_names, index=None, key="key-revoke-name", placeholder="choose a key")
+        if st.form_submit_button("Revoke"):
+            if not which:
+                st.error("Choose a key first.")
+            else:
+                act(lambda c: key_actions.revoke(c, which), f"Revoked key {which}: requests with it now get 401.")
 
 with tab_audit:
     a, b, c = st.columns([1, 2, 1])

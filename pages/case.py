@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from application import cases, labels
+from application import cases, labels, live
 from application.queue import queue_page
 from dashboard import investigation_charts as charts
 from dashboard.actions import act, page_context
@@ -57,6 +57,10 @@ detail, state, label, score = case.detail, case.state, case.label, case.score
 st.title(f"Case {case_id}")
 st.caption(f"{fmt_ts(detail['ts'])} · {detail.get('merchant_name') or detail.get('merchant_id') or ''} · "
            f"{detail.get('city') or ''} · run #{run.id} ({run.detector})")
+arrived = live.arrival(ctx, dataset, case_id)
+if arrived:
+    st.caption(f":material/api: Arrived through the API with key **{arrived['api_key'].removeprefix('api:')}** at "
+               f"{arrived['received_at']:%Y-%m-%d %H:%M:%S} (request {arrived['request_id'][:8]}).")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Amount", fmt_pen(detail["amount"]))
 if score is not None:

@@ -8,6 +8,7 @@ from application import kpis
 from dashboard import charts
 from dashboard.formatting import fmt_hours, fmt_int, fmt_pct, fmt_pen, fmt_pen_short
 from dashboard.investigation import require_run
+from dashboard.live import live_updates
 from dashboard.shell import dataset_page
 from data.export import safe_csv
 from data.kpi import GROUPINGS, available_groupings
@@ -16,6 +17,7 @@ BREAKDOWN_ROWS = 50
 
 ctx, dataset = dataset_page("KPI overview")
 run = require_run(ctx, dataset).run
+live_updates(dataset, "overview")
 
 first, last = dataset.min_ts.date(), dataset.max_ts.date()
 left, right = st.columns([2, 1])

@@ -10,6 +10,7 @@ from dashboard.actions import act
 from dashboard.cached import warm_explainer
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.investigation import require_run, undo_box
+from dashboard.live import live_updates
 from dashboard.navigation import switch_to
 from dashboard.shell import dataset_page
 from dashboard.state import queue_filters, queue_filters_version, set_queue_filters
@@ -20,6 +21,7 @@ from data.export import safe_csv
 ctx, dataset = dataset_page("Alert queue")
 active = require_run(ctx, dataset)
 run, threshold = active.run, active.threshold
+live_updates(dataset, "queue")
 warm_explainer(dataset.id, run)  # the first case opened then shows its SHAP chart at once
 analyst = ctx.actor
 filters = queue_filters()

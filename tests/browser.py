@@ -65,6 +65,43 @@ def streamlit_server(db: Path, env: dict[str, str] | None = None, timeout: float
 
 
 @contextmanager
+def live_server(db: Path, env: dict[str, str] | None = None, timeout: float = 90,
+                port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start the server the way `make run` does (`uvicorn serve:app`: the pages and the HTTP API in
+    one process) on a loopback port; yield its URL and process; stop it afterwards."""
+    port = port or free_port()
+    log = db.parent / f"server-{port}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, stdout=log.open("a"), stderr=subprocess.STDOUT,
+        env={**os.environ, "CENTINELA_DB": str(db), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+             "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "STREAMLIT_SERVER_HEADLESS": "true", **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
 def chromium_page(width: int = 1280, height: int = 800):
     """A Playwright page in headless Debian Chromium (Playwright cannot download its own here)."""
     from playwright.sync_api import sync_playwright

@@ -67,7 +67,7 @@ def test_pages_hold_no_sql_and_open_no_transaction():
 
 
 def test_only_the_application_layer_writes_audit_rows_and_opens_units_of_work():
-    for folder in ("data", "detectors", "dashboard", "pages", "cli"):
+    for folder in ("data", "detectors", "dashboard", "pages", "cli", "api"):
         for path in _modules(folder):
             calls = _calls(path)
             if path.name != "audit.py":

@@ -1,0 +1,187 @@
+"""The HTTP API (FastAPI), mounted at /api beside the pages by serve.py: each route parses its
+request, authenticates the key, calls one function of the application layer and renders its
+result. Errors come from one family (data.errors) and are answered as JSON with the kind's status
+and where the problem is (item index and field)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import metrics
+from api.schemas import (
+    ErrorResponse,
+    Health,
+    LabelRequest,
+    LabelResponse,
+    ScoreRequest,
+    ScoreResponse,
+    TransactionOut,
+)
+from application import keys, labels, live
+from application.context import Context
+from data.db import thread_cursor
+from data.errors import UserError
+from data.keys import ApiKey
+
+MAX_BODY = 8 * 1024 * 1024  # bytes: 10,000 transactions of ~500 bytes fit with room
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 422)}
+
+DESCRIPTION = """Score transactions as they happen, label them from other systems, read them back.
+
+Send the key as `Authorization: Bearer <key>` (create one on the Users & audit page, or with
+`centinela keys create NAME --scope score,label,read`).
+
+**Reasons.** Each decision carries the three features that raised its score most, by occlusion:
+the score again with the feature at its usual value (the mean model input over training rows),
+for every decision; the case page shows SHAP attributions.
+
+**Retries.** A batch is all or nothing. Sending a transaction id again with the same values
+returns its stored decision and stores nothing; with other values it is a 409.
+"""
+
+
+class BodyLimit:
+    """Refuse a request body over `limit` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit)(scope, receive, send)
+            return
+        seen = [0]
+
+        async def counting() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > self.limit:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, "too_large", f"the request body is over {limit // (1024 * 1024)} MiB.",
+                  field="body",
+                  hint="Send at most 10,000 transactions per request.")
+
+
+def _error(status: int, code: str, message: str, **where: Any) -> JSONResponse:
+    body = {"code": code, "message": message, **{k: v for k, v in where.items() if v is not None}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def context(request: Request) -> Context:
+    return Context(thread_cursor(), "api")
+
+
+Ctx = Annotated[Context, Depends(context)]
+
+
+def key_secret(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _authorised(request: Request, ctx: Context, scope: str, dataset: str | None) -> tuple[Context, ApiKey, int | None]:
+    key = keys.authenticate(ctx, key_secret(request), scope)
+    dataset_id = ctx.dataset(dataset).id if dataset is not None else None
+    keys.authenticate(ctx, key_secret(request), scope, dataset_id)  # the dataset the key may use
+    return Context(ctx.conn, keys.actor(key), clock=ctx.clock), key, dataset_id
+
+
+def _location(loc: tuple[Any, ...]) -> tuple[int | None, str | None]:
+    """The item index and field of a pydantic error location like ('body', 'transactions', 3, 'amount')."""
+    parts = [p for p in loc if p != "body"]
+    item = next((p for p in parts if isinstance(p, int)), None)
+    names = [str(p) for p in parts if not isinstance(p, int)]
+    field = names[-1] if names else "body"
+    if item is not None and names and names[-1] in ("transactions", "transaction_ids") and len(names) == 1:
+        field = names[0]
+    return item, field
+
+
+def create_api() -> FastAPI:
+    api = FastAPI(title="Centinela API", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None,
+                  openapi_url="/openapi.json")
+
+    @api.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.problem, item=exc.item, field=exc.field or exc.column, hint=exc.hint)
+
+    @api.exception_handler(keys.Unauthenticated)
+    async def unauthenticated(request: Request, exc: keys.Unauthenticated) -> JSONResponse:
+        return _error(401, "unauthenticated", str(exc))
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            position = first.get("loc", ("body", None))[-1]
+            return _error(422, "invalid", f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')}"
+                                          f" at character {position}).", field="body")
+        item, field = _location(tuple(first.get("loc", ())))
+        message = first.get("msg", "invalid value")
+        return _error(422, "invalid", f"{message}.", item=item, field=field)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        text = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in text:
+            text = "the body could not be read as JSON (not UTF-8, or nested too deeply)."
+        return _error(exc.status_code, "bad_request" if exc.status_code == 400 else "http_error", text, field="body")
+
+    @api.get("/v1/health", response_model=Health, tags=["service"], summary="Database open, active models loaded")
+    def health(ctx: Ctx) -> JSONResponse:
+        report = live.health(ctx)
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    @api.post("/v1/datasets/{dataset}/transactions", response_model=ScoreResponse, responses=ERRORS, tags=["scoring"],
+              summary="Store and score transactions (1 to 10,000; all or nothing)")
+    def score(dataset: str, body: ScoreRequest, request: Request, ctx: Ctx) -> ScoreResponse:
+        acting, key, _ = _authorised(request, ctx, "score", dataset)
+        items = [t.model_dump(exclude_unset=True) for t in body.transactions]
+        scored = live.score(acting, dataset, items, api_key=acting.actor)
+        metrics.observe_scored(scored.dataset.name, scored.new_scores, scored.alerts)
+        return ScoreResponse.model_validate({"decisions": scored.decisions, "stored": scored.stored,
+                                             "alerts": scored.alerts})
+
+    @api.get("/v1/datasets/{dataset}/transactions/{transaction_id}", response_model=TransactionOut, responses=ERRORS,
+             tags=["scoring"], summary="A stored transaction, its decision and its current label")
+    def read(dataset: str, transaction_id: str, request: Request, ctx: Ctx) -> TransactionOut:
+        acting, _, _ = _authorised(request, ctx, "read", dataset)
+        return TransactionOut.model_validate(live.read_transaction(acting, dataset, transaction_id))
+
+    @api.post("/v1/datasets/{dataset}/labels", response_model=LabelResponse, responses=ERRORS, tags=["labels"],
+              summary="Label transactions (chargebacks, confirmed fraud), attributed to the key")
+    def label(dataset: str, body: LabelRequest, request: Request, ctx: Ctx) -> LabelResponse:
+        acting, _, _ = _authorised(request, ctx, "label", dataset)
+        done = labels.label(acting, dataset, body.transaction_ids, body.label, note=body.note, close=body.close)
+        return LabelResponse(batch_id=done.batch_id, count=done.count, label=done.label, closed=done.closed)
+
+    api.add_middleware(BodyLimit)
+    api.add_middleware(metrics.MetricsMiddleware)
+    return api

@@ -1,0 +1,114 @@
+"""The API's request and response bodies (pydantic), which its OpenAPI document at /api/docs shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from data.cases import MAX_IDS, MAX_NOTE
+from data.live import MAX_BATCH, MAX_ID, MAX_TEXT
+
+
+class TransactionIn(BaseModel):
+    """One transaction, keyed by the import roles; the dataset's extra columns go by their stored
+    names (any other field is refused)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "transaction_id": "TX-2024-000001", "timestamp": "2024-05-01T13:45:00-05:00", "amount": 129.9,
+        "customer_id": "C0001234", "merchant_id": "M000321", "device_id": "D00004567", "city": "Miraflores"}]})
+
+    transaction_id: str = Field(min_length=1, max_length=MAX_ID)
+    timestamp: datetime = Field(description="ISO 8601; with an offset it is converted to the dataset's time zone, "
+                                            "without one it is wall time there")
+    amount: float = Field(allow_inf_nan=False, description="PEN; negative for a refund")
+    customer_id: str | None = Field(None, max_length=MAX_TEXT)
+    merchant_id: str | None = Field(None, max_length=MAX_TEXT)
+    device_id: str | None = Field(None, max_length=MAX_TEXT)
+    city: str | None = Field(None, max_length=MAX_TEXT)
+    lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+
+
+class ScoreRequest(BaseModel):
+    transactions: list[TransactionIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Reason(BaseModel):
+    feature: str
+    value: Any = None
+    contribution: float = Field(description="How much the score drops when this feature takes its usual value")
+
+
+class ModelRef(BaseModel):
+    run: int
+    kind: Literal["detector", "supervised"]
+    detector: str
+    feature_version: str | None = None
+
+
+class Decision(BaseModel):
+    transaction_id: str
+    score: float
+    alert: bool
+    threshold: float
+    model: ModelRef
+    reasons: list[Reason]
+    api_key: str | None = None
+    received_at: datetime | None = None
+
+
+class ScoreResponse(BaseModel):
+    decisions: list[Decision]
+    stored: int = Field(description="Transactions stored by this request (the others were already stored: retries)")
+    alerts: int
+
+
+class LabelRequest(BaseModel):
+    """Label transactions, as an analyst does on the case page (one undoable action)."""
+
+    transaction_ids: list[str] = Field(min_length=1, max_length=MAX_IDS)
+    label: Literal["fraud", "legitimate", "unsure"]
+    note: str | None = Field(None, max_length=MAX_NOTE)
+    close: bool = Field(False, description="A fraud or legitimate label also closes the cases")
+
+
+class LabelResponse(BaseModel):
+    batch_id: str
+    count: int
+    label: str | None
+    closed: bool
+
+
+class TransactionOut(BaseModel):
+    transaction: dict[str, Any]
+    decision: Decision | None
+    label: str | None
+
+
+class DatasetHealth(BaseModel):
+    name: str
+    rows: int
+    active_run: int | None
+    kind: str | None
+    model_loaded: bool | None = None
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    datasets: list[DatasetHealth]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    item: int | None = None
+    field: str | None = None
+    hint: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

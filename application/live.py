@@ -1,0 +1,184 @@
+"""Live scoring: transactions arriving through the HTTP API are stored, get their features
+online, are scored by the dataset's active model (a detector run or a promoted learned
+version) against its threshold, and keep their decision; a batch is one unit of work.
+
+Scoring is serialised in the process (one lock): features of a new transaction read the rows
+stored before it, so two batches for the same customer must not interleave. DuckDB has one
+writer anyway; the lock keeps the order the answers were given in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from application.context import Context, retry_on_conflict
+from application.datasets import DatasetRef
+from application.runs import require_active
+from data import cases
+from data import live as store
+from data.audit import record
+from data.datasets import Dataset
+from data.errors import InvalidInput, NotFound
+from data.features import FeatureSet, load_feature_set
+from detectors import runs as run_store
+from detectors.explain import background_rows
+from detectors.ranking import RankingModel
+from detectors.reasons import Occlusion
+from detectors.runs import Run
+
+_LOCK = threading.Lock()
+_MODELS: dict[tuple[int, str], LoadedModel] = {}
+BACKGROUND = 500  # training rows whose mean input is the baseline of the reasons
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    run: Run
+    model: RankingModel
+    occlusion: Occlusion
+
+
+def loaded_model(ctx: Context, dataset: Dataset, run: Run) -> LoadedModel:
+    """A run's model, loaded once per process (hash-checked by `load_model`) with its reasons baseline."""
+    key = (run.id, run.artifact_sha256)
+    found = _MODELS.get(key)
+    if found is None:
+        model = run_store.load_model(ctx.conn, run)
+        background = background_rows(ctx.conn, dataset, model.spec, run.train_until, BACKGROUND)
+        found = _MODELS[key] = LoadedModel(run, model, Occlusion(model, background))
+    return found
+
+
+def _chain(ctx: Context, dataset: Dataset, run: Run) -> list[LoadedModel]:
+    """The models a run's scores need, base runs first (a learned version reads its detector run's score)."""
+    chain = [loaded_model(ctx, dataset, run)]
+    while chain[0].run.spec.base_run_id is not None:
+        chain.insert(0, loaded_model(ctx, dataset, run_store.get_run(ctx.conn, chain[0].run.spec.base_run_id)))
+    return chain
+
+
+@dataclass(frozen=True)
+class Scored:
+    dataset: Dataset
+    decisions: list[dict[str, Any]]  # in request order
+    stored: int  # new transactions stored by this request (the others were retries)
+    alerts: int  # alerts among the new ones
+    run: Run | None
+    seconds: float
+    new_scores: list[float]  # the scores of the transactions stored by this request
+
+
+def _feature_set(ctx: Context, dataset: Dataset) -> FeatureSet:
+    feature_set = load_feature_set(ctx.conn, dataset)
+    if feature_set is None:
+        raise InvalidInput(f"dataset {dataset.name!r} has no features yet.",
+                           hint=f"Compute them on the Data page, or: centinela features {dataset.name!r}")
+    return feature_set
+
+
+@retry_on_conflict
+def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api_key: str,
+          request_id: str | None = None) -> Scored:
+    """Store, featurise and score transactions (all or nothing) as API key `api_key`; a
+    transaction id already scored returns its stored decision and stores nothing."""
+    started = time.perf_counter()
+    target = ctx.dataset(dataset)
+    frame = store.check_items(target, items)
+    active = require_active(ctx, target)
+    feature_set = _feature_set(ctx, target)
+    chain = _chain(ctx, target, active.run)  # loaded before any write
+    request_id = request_id or uuid.uuid4().hex
+    ids = frame["transaction_id"].tolist()
+    with _LOCK:
+        stored = store.stored_rows(ctx.conn, target, ids)
+        store.check_retries(target, frame, stored)
+        new = frame[~frame["transaction_id"].isin(set(stored["transaction_id"]))].reset_index(drop=True)
+        fresh: list[dict[str, Any]] = []
+        if len(new):
+            received = ctx.clock()
+            with ctx.unit_of_work() as conn:
+                tx_rows = store.insert_rows(conn, target, new)
+                features = store.store_features(conn, target, feature_set, new, tx_rows)
+                scores = None
+                for link in chain[:-1]:  # base runs first: a learned version reads its detector run's score
+                    rows = store.model_frame(features, new, tx_rows, link.run.spec, scores)
+                    scores = np.asarray(link.model.score_matrix(link.model.transform(rows)), dtype=np.float64)
+                    store.insert_scores(conn, link.run.id, tx_rows, scores)
+                top = chain[-1]
+                rows = store.model_frame(features, new, tx_rows, top.run.spec, scores)
+                scores, reasons = top.occlusion.score_with_reasons(rows, top.model.transform(rows))
+                store.insert_scores(conn, top.run.id, tx_rows, scores)
+                model = {"run": active.run.id, "kind": active.run.kind, "detector": active.run.detector,
+                         "feature_version": feature_set.version}
+                fresh = [{"transaction_id": tx, "tx_row": int(r), "score": float(s), "alert": bool(s >= active.threshold),
+                          "threshold": float(active.threshold), "model": model, "reasons": why}
+                         for tx, r, s, why in zip(new["transaction_id"], tx_rows, scores, reasons, strict=True)]
+                store.insert_decisions(conn, target, fresh, api_key, request_id, received)
+                store.update_counts(conn, target, new)
+                alerts = sum(d["alert"] for d in fresh)
+                record(conn, api_key, "score", dataset_id=target.id,
+                       target=ids[0] if len(ids) == 1 else f"{len(ids):,} transactions",
+                       after={"request": request_id, "stored": len(fresh), "retried": len(ids) - len(fresh),
+                              "alerts": alerts, "run": active.run.id})
+    decided = store.decisions_of(ctx.conn, target, [tx for tx in ids if tx not in {d["transaction_id"] for d in fresh}])
+    by_id = {d["transaction_id"]: d for d in fresh} | decided
+    for d in fresh:
+        d["api_key"], d["received_at"] = api_key, received
+    return Scored(target, [by_id[tx] for tx in ids], len(fresh), sum(d["alert"] for d in fresh), active.run,
+                  time.perf_counter() - started, [d["score"] for d in fresh])
+
+
+def read_transaction(ctx: Context, dataset: DatasetRef, transaction_id: str) -> dict[str, Any]:
+    """A stored transaction, its live decision (None for imported ones) and its current label;
+    the read is attributed in the audit trail."""
+    target = ctx.dataset(dataset)
+    row = store.transaction_record(ctx.conn, target, str(transaction_id))
+    if row is None:
+        raise NotFound(f"transaction {transaction_id!r} is not in dataset {target.name!r}.", field="transaction_id")
+    decision = store.decisions_of(ctx.conn, target, [str(transaction_id)]).get(str(transaction_id))
+    label = cases.current_labels(ctx.conn, target, [str(transaction_id)]).get(str(transaction_id))
+    with ctx.unit_of_work() as conn:
+        record(conn, ctx.actor, "api_read", dataset_id=target.id, target=str(transaction_id))
+    return {"transaction": row, "decision": decision, "label": label}
+
+
+def health(ctx: Context) -> dict[str, Any]:
+    """The database answers, and each dataset's active model loads (and is kept loaded)."""
+    from data.datasets import list_datasets
+
+    ctx.conn.execute("SELECT 1").fetchall()
+    datasets, ok = [], True
+    for dataset in list_datasets(ctx.conn):
+        run = run_store.active_run(ctx.conn, dataset)
+        entry: dict[str, Any] = {"name": dataset.name, "rows": dataset.row_count,
+                                 "active_run": run.id if run else None, "kind": run.kind if run else None}
+        if run is not None:
+            try:
+                _chain(ctx, dataset, run)
+                entry["model_loaded"] = True
+            except Exception as exc:  # reported, not raised: health says what is wrong
+                entry["model_loaded"], entry["error"] = False, str(exc)
+                ok = False
+        datasets.append(entry)
+    return {"status": "ok" if ok else "degraded", "database": "open", "datasets": datasets}
+
+
+def arrival(ctx: Context, dataset: DatasetRef, transaction_id: str) -> dict[str, Any] | None:
+    """How a transaction arrived through the API (key name, time), or None if it was imported."""
+    return store.arrival(ctx.conn, ctx.dataset(dataset), transaction_id)
+
+
+def new_alerts(ctx: Context, dataset: DatasetRef, since: datetime | None) -> int:
+    """Alerts scored through the API since `since`."""
+    return store.new_alerts(ctx.conn, ctx.dataset(dataset), since)
+
+
+def latest_arrival(ctx: Context, dataset: DatasetRef) -> datetime | None:
+    return store.latest_arrival(ctx.conn, ctx.dataset(dataset))

@@ -1,0 +1,20 @@
+"""The server: the pages (app.py) and the HTTP API (/api, /metrics) from one process on one port.
+
+`make run` serves it with uvicorn (`uvicorn serve:app`), which sets TCP_NODELAY on its sockets;
+under `streamlit run serve.py` every keep-alive response waits about 44 ms on Nagle's algorithm
+(see /work/shared/MEASURED.md), so the latency figures assume uvicorn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+from starlette.routing import Mount, Route
+
+from api.app import create_api
+from api.metrics import metrics_endpoint
+
+ROOT = Path(__file__).resolve().parent
+
+app = st.App(str(ROOT / "app.py"), routes=[Mount("/api", app=create_api()), Route("/metrics", metrics_endpoint)])
