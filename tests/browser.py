@@ -1,4 +1,4 @@
-"""Helpers for end-to-end tests: a real `streamlit run` server and headless Debian Chromium."""
+"""Helpers for end-to-end tests: the real server, started as `make run` starts it, and headless Debian Chromium."""
 
 from __future__ import annotations
 
@@ -31,37 +31,9 @@ def free_port() -> int:
 
 @contextmanager
 def streamlit_server(db: Path, env: dict[str, str] | None = None, timeout: float = 90) -> Iterator[str]:
-    """Start `streamlit run app.py` on a free loopback port; yield its URL; stop it afterwards."""
-    port = free_port()
-    log = db.parent / f"streamlit-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env={**os.environ, "CENTINELA_DB": str(db), **(env or {})},
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    """The server as `make run` starts it (pages and API in one process); yield its URL."""
+    with live_server(db, env=env, timeout=timeout) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
