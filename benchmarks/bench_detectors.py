@@ -17,6 +17,7 @@ from application.context import Context
 from benchmarks.bench_foundation import machine
 from data.db import connect
 from data.errors import UserError
+from data.features import load_feature_set
 from data.synthetic import SyntheticConfig
 from detectors.base import REGISTRY
 from detectors.evaluation import labelled_frame, threshold_metrics
@@ -37,7 +38,7 @@ def main() -> int:
         ctx = Context(conn, "bench")
         dataset = datasets.generate(ctx, "bench", SyntheticConfig(rows=args.rows, seed=1)).dataset
         print(f"machine: {machine()}")
-        print(f"rows: {args.rows:,}, features: 21 engineered")
+        print(f"rows: {args.rows:,}, features: {len(load_feature_set(conn, dataset).computed)} engineered")
         print(f"{'detector':<18} {'fit':>8} {'score':>8} {'total':>8}  target    notes")
         timed_run = None
         for name in args.only or sorted(REGISTRY):
