@@ -26,10 +26,12 @@ from api.schemas import (
 from application import keys, labels, live
 from application.context import Context
 from data.db import thread_cursor
-from data.errors import UserError
+from data.errors import Forbidden, NotFound, UserError
 from data.keys import ApiKey
 
 MAX_BODY = 8 * 1024 * 1024  # bytes: 10,000 transactions of ~500 bytes fit with room
+TOO_LARGE = f"the request body is over {MAX_BODY // (1024 * 1024)} MiB."
+TOO_LARGE_HINT = "Send at most 10,000 transactions per request."
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 422)}
 
 DESCRIPTION = """Score transactions as they happen, label them from other systems, read them back.
@@ -67,23 +69,17 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen[0] += len(message.get("body", b""))
                 if seen[0] > self.limit:
-                    raise _BodyTooLarge()
+                    # An HTTPException: FastAPI turns any other exception raised while it reads the
+                    # body into a 400 "error parsing the body"; this one reaches `http_error`.
+                    raise StarletteHTTPException(413, TOO_LARGE)
             return message
 
-        try:
-            await self.app(scope, counting, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit)(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, counting, send)
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return _error(413, "too_large", f"the request body is over {limit // (1024 * 1024)} MiB.",
-                  field="body",
-                  hint="Send at most 10,000 transactions per request.")
+    return _error(413, "too_large", f"the request body is over {limit // (1024 * 1024)} MiB.", field="body",
+                  hint=TOO_LARGE_HINT)
 
 
 def _error(status: int, code: str, message: str, **where: Any) -> JSONResponse:
@@ -108,9 +104,21 @@ def key_secret(request: Request) -> str | None:
 
 def _authorised(request: Request, ctx: Context, scope: str, dataset: str | None) -> tuple[Context, ApiKey, int | None]:
     key = keys.authenticate(ctx, key_secret(request), scope)
+    if dataset is not None and key.dataset_id is not None and dataset != _own_dataset(ctx, key):
+        # Before the name is looked up: a key for one dataset must not learn which others exist
+        # (a 404 for unknown names, with the available ones listed, would tell it).
+        raise Forbidden(f"API key {key.name!r} is for another dataset.", field="dataset")
     dataset_id = ctx.dataset(dataset).id if dataset is not None else None
     keys.authenticate(ctx, key_secret(request), scope, dataset_id)  # the dataset the key may use
     return Context(ctx.conn, keys.actor(key), clock=ctx.clock), key, dataset_id
+
+
+def _own_dataset(ctx: Context, key: ApiKey) -> str | None:
+    """The name of the one dataset a key may use; None once that dataset is deleted."""
+    try:
+        return ctx.dataset(key.dataset_id).name
+    except NotFound:
+        return None
 
 
 def _location(loc: tuple[Any, ...]) -> tuple[int | None, str | None]:
@@ -152,6 +160,8 @@ def create_api() -> FastAPI:
         text = str(exc.detail)
         if exc.status_code == 400 and "parsing the body" in text:
             text = "the body could not be read as JSON (not UTF-8, or nested too deeply)."
+        if exc.status_code == 413:
+            return _error(413, "too_large", text, field="body", hint=TOO_LARGE_HINT)
         return _error(exc.status_code, "bad_request" if exc.status_code == 400 else "http_error", text, field="body")
 
     @api.get("/v1/health", response_model=Health, tags=["service"], summary="Database open, active models loaded")

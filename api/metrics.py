@@ -39,15 +39,24 @@ SCORES = Histogram("centinela_score", "Scores given to live transactions", ["dat
 class ActiveModels(Collector):
     """The active run of each dataset, as a gauge set to 1, read from the database at scrape time."""
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Without describe(), registering calls collect(), which would open the database when this
+        # module is imported (a test collection, a CLI) rather than when /metrics is scraped.
+        yield self._family()
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("centinela_active_model", "The model each dataset's queue ranks by",
-                                   labels=["dataset", "run", "kind", "detector"])
+        family = self._family()
         conn = thread_cursor()
         for dataset in list_datasets(conn):
             run = active_run(conn, dataset)
             if run is not None:
                 family.add_metric([dataset.name, str(run.id), run.kind, run.detector], 1)
         yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("centinela_active_model", "The model each dataset's queue ranks by",
+                                 labels=["dataset", "run", "kind", "detector"])
 
 
 REGISTRY.register(ActiveModels())

@@ -156,16 +156,20 @@ def replay(rows: list[dict[str, Any]], client: Client, dataset: str, *, batch: i
     """Send the rows in batches, paced to `rate` per second, for at most `max_seconds`."""
     if not 1 <= batch <= 10_000:
         raise InvalidInput("the batch size must be between 1 and 10,000.", field="batch")
+    if not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise InvalidInput("the time limit must be a positive number of seconds.", field="max_seconds")
     summary, started = Summary(), time.perf_counter()
     path = f"/api/v1/datasets/{quote(dataset, safe='')}/transactions"
     for chunk in batches(rows, batch):
-        elapsed = time.perf_counter() - started
-        if elapsed > max_seconds:
-            break
+        left = max_seconds - (time.perf_counter() - started)
         if rate:
-            wait = summary.sent / rate - elapsed
+            wait = summary.sent / rate - (max_seconds - left)
+            if wait >= left:
+                break  # the next batch is due after the time limit
             if wait > 0:
-                time.sleep(min(wait, max_seconds))
+                time.sleep(wait)
+        if time.perf_counter() - started > max_seconds:
+            break
         sent_at = time.perf_counter()
         status, body = client.post(path, {"transactions": chunk})
         summary.latencies.append(time.perf_counter() - sent_at)

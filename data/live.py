@@ -38,6 +38,8 @@ MAX_ID = 128  # characters in a transaction id
 MAX_TEXT = 512  # characters in any other text value
 REQUIRED = ("transaction_id", "timestamp", "amount")
 # Values compared when a transaction id arrives again: a retry must carry the same transaction.
+# What a retry must repeat to be the same transaction; the other fields of a retry are not
+# compared (the stored transaction stands), as the README says.
 IDENTITY = ("timestamp", "amount", "customer_id", "merchant_id", "device_id")
 
 
@@ -91,11 +93,16 @@ def _timestamp(value: Any, item: int, zone: str) -> datetime:
                                     f"time zone {zone}).") from None
     if not isinstance(value, datetime):
         raise InvalidInput("must be an ISO 8601 date-time text.", item=item, field="timestamp")
+    _check_year(value, item)  # before the conversion too: converting year 1 or 9999 overflows
     if value.tzinfo is not None:  # an instant: converted to the dataset's wall time, as imports do
         value = value.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+        _check_year(value, item)
+    return value
+
+
+def _check_year(value: datetime, item: int) -> None:
     if not (MIN_YEAR <= value.year <= MAX_YEAR):
         raise InvalidInput(f"the year {value.year} is outside {MIN_YEAR}-{MAX_YEAR}.", item=item, field="timestamp")
-    return value
 
 
 def check_items(dataset: Dataset, items: list[dict[str, Any]]) -> pd.DataFrame:

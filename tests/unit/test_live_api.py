@@ -159,7 +159,13 @@ def _corpus(rows: list[dict]) -> list[tuple[str, object, int, int | None, str | 
          "scorer"),
         ("body over the size limit", b'{"transactions": ["' + b"x" * (9 * 1024 * 1024) + b'"]}', 413, None, "body",
          "scorer"),
+        ("body over the size limit, streamed without a length", lambda: (b"x" * 65_536 for _ in range(160)), 413, None,
+         "body", "scorer"),
+        ("a date with an offset in year 1", batch(1, timestamp="0001-01-01T00:00:00+05:00"), 422, 1, "timestamp",
+         "scorer"),
         ("unknown dataset", ("/v1/datasets/nowhere/transactions", batch(0)), 404, None, None, "scorer"),
+        ("unknown dataset, with a key for one dataset", ("/v1/datasets/nowhere/labels", {
+            "transaction_ids": [stored["transaction_id"]], "label": "fraud"}), 403, None, "dataset", "labeller"),
         ("revoked key", batch(0), 401, None, None, "revoked"),
         ("key without the score scope", batch(0), 403, None, "scope", "labeller"),
         ("label not in the list", ("/v1/datasets/bank/labels", {"transaction_ids": [stored["transaction_id"]],
@@ -181,7 +187,10 @@ def test_hostile_requests_are_refused_and_change_nothing(live, name):
         url, body = body
     before = digest(conn)
     headers = {**bearer(setup.keys[key]), "Content-Type": "application/json"}
-    if isinstance(body, bytes):
+    if callable(body):  # a generator: sent chunked, with no Content-Length
+        response = client.post(url, content=body(), headers=headers)
+        assert "content-length" not in {k.lower() for k in response.request.headers}
+    elif isinstance(body, bytes):
         response = client.post(url, content=body, headers=headers)
     else:
         response = client.post(url, json=body, headers=headers)
@@ -206,3 +215,13 @@ def test_metrics_count_requests_scores_alerts_and_name_the_active_model(live):
     assert "centinela_alerts_raised_total" in text and "centinela_score_bucket" in text
     assert 'centinela_active_model{dataset="bank",detector="isolation_forest",kind="detector",run="1"} 1.0' in text
     assert "centinela_api_request_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("limit", [float("nan"), 0.0, -5.0, float("inf")])
+def test_replay_refuses_a_time_limit_that_would_not_bound_it(limit):
+    from cli.replay import replay
+    from data.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        replay([{"transaction_id": "T1"}], client=None, dataset="bank", max_seconds=limit)
+    assert refused.value.field == "max_seconds"
