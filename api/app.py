@@ -30,7 +30,6 @@ from data.errors import Forbidden, NotFound, UserError
 from data.keys import ApiKey
 
 MAX_BODY = 8 * 1024 * 1024  # bytes: 10,000 transactions of ~500 bytes fit with room
-TOO_LARGE = f"the request body is over {MAX_BODY // (1024 * 1024)} MiB."
 TOO_LARGE_HINT = "Send at most 10,000 transactions per request."
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 422)}
 
@@ -71,15 +70,18 @@ class BodyLimit:
                 if seen[0] > self.limit:
                     # An HTTPException: FastAPI turns any other exception raised while it reads the
                     # body into a 400 "error parsing the body"; this one reaches `http_error`.
-                    raise StarletteHTTPException(413, TOO_LARGE)
+                    raise StarletteHTTPException(413, _too_large_text(self.limit))
             return message
 
         await self.app(scope, counting, send)
 
 
+def _too_large_text(limit: int) -> str:
+    return f"the request body is over {limit // (1024 * 1024)} MiB."
+
+
 def _too_large(limit: int) -> JSONResponse:
-    return _error(413, "too_large", f"the request body is over {limit // (1024 * 1024)} MiB.", field="body",
-                  hint=TOO_LARGE_HINT)
+    return _error(413, "too_large", _too_large_text(limit), field="body", hint=TOO_LARGE_HINT)
 
 
 def _error(status: int, code: str, message: str, **where: Any) -> JSONResponse:

@@ -4,15 +4,22 @@ fitted, the held-back days as a file to stream, and API keys."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_api
 from application import datasets as app_datasets
 from application import keys as app_keys
 from application import runs as app_runs
 from application.context import Context
+from cli.replay import items, read_transactions
+from data.db import thread_cursor
 from data.synthetic import SyntheticConfig
 from detectors.base import DEFAULT_DETECTOR
 
@@ -55,3 +62,16 @@ def prepare(conn, folder: Path, *, rows: int = 6_000, days: int = 40, live_days:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextmanager
+def live_client(folder: Path, **prepared: int) -> Iterator[tuple[TestClient, object, LiveSetup, list[dict]]]:
+    """The API in process on a prepared database in `folder` (as the server's own connection):
+    the client, that connection, the setup and the held-back rows as request items."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CENTINELA_DB", str(folder / "centinela.duckdb"))
+        conn = thread_cursor()
+        setup = prepare(conn, folder, **prepared)
+        rows = items(read_transactions(str(setup.live_file)))
+        with TestClient(create_api()) as client:
+            yield client, conn, setup, rows

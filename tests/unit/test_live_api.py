@@ -8,29 +8,19 @@ import json
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_api
 from application import keys as app_keys
 from application.context import Context
-from cli.replay import items, read_transactions
-from data.db import thread_cursor
 from tests.conftest import digest
-from tests.live import DATASET, bearer, prepare
+from tests.live import DATASET, bearer, live_client
 
 URL = f"/v1/datasets/{DATASET}/transactions"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("live-api")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CENTINELA_DB", str(folder / "centinela.duckdb"))
-        conn = thread_cursor()
-        setup = prepare(conn, folder)
-        rows = items(read_transactions(str(setup.live_file)))
-        with TestClient(create_api()) as client:
-            yield client, conn, setup, rows
+    with live_client(tmp_path_factory.mktemp("live-api")) as live:
+        yield live
 
 
 def test_the_openapi_document_and_its_page(live):

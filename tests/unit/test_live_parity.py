@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_api
 from application import datasets as app_datasets
 from application import models as app_models
 from application import runs as app_runs
 from application.context import Context
-from cli.replay import items, read_transactions
 from data.datasets import get_dataset
-from data.db import thread_cursor
 from data.features import load_feature_set
-from tests.live import DATASET, bearer, prepare
+from tests.live import DATASET, bearer, live_client
 
 URL = f"/v1/datasets/{DATASET}/transactions"
 
@@ -50,14 +46,8 @@ def _stream(client, key, rows):
 
 @pytest.fixture(scope="module")
 def streamed(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("live-parity")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CENTINELA_DB", str(folder / "centinela.duckdb"))
-        conn = thread_cursor()
-        setup = prepare(conn, folder, rows=8_000, days=40, live_days=7)
-        rows = items(read_transactions(str(setup.live_file)))
-        with TestClient(create_api()) as client:
-            yield client, conn, setup, rows
+    with live_client(tmp_path_factory.mktemp("live-parity"), rows=8_000, days=40, live_days=7) as live:
+        yield live
 
 
 def test_streamed_transactions_get_the_batch_features_and_scores(streamed):
