@@ -24,8 +24,9 @@ from application.datasets import DatasetRef
 from application.runs import require_active
 from data import cases
 from data import live as store
+from data import online_features as online
 from data.audit import record
-from data.datasets import Dataset
+from data.datasets import Dataset, labels_version
 from data.errors import InvalidInput, NotFound
 from data.features import FeatureSet, load_feature_set
 from detectors import runs as run_store
@@ -37,6 +38,7 @@ from detectors.runs import Run
 LOG = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _MODELS: dict[tuple[int, str], LoadedModel] = {}
+_HISTORY: dict[int, online.OnlineFeatures] = {}  # per dataset id; guarded by _LOCK
 BACKGROUND = 500  # training rows whose mean input is the baseline of the reasons
 
 
@@ -64,6 +66,36 @@ def _chain(ctx: Context, dataset: Dataset, run: Run) -> list[LoadedModel]:
     while chain[0].run.spec.base_run_id is not None:
         chain.insert(0, loaded_model(ctx, dataset, run_store.get_run(ctx.conn, chain[0].run.spec.base_run_id)))
     return chain
+
+
+def _history(ctx: Context, dataset: Dataset, feature_set: FeatureSet) -> online.OnlineFeatures | None:
+    """The dataset's history in memory for its current feature set and labels (loaded again when
+    either changed, or rows arrived by another way); None when the set has a feature the
+    in-memory path does not compute. Call holding _LOCK."""
+    if not set(feature_set.computed) <= online.SUPPORTED:
+        return None
+    reads_labels = feature_set.labels_snapshot is not None
+    key = (feature_set.table_name, feature_set.version, str(feature_set.computed_at),
+           labels_version(ctx.conn, dataset.id) if reads_labels else None)
+    state = _HISTORY.get(dataset.id)
+    if state is None or state.key != key or state.rows != dataset.row_count:
+        started = time.perf_counter()
+        state = _HISTORY[dataset.id] = online.load(ctx.conn, dataset, feature_set, key)
+        LOG.info("loaded %s rows of history for dataset %r in %.2f s", f"{state.rows:,}", dataset.name,
+                 time.perf_counter() - started)
+    return state
+
+
+def _features(conn, dataset: Dataset, feature_set: FeatureSet, state: online.OnlineFeatures | None, new,
+              tx_rows: np.ndarray):
+    """The new rows' features: from the history in memory, or by the catalogue's SQL where it cannot serve."""
+    if state is None or int(tx_rows[0]) != state.next_tx_row:
+        _HISTORY.pop(dataset.id, None)
+        return store.features_by_sql(conn, dataset, feature_set, new, tx_rows), None
+    label = dataset.column_for("label")
+    rows = online.new_rows(new, tx_rows, store.derived_coordinates(conn, dataset, tx_rows),
+                           new[label] if label in new.columns else None)
+    return state.compute(rows), rows
 
 
 @dataclass(frozen=True)
@@ -99,15 +131,20 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
     request_id = request_id or uuid.uuid4().hex
     ids = frame["transaction_id"].tolist()
     with _LOCK:
-        stored = store.stored_rows(ctx.conn, target, ids)
-        store.check_retries(target, frame, stored)
-        new = frame[~frame["transaction_id"].isin(set(stored["transaction_id"]))].reset_index(drop=True)
+        history = _history(ctx, target, feature_set)
+        new, retried = frame, []
+        if history is None or history.may_hold(ids):
+            stored = store.stored_rows(ctx.conn, target, ids)
+            store.check_retries(target, frame, stored)
+            retried = stored["transaction_id"].tolist()
+            new = frame[~frame["transaction_id"].isin(set(retried))].reset_index(drop=True)
         fresh: list[dict[str, Any]] = []
         if len(new):
             received = ctx.clock()
             with ctx.unit_of_work() as conn:
                 tx_rows = store.insert_rows(conn, target, new)
-                features = store.store_features(conn, target, feature_set, new, tx_rows)
+                features, appended = _features(conn, target, feature_set, history, new, tx_rows)
+                store.insert_features(conn, feature_set, features)
                 scores = None
                 for link in chain[:-1]:  # base runs first: a learned version reads its detector run's score
                     rows = store.model_frame(features, new, tx_rows, link.run.spec, scores)
@@ -129,7 +166,9 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
                        target=ids[0] if len(ids) == 1 else f"{len(ids):,} transactions",
                        after={"request": request_id, "stored": len(fresh), "retried": len(ids) - len(fresh),
                               "alerts": alerts, "run": active.run.id})
-    decided = store.decisions_of(ctx.conn, target, [tx for tx in ids if tx not in {d["transaction_id"] for d in fresh}])
+            if appended is not None:  # committed: the next request's history includes these rows
+                history.append(appended)
+    decided = store.decisions_of(ctx.conn, target, retried) if retried else {}
     by_id = {d["transaction_id"]: d for d in fresh} | decided
     for d in fresh:
         d["api_key"], d["received_at"] = api_key, received

@@ -120,7 +120,7 @@ def activate(ctx: Context, dataset: DatasetRef, run_id: int, action: str | None 
 
 def active(ctx: Context, dataset: DatasetRef) -> ActiveRun | None:
     """The dataset's active run and its alert threshold, or None before any fit."""
-    run = run_store.active_run(ctx.conn, ctx.dataset(dataset))
+    run = run_store.active_run(ctx.conn, dataset if isinstance(dataset, Dataset) else ctx.dataset(dataset))
     if run is None:
         return None
     threshold = run.threshold if run.threshold is not None else run_store.stored_threshold(ctx.conn, run.id, run.contamination)

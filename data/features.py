@@ -267,20 +267,29 @@ def feature_query(dataset: Dataset, chosen: list[Feature], restrict: str | None 
     every window partitions by customer or merchant and looks only backwards.
     """
 
+    base = base_query(dataset, any("labels" in f.needs for f in chosen), restrict)
+    select = ", ".join(f"CAST({f.sql} AS DOUBLE) AS {quote_ident(f.name)}" for f in chosen)
+    return f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
+
+
+def base_query(dataset: Dataset, reads_labels: bool, restrict: str | None = None) -> str:
+    """`WITH ..., base AS (...)`: every row the features read, with the columns their SQL uses
+    (`purchase`, `known_fraud`: the latest analyst label where there is one, else the ground
+    truth). The online features (data/online_features.py) load their history through it too."""
+
     def col(role: str, column: str, sql_type: str) -> str:
         return f"t.{column}" if dataset.has_role(role) else f"CAST(NULL AS {sql_type})"
 
-    reads_labels = any("labels" in f.needs for f in chosen)
     label_expr = "CAST(NULL AS DOUBLE)"
     if reads_labels:
         # The current label: the latest analyst label where there is one, else the ground truth.
         truth = "CAST(t.is_fraud AS DOUBLE)" if dataset.has_role("label") else "CAST(NULL AS DOUBLE)"
         label_expr = f"coalesce(CASE l.label WHEN 'fraud' THEN 1.0 WHEN 'legitimate' THEN 0.0 END, {truth})"
-    base = f"""
+    return f"""
     WITH latest AS (
         SELECT transaction_id, label FROM current_labels WHERE dataset_id = $dataset
     ), base AS (
-        SELECT t.tx_row, t.ts, t.amount, CASE WHEN t.amount >= 0 THEN t.amount END AS purchase,
+        SELECT t.tx_row, t.transaction_id, t.ts, t.amount, CASE WHEN t.amount >= 0 THEN t.amount END AS purchase,
                {col('customer_id', 'customer_id', 'VARCHAR')} AS customer_id,
                {col('merchant_id', 'merchant_id', 'VARCHAR')} AS merchant_id,
                {col('device_id', 'device_id', 'VARCHAR')} AS device_id,
@@ -289,8 +298,6 @@ def feature_query(dataset: Dataset, chosen: list[Feature], restrict: str | None 
         FROM {dataset.table} t LEFT JOIN latest l USING (transaction_id)
         {f"WHERE {restrict}" if restrict else ""}
     )"""
-    select = ", ".join(f"CAST({f.sql} AS DOUBLE) AS {quote_ident(f.name)}" for f in chosen)
-    return f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
 
 
 def query_params(dataset: Dataset, delay: int) -> dict[str, Any]:

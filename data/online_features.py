@@ -1,0 +1,319 @@
+"""The feature catalogue for new transactions, from their customers' and merchants' history in memory.
+
+Live scoring needs a transaction's features in well under a millisecond, and the catalogue's SQL
+(data/features.py) costs 40 ms or more per request however few rows it reads: planning and
+running twenty-odd window operators has a fixed price. So the server process keeps each
+customer's and merchant's rows (time, row number, purchase amount, coordinates, device,
+merchant, current label) as small NumPy arrays and computes the same definitions over them:
+the same backwards-only frames (ROWS frames in (ts, tx_row) order, RANGE frames over ts that
+include rows at the same instant), the same label delay, the same NULL rules. The SQL stays
+the definition; `tests/unit/test_online_features.py` holds this module to it to 1e-9 on every
+feature, on edge cases (refunds, missing ids, equal timestamps, late arrivals, label delay 0),
+and the live parity test does the same through the API.
+
+The history is loaded once per (feature set, labels) state with one query; rows the server
+stores itself are appended after their transaction commits. Anything else that changes the
+dataset (an import, a recompute, an analyst's label) changes the state key and the history
+is loaded again on the next request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from data.datasets import Dataset
+from data.features import CATALOGUE, MERCHANT_RATE_WINDOW_DAYS, MERCHANT_WINDOWS_DAYS, FeatureSet, base_query
+from data.geography import EARTH_RADIUS_KM
+
+US = 1_000_000  # timestamps are held as integer microseconds, as DuckDB stores them
+HOUR_US, DAY_US = 3_600 * US, 86_400 * US
+CUSTOMER_WINDOWS_US = {"1h": HOUR_US, "24h": 24 * HOUR_US, "7d": 7 * DAY_US, "30d": 30 * DAY_US}
+CUSTOMER_COLUMNS = ("ts", "tx_row", "purchase", "lat", "lon", "device_id", "merchant_id")
+MERCHANT_COLUMNS = ("ts", "tx_row", "purchase", "known_fraud")
+
+
+def _epoch(ts_us: np.ndarray) -> np.ndarray:
+    return ts_us / 1e6  # DuckDB's epoch(): seconds as a double
+
+
+def _haversine(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    # The same operations, in the same order, as data.features._haversine's SQL.
+    return (2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(
+            np.power(np.sin(np.radians(lat2 - lat1) / 2), 2)
+            + np.cos(np.radians(lat1)) * np.cos(np.radians(lat2)) * np.power(np.sin(np.radians(lon2 - lon1) / 2), 2))))
+
+
+def _nan_to_zero(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(values), 0.0, values)
+
+
+def _prefix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running sums of the non-NULL values and running counts of them, with a leading zero."""
+    present = ~np.isnan(values)
+    return (np.concatenate(([0.0], np.cumsum(_nan_to_zero(values)))),
+            np.concatenate(([0], np.cumsum(present))))
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / nullif(denominator, 0), NULL (NaN) where SQL gives NULL."""
+    return np.where(denominator == 0, np.nan, numerator / np.where(denominator == 0, 1, denominator))
+
+
+@dataclass
+class _Rows:
+    """One entity's rows in (ts, tx_row) order: one array per column."""
+
+    columns: dict[str, np.ndarray]
+
+    def merged(self, new: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """These rows with `new` ones, in (ts, tx_row) order, and where the new ones landed."""
+        both = {c: np.concatenate((self.columns[c], new[c])) for c in self.columns}
+        old_ts, new_ts = self.columns["ts"], new["ts"]
+        if (not len(old_ts) or new_ts[0] >= old_ts[-1]) and (len(new_ts) == 1 or (np.diff(new_ts) >= 0).all()):
+            # In order already (the usual case: new rows come later, and new tx_rows are larger).
+            return both, np.arange(len(old_ts), len(old_ts) + len(new_ts))
+        order = np.lexsort((both["tx_row"], both["ts"]))
+        sorted_both = {c: v[order] for c, v in both.items()}
+        landed = np.empty(len(order), dtype=np.int64)
+        landed[order] = np.arange(len(order))
+        return sorted_both, landed[len(self.columns["ts"]):]
+
+
+def _empty(columns: tuple[str, ...], new: dict[str, np.ndarray]) -> _Rows:
+    return _Rows({c: new[c][:0] for c in columns})
+
+
+def _customer_features(rows: dict[str, np.ndarray], at: np.ndarray) -> dict[str, np.ndarray]:
+    """The customer-window features of the rows at positions `at` of one customer's rows."""
+    ts, purchase, lat, lon = rows["ts"], rows["purchase"], rows["lat"], rows["lon"]
+    out: dict[str, np.ndarray] = {}
+    has_prev = at > 0
+    prev = np.where(has_prev, at - 1, 0)
+    secs = np.where(has_prev, _epoch(ts[at]) - _epoch(ts[prev]), np.nan)
+    out["secs_since_prev"] = secs
+    out["speed_from_prev_kmh"] = np.where(
+        has_prev, _haversine(lat[prev], lon[prev], lat[at], lon[at]) / (np.fmax(secs, 60) / 3600.0), np.nan)
+    # ROWS frames: every row before this one in (ts, tx_row) order.
+    sums, counts = _prefix(purchase)
+    before_mean = _ratio(sums[at], counts[at].astype(np.float64))
+    before_mean = np.where(counts[at] > 0, before_mean, np.nan)
+    out["cust_history_count"] = at.astype(np.float64)
+    out["amount_ratio_customer"] = purchase[at] / np.where(before_mean == 0, np.nan, before_mean)
+    stds = np.array([np.std(p[~np.isnan(p)], ddof=1) if (~np.isnan(p)).sum() >= 2 else np.nan
+                     for p in (purchase[:i] for i in at)], dtype=np.float64)
+    z = (purchase[at] - before_mean) / np.where(stds == 0, np.nan, stds)
+    out["amount_zscore_customer"] = np.where(counts[at] >= 3, z, np.nan)
+    lat_sums, lat_counts = _prefix(lat)
+    lon_sums, lon_counts = _prefix(lon)
+    usual_lat = np.where(lat_counts[at] > 0, lat_sums[at] / lat_counts[at], np.nan)
+    usual_lon = np.where(lon_counts[at] > 0, lon_sums[at] / lon_counts[at], np.nan)
+    out["distance_from_usual_km"] = _haversine(usual_lat, usual_lon, lat[at], lon[at])
+    for name, column in (("is_new_device", "device_id"), ("is_new_merchant", "merchant_id")):
+        values = rows[column]
+        flags = np.full(len(at), np.nan)
+        for k, i in enumerate(at):
+            if values[i] is not None and not pd.isna(values[i]):
+                flags[k] = float(i > 0 and not (values[:i] == values[i]).any())
+        out[name] = flags
+    # RANGE frames over ts: rows in [ts - window, ts], peers at the same instant included, itself excluded.
+    for label, width in CUSTOMER_WINDOWS_US.items():
+        lo = np.searchsorted(ts, ts[at] - width, side="left")
+        hi = np.searchsorted(ts, ts[at], side="right")
+        own = ~np.isnan(purchase[at])
+        total = sums[hi] - sums[lo] - np.where(own, purchase[at], 0.0)
+        present = counts[hi] - counts[lo] - own
+        out[f"cust_count_{label}"] = (hi - lo - 1).astype(np.float64)
+        out[f"cust_mean_amount_{label}"] = np.where(present > 0, total / present, np.nan)
+    return out
+
+
+def _merchant_features(rows: dict[str, np.ndarray], at: np.ndarray, delay: int) -> dict[str, np.ndarray]:
+    """The merchant-window features of the rows at positions `at` of one merchant's rows."""
+    ts, purchase, fraud = rows["ts"], rows["purchase"], rows["known_fraud"]
+    out: dict[str, np.ndarray] = {}
+    sums, counts = _prefix(purchase)
+    before_mean = np.where(counts[at] > 0, sums[at] / counts[at], np.nan)
+    out["amount_ratio_merchant"] = purchase[at] / np.where(before_mean == 0, np.nan, before_mean)
+    fraud_sums, fraud_counts = _prefix(fraud)
+    end = np.searchsorted(ts, ts[at] - delay * DAY_US, side="right")  # `delay` days PRECEDING, inclusive
+
+    def frame(days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lo = np.searchsorted(ts, ts[at] - (delay + days) * DAY_US, side="left")
+        return end - lo, fraud_sums[end] - fraud_sums[lo], fraud_counts[end] - fraud_counts[lo]
+
+    rows_in, fraud_in, labelled_in = frame(MERCHANT_RATE_WINDOW_DAYS)
+    out["merchant_fraud_rate"] = np.where(labelled_in > 0, fraud_in / labelled_in, np.nan)
+    for days in MERCHANT_WINDOWS_DAYS:
+        rows_in, fraud_in, _ = frame(days)
+        out[f"merch_count_{days}d"] = rows_in.astype(np.float64)
+        out[f"merch_fraud_risk_{days}d"] = np.where(rows_in > 0, fraud_in / rows_in, np.nan)
+    # The latest confirmed fraud at or before the label delay: a running maximum of fraud times.
+    fraud_ts = np.maximum.accumulate(np.where(fraud == 1, ts, np.iinfo(np.int64).min)) if len(ts) else ts
+    latest = np.where(end > 0, fraud_ts[np.maximum(end - 1, 0)], np.iinfo(np.int64).min)
+    found = latest != np.iinfo(np.int64).min
+    out["merch_days_since_fraud"] = np.where(found, (_epoch(ts[at]) - _epoch(np.where(found, latest, 0))) / 86400.0,
+                                             np.nan)
+    return out
+
+
+def _row_features(new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    amount = new["amount"]
+    stamps = pd.DatetimeIndex(new["ts"].astype("datetime64[us]"))
+    hour, dow = stamps.hour.to_numpy(dtype=np.float64), (stamps.day_of_week + 1).to_numpy(dtype=np.float64)
+    return {"amount": amount, "log_amount": np.sign(amount) * np.log(1 + np.abs(amount)),
+            "is_refund": (amount < 0).astype(np.float64), "hour": hour, "day_of_week": dow,
+            "is_weekend": (dow >= 6).astype(np.float64), "is_night": (hour < 6).astype(np.float64)}
+
+
+CUSTOMER_FEATURES = frozenset({"secs_since_prev", "speed_from_prev_kmh", "cust_history_count", "amount_ratio_customer",
+                               "amount_zscore_customer", "distance_from_usual_km", "is_new_device", "is_new_merchant",
+                               *(f"cust_{kind}_{w}" for kind in ("count", "mean_amount") for w in CUSTOMER_WINDOWS_US)})
+MERCHANT_FEATURES = frozenset({"amount_ratio_merchant", "merchant_fraud_rate", "merch_days_since_fraud",
+                               *(f"merch_{kind}_{d}d" for kind in ("count", "fraud_risk") for d in MERCHANT_WINDOWS_DAYS)})
+ROW_FEATURES = frozenset({"amount", "log_amount", "is_refund", "hour", "day_of_week", "is_weekend", "is_night"})
+SUPPORTED = CUSTOMER_FEATURES | MERCHANT_FEATURES | ROW_FEATURES
+
+
+@dataclass
+class OnlineFeatures:
+    """One dataset's history in memory, for one state of its feature set and labels."""
+
+    key: tuple[Any, ...]
+    delay: int
+    names: list[str]
+    customers: dict[str, _Rows] = field(default_factory=dict)
+    merchants: dict[str, _Rows] = field(default_factory=dict)
+    next_tx_row: int = 0
+    rows: int = 0
+    id_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))  # sorted, of stored ids
+    recent_ids: set[str] = field(default_factory=set)  # ids appended since the load
+
+    def may_hold(self, ids: list[str]) -> bool:
+        """False when none of `ids` is stored (checked without the database: new ids are the
+        common case); True when one might be (a hash match), to be read from the table."""
+        if any(i in self.recent_ids for i in ids):
+            return True
+        hashes = _hash_ids(ids)
+        found = np.searchsorted(self.id_hashes, hashes)
+        return bool((self.id_hashes[np.minimum(found, len(self.id_hashes) - 1)] == hashes).any()) if len(
+            self.id_hashes) else False
+
+    def compute(self, new: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Features of `new` rows (arrays as `new_rows` makes them), over the history plus each
+        other, in `new`'s order."""
+        with np.errstate(divide="ignore", invalid="ignore"):  # NaN stands for SQL's NULL throughout
+            return self._compute(new)
+
+    def _compute(self, new: dict[str, np.ndarray]) -> pd.DataFrame:
+        n = len(new["tx_row"])
+        values: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name in self.names}
+        for name, column in _row_features(new).items():
+            if name in values:
+                values[name] = column
+        wanted_customer = [nm for nm in self.names if nm in CUSTOMER_FEATURES]
+        wanted_merchant = [nm for nm in self.names if nm in MERCHANT_FEATURES]
+        for role, wanted, store, columns, compute in (
+            ("customer_id", wanted_customer, self.customers, CUSTOMER_COLUMNS, lambda r, a: _customer_features(r, a)),
+            ("merchant_id", wanted_merchant, self.merchants, MERCHANT_COLUMNS,
+             lambda r, a: _merchant_features(r, a, self.delay)),
+        ):
+            if not wanted:
+                continue
+            for entity, positions in _groups(new[role]):
+                part = {c: new[c][positions] for c in columns}
+                history = store.get(entity) or _empty(columns, new)
+                rows, at = history.merged(part)
+                for name, column in compute(rows, at).items():
+                    if name in values:
+                        values[name][positions] = column
+        return pd.DataFrame({"tx_row": new["tx_row"], **values})
+
+    def append(self, new: dict[str, np.ndarray]) -> None:
+        """Add rows the server has just committed to the history."""
+        for role, store, columns in (("customer_id", self.customers, CUSTOMER_COLUMNS),
+                                     ("merchant_id", self.merchants, MERCHANT_COLUMNS)):
+            for entity, positions in _groups(new[role]):
+                part = {c: new[c][positions] for c in columns}
+                history = store.get(entity) or _empty(columns, new)
+                rows, _ = history.merged(part)
+                store[entity] = _Rows(rows)
+        self.next_tx_row = max(self.next_tx_row, int(new["tx_row"].max()) + 1)
+        self.rows += len(new["tx_row"])
+        self.recent_ids.update(new["transaction_id"].tolist())
+
+
+def _array(column: pd.Series) -> np.ndarray:
+    """A loaded column as NumPy: numbers as they are, text as objects with None for NULL."""
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return column.to_numpy()
+    return column.to_numpy(dtype=object, na_value=None)
+
+
+def _hash_ids(ids: Any) -> np.ndarray:
+    return pd.util.hash_array(np.asarray(ids, dtype=object))
+
+
+def _groups(values: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Positions of each non-NULL id (rows without one take no entity's features)."""
+    if len(values) == 1:  # one transaction per request: the common case, without factorizing
+        return [] if pd.isna(values[0]) else [(values[0], np.zeros(1, dtype=np.intp))]
+    present = np.flatnonzero(pd.notna(values))
+    if not len(present):
+        return []
+    codes, uniques = pd.factorize(values[present])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return [(uniques[codes[chunk[0]]], present[chunk]) for chunk in np.split(order, bounds)]
+
+
+def history_frame(conn: duckdb.DuckDBPyConnection, dataset: Dataset, reads_labels: bool, delay: int,
+                  restrict: str | None = None, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The rows the features read, as the catalogue's `base` gives them (ts in microseconds)."""
+    sql = (f"{base_query(dataset, reads_labels, restrict)} SELECT tx_row, transaction_id, epoch_us(ts) AS ts, amount, purchase, "
+           "customer_id, merchant_id, device_id, lat, lon, known_fraud FROM base ORDER BY ts, tx_row")
+    frame = conn.execute(sql, {"dataset": dataset.id, **(params or {})}).df()
+    for column in ("purchase", "lat", "lon", "known_fraud", "amount"):
+        frame[column] = frame[column].astype(np.float64)
+    return frame
+
+
+def load(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, key: tuple[Any, ...]) -> OnlineFeatures:
+    """Every row's history, grouped by customer and by merchant (one query, then NumPy)."""
+    reads_labels = any("labels" in f.needs for f in CATALOGUE if f.name in feature_set.computed)
+    delay = int(feature_set.params.get("label_delay_days", 7))
+    frame = history_frame(conn, dataset, reads_labels, delay)
+    state = OnlineFeatures(key, delay, list(feature_set.computed))
+    for role, store, columns in (("customer_id", state.customers, CUSTOMER_COLUMNS),
+                                 ("merchant_id", state.merchants, MERCHANT_COLUMNS)):
+        arrays = {c: _array(frame[c]) for c in columns}
+        for entity, positions in _groups(_array(frame[role])):  # positions ascend: (ts, tx_row) order holds
+            store[entity] = _Rows({c: v[positions] for c, v in arrays.items()})
+    state.next_tx_row = int(frame["tx_row"].max()) + 1 if len(frame) else 0
+    state.id_hashes = np.sort(_hash_ids(frame["transaction_id"].to_numpy()))
+    state.rows = len(frame)
+    return state
+
+
+def new_rows(frame: pd.DataFrame, tx_rows: np.ndarray, coordinates: pd.DataFrame | None,
+             truth: pd.Series | None) -> dict[str, np.ndarray]:
+    """Request rows as the arrays `OnlineFeatures.compute` reads (the catalogue's `base` columns)."""
+    n = len(frame)
+    amount = frame["amount"].to_numpy(dtype=np.float64)
+    out = {"tx_row": np.asarray(tx_rows, dtype=np.int64), "transaction_id": frame["transaction_id"].to_numpy(dtype=object),
+           "ts": frame["ts"].to_numpy().astype("datetime64[us]").astype(np.int64),
+           "amount": amount, "purchase": np.where(amount >= 0, amount, np.nan)}
+    for column in ("customer_id", "merchant_id", "device_id"):
+        out[column] = (frame[column].to_numpy(dtype=object, na_value=None) if column in frame.columns
+                       else np.full(n, None, dtype=object))
+    for column in ("lat", "lon"):
+        source = coordinates if coordinates is not None else frame
+        out[column] = (source[column].to_numpy(dtype=np.float64, na_value=np.nan) if column in source.columns
+                       else np.full(n, np.nan))
+    out["known_fraud"] = (np.full(n, np.nan) if truth is None
+                          else pd.to_numeric(truth, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    return out

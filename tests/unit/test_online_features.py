@@ -1,0 +1,167 @@
+"""The in-memory features of new transactions equal the catalogue's SQL on the same rows, on the
+cases where the two could part: refunds, missing ids, transactions at the same instant, late
+arrivals, window boundaries, new customers and merchants, analysts' labels, a label delay of 0.
+Also: the compiled forest and the written-out preprocessing give scikit-learn's numbers bit for
+bit, and the server keeps one history in memory across requests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import IsolationForest
+
+from application import datasets as app_datasets
+from application import labels as app_labels
+from application import live as app_live
+from data import live as store
+from data import online_features as online
+from data.features import CATALOGUE, load_feature_set
+from detectors.base import make_detector
+from detectors.compiled_forest import CompiledIsolationForest
+from detectors.pipeline import DetectorModel, FeatureSpec
+from tests.conftest import as_user
+
+
+def _history(conn, dataset):
+    return conn.execute(f"SELECT * FROM {dataset.table} ORDER BY tx_row").df()
+
+
+def _edge_items(history: pd.DataFrame) -> list[dict]:
+    """New transactions built on stored ones, each meant to catch one way the paths could differ."""
+    last = history.sort_values(["ts", "tx_row"]).groupby("customer_id").tail(1).reset_index(drop=True)
+    busy = last.iloc[0]
+    other = last.iloc[1]
+    t = pd.Timestamp(busy["ts"])
+    base = {"customer_id": busy["customer_id"], "merchant_id": busy["merchant_id"], "device_id": busy["device_id"],
+            "city": busy["city"], "lat": float(busy["lat"]), "lon": float(busy["lon"])}
+    rows = [
+        {**base, "timestamp": t + pd.Timedelta(minutes=5), "amount": 120.0},
+        {**base, "timestamp": t + pd.Timedelta(minutes=5), "amount": 80.0},  # the same instant: peers
+        {**base, "timestamp": t + pd.Timedelta(hours=1), "amount": -40.0},  # a refund, on the 1 h boundary
+        {**base, "timestamp": t - pd.Timedelta(days=3), "amount": 55.5},  # a late arrival, before stored rows
+        {**base, "timestamp": t + pd.Timedelta(days=7), "amount": 999.0, "device_id": "DEV-NEW-1"},  # 7 d boundary
+        {**base, "timestamp": t + pd.Timedelta(days=2), "amount": 10.0, "merchant_id": "MERCH-NEW-1"},
+        {"timestamp": t + pd.Timedelta(minutes=7), "amount": 33.0, "merchant_id": other["merchant_id"]},  # no customer
+        {"timestamp": t + pd.Timedelta(minutes=8), "amount": 44.0, "customer_id": other["customer_id"]},  # no merchant
+        {"timestamp": t + pd.Timedelta(minutes=9), "amount": 0.0, "customer_id": "CUST-NEW-1",
+         "merchant_id": other["merchant_id"]},  # a new customer; a zero amount
+        {**base, "timestamp": t + pd.Timedelta(days=1), "amount": 75.0, "lat": None, "lon": None,
+         "device_id": None},  # no coordinates, no device
+    ]
+    out = []
+    for i, row in enumerate(rows):
+        item = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and np.isnan(v))}
+        item["timestamp"] = pd.Timestamp(item["timestamp"]).isoformat()
+        item["transaction_id"] = f"EDGE{i:03d}"
+        out.append(item)
+    return out
+
+
+def _both_paths(conn, dataset, items):
+    """The new rows' features by the in-memory path and by the SQL, inside a transaction rolled back."""
+    feature_set = load_feature_set(conn, dataset)
+    key = ("test",)
+    state = online.load(conn, dataset, feature_set, key)
+    frame = store.check_items(dataset, items)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        tx_rows = store.insert_rows(conn, dataset, frame)
+        by_sql = store.features_by_sql(conn, dataset, feature_set, frame, tx_rows)
+        rows = online.new_rows(frame, tx_rows, store.derived_coordinates(conn, dataset, tx_rows), None)
+        in_memory = state.compute(rows)
+    finally:
+        conn.execute("ROLLBACK")
+    return by_sql, in_memory[by_sql.columns]
+
+
+def _assert_same(by_sql: pd.DataFrame, in_memory: pd.DataFrame) -> None:
+    assert list(by_sql.columns) == list(in_memory.columns)
+    for column in by_sql.columns:
+        a, b = by_sql[column].to_numpy(dtype=float), in_memory[column].to_numpy(dtype=float)
+        assert (np.isnan(a) == np.isnan(b)).all(), f"{column}: NULL differs: sql {a} memory {b}"
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-9, equal_nan=True, err_msg=column)
+
+
+@pytest.fixture
+def featured(conn, small_dataset):
+    ctx = as_user(conn, "ana")
+    app_datasets.compute_features(ctx, small_dataset)
+    return ctx, small_dataset
+
+
+def test_every_catalogue_feature_has_an_in_memory_definition():
+    assert {f.name for f in CATALOGUE} == online.SUPPORTED
+
+
+def test_edge_cases_get_the_sql_features(conn, featured):
+    ctx, dataset = featured
+    by_sql, in_memory = _both_paths(conn, dataset, _edge_items(_history(conn, dataset)))
+    assert len(by_sql) == 10 and by_sql.shape[1] == len(load_feature_set(conn, dataset).computed) + 1
+    assert by_sql["cust_count_1h"].notna().any() and by_sql["merchant_fraud_rate"].notna().any()
+    _assert_same(by_sql, in_memory)
+
+
+def test_analyst_labels_and_a_label_delay_of_zero(conn, featured):
+    ctx, dataset = featured
+    history = _history(conn, dataset)
+    # Analysts overrule the ground truth on some rows of busy merchants, both ways.
+    busiest = history["merchant_id"].value_counts().index[:3]
+    chosen = history[history["merchant_id"].isin(busiest)].sort_values("ts").tail(40)["transaction_id"].tolist()
+    app_labels.label(ctx, dataset, chosen[:20], "fraud")
+    app_labels.label(ctx, dataset, chosen[20:], "legitimate")
+    items = _edge_items(history)
+    for delay in (7, 0):
+        app_datasets.compute_features(ctx, dataset, label_delay_days=delay)
+        dataset = ctx.dataset(dataset.name)
+        by_sql, in_memory = _both_paths(conn, dataset, items)
+        assert by_sql["merch_fraud_risk_30d"].notna().any()
+        _assert_same(by_sql, in_memory)
+
+
+def test_the_server_keeps_one_history_and_reloads_it_when_labels_change(conn, featured):
+    from application import runs as app_runs
+    from detectors.base import DEFAULT_DETECTOR
+
+    ctx, dataset = featured
+    app_runs.fit(ctx, dataset, [DEFAULT_DETECTOR])
+    items = _edge_items(_history(conn, dataset))
+    app_live._HISTORY.pop(dataset.id, None)
+    app_live.score(ctx, dataset.name, items[:1], api_key="k")
+    first = app_live._HISTORY[dataset.id]
+    app_live.score(ctx, dataset.name, items[1:4], api_key="k")
+    assert app_live._HISTORY[dataset.id] is first  # appended to, not loaded again
+    assert first.rows == ctx.dataset(dataset.name).row_count
+    app_live.score(ctx, dataset.name, items[1:2], api_key="k")  # a retry: found without a new row
+    assert first.rows == ctx.dataset(dataset.name).row_count
+    app_labels.label(ctx, dataset, [items[0]["transaction_id"]], "fraud")
+    app_live.score(ctx, dataset.name, items[4:6], api_key="k")
+    assert app_live._HISTORY[dataset.id] is not first  # the labels changed: loaded again
+    assert app_live._HISTORY[dataset.id].rows == ctx.dataset(dataset.name).row_count
+
+
+@pytest.mark.parametrize("max_features", [1.0, 0.6])
+def test_the_compiled_forest_scores_as_scikit_learn_does(max_features):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3_000, 10))
+    X[:, 2] = rng.integers(0, 4, len(X))  # ties at thresholds
+    forest = IsolationForest(n_estimators=50, max_samples=128, max_features=max_features, random_state=1).fit(X)
+    Y = rng.normal(size=(700, 10)) * 3
+    Y[rng.random(Y.shape) < 0.05] = np.nan
+    Y[:, 2] = rng.integers(0, 4, len(Y))
+    assert np.array_equal(CompiledIsolationForest(forest).score_samples(Y), forest.score_samples(Y))
+
+
+def test_the_written_out_preprocessing_equals_scikit_learns():
+    rng = np.random.default_rng(4)
+    columns = [f"f{i}" for i in range(6)]
+    train = pd.DataFrame(rng.normal(size=(2_000, 6)) * 50, columns=columns)
+    train["f1"] = 3.0  # constant: dropped
+    train["f2"] = np.nan  # never present: the imputer drops it
+    train.loc[rng.random(len(train)) < 0.1, "f3"] = np.nan
+    model = DetectorModel(make_detector("isolation_forest", {"n_estimators": 30}), FeatureSpec(columns)).fit(train)
+    test = pd.DataFrame(rng.normal(size=(300, 6)) * 50, columns=columns)
+    test.loc[rng.random(len(test)) < 0.2, "f0"] = np.nan
+    reference = model.preprocessor_.transform(model._columns(test))
+    assert np.array_equal(model.transform(test), reference, equal_nan=True)
+    assert np.array_equal(model.decision_function(test[:5]), model.detector.decision_function(reference[:5]))
