@@ -111,7 +111,7 @@ def _authorised(request: Request, ctx: Context, scope: str, dataset: str | None)
         # (a 404 for unknown names, with the available ones listed, would tell it).
         raise Forbidden(f"API key {key.name!r} is for another dataset.", field="dataset")
     dataset_id = ctx.dataset(dataset).id if dataset is not None else None
-    keys.authenticate(ctx, key_secret(request), scope, dataset_id)  # the dataset the key may use
+    keys.check_dataset(key, dataset_id)
     return Context(ctx.conn, keys.actor(key), clock=ctx.clock), key, dataset_id
 
 

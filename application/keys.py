@@ -85,9 +85,14 @@ def authenticate(ctx: Context, secret: str | None, scope: str, dataset_id: int |
         raise Unauthenticated(f"API key {key.name!r} is {state}.")
     if scope not in key.scopes:
         raise Forbidden(f"API key {key.name!r} lacks the {scope!r} scope.", field="scope")
+    check_dataset(key, dataset_id)
+    return key
+
+
+def check_dataset(key: ApiKey, dataset_id: int | None) -> None:
+    """Forbidden (403) when a key for one dataset is used on another."""
     if dataset_id is not None and key.dataset_id is not None and key.dataset_id != dataset_id:
         raise Forbidden(f"API key {key.name!r} is for another dataset.", field="dataset")
-    return key
 
 
 def actor(key: ApiKey) -> str:
