@@ -78,6 +78,10 @@ def _history(ctx: Context, dataset: Dataset, feature_set: FeatureSet) -> online.
     key = (feature_set.table_name, feature_set.version, str(feature_set.computed_at),
            labels_version(ctx.conn, dataset.id) if reads_labels else None)
     state = _HISTORY.get(dataset.id)
+    if state is not None and state.key[:-1] == key[:-1] and state.key != key and state.rows == dataset.row_count:
+        started = time.perf_counter()  # only the labels changed: re-read them, keep the rest
+        online.refresh_labels(ctx.conn, dataset, state, key)
+        LOG.info("re-read the labels of dataset %r in %.2f s", dataset.name, time.perf_counter() - started)
     if state is None or state.key != key or state.rows != dataset.row_count:
         started = time.perf_counter()
         state = _HISTORY[dataset.id] = online.load(ctx.conn, dataset, feature_set, key)

@@ -33,7 +33,8 @@ from data.geography import EARTH_RADIUS_KM
 US = 1_000_000  # timestamps are held as integer microseconds, as DuckDB stores them
 HOUR_US, DAY_US = 3_600 * US, 86_400 * US
 CUSTOMER_WINDOWS_US = {"1h": HOUR_US, "24h": 24 * HOUR_US, "7d": 7 * DAY_US, "30d": 30 * DAY_US}
-CUSTOMER_COLUMNS = ("ts", "tx_row", "purchase", "lat", "lon", "device_id", "merchant_id")
+CUSTOMER_COLUMNS = ("ts", "tx_row", "purchase", "lat", "lon", "device_code", "merchant_code")
+CODED = {"device_code": "device_id", "merchant_code": "merchant_id"}  # ids held as int32 codes, -1 for NULL
 MERCHANT_COLUMNS = ("ts", "tx_row", "purchase", "known_fraud")
 
 
@@ -152,12 +153,12 @@ def _customer_features(seg: _Segments) -> dict[str, np.ndarray]:
     usual_lat = np.where(n_lat > 0, (lat_sums[at] - lat_sums[start]) / np.maximum(n_lat, 1), np.nan)
     usual_lon = np.where(n_lon > 0, (lon_sums[at] - lon_sums[start]) / np.maximum(n_lon, 1), np.nan)
     out["distance_from_usual_km"] = _haversine(usual_lat, usual_lon, lat[at], lon[at])
-    for name, column in (("is_new_device", "device_id"), ("is_new_merchant", "merchant_id")):
-        values = rows[column]
+    for name, column in (("is_new_device", "device_code"), ("is_new_merchant", "merchant_code")):
+        codes = rows[column]
         flags = np.full(len(at), np.nan)
         for k, (s, i) in enumerate(zip(start, at, strict=True)):
-            if values[i] is not None and not pd.isna(values[i]):
-                flags[k] = float(i > s and not (values[s:i] == values[i]).any())
+            if codes[i] >= 0:
+                flags[k] = float(i > s and not (codes[s:i] == codes[i]).any())
         out[name] = flags
     # RANGE frames over ts: rows in [ts - window, ts], peers at the same instant included, itself excluded.
     hi = seg.search(ts[at], "right")
@@ -233,6 +234,7 @@ class OnlineFeatures:
     next_tx_row: int = 0
     rows: int = 0
     id_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))  # sorted, of stored ids
+    vocab: dict[str, dict[str, int]] = field(default_factory=lambda: {c: {} for c in CODED})
     recent_ids: set[str] = field(default_factory=set)  # ids appended since the load
 
     def may_hold(self, ids: list[str]) -> bool:
@@ -251,7 +253,17 @@ class OnlineFeatures:
         with np.errstate(divide="ignore", invalid="ignore"):  # NaN stands for SQL's NULL throughout
             return self._compute(new)
 
+    def encoded(self, new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`new` with its device and merchant ids as the history's codes (new ids get new codes)."""
+        out = dict(new)
+        for code, column in CODED.items():
+            vocab = self.vocab[code]
+            out[code] = np.array([-1 if v is None else vocab.setdefault(v, len(vocab)) for v in new[column].tolist()],
+                                 dtype=np.int32)
+        return out
+
     def _compute(self, new: dict[str, np.ndarray]) -> pd.DataFrame:
+        new = self.encoded(new)
         n = len(new["tx_row"])
         values: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name in self.names}
         for name, column in _row_features(new).items():
@@ -284,6 +296,7 @@ class OnlineFeatures:
 
     def append(self, new: dict[str, np.ndarray]) -> None:
         """Add rows the server has just committed to the history."""
+        new = self.encoded(new)
         for role, store, columns in (("customer_id", self.customers, CUSTOMER_COLUMNS),
                                      ("merchant_id", self.merchants, MERCHANT_COLUMNS)):
             for entity, positions in _groups(new[role]):
@@ -337,15 +350,32 @@ def load(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: Feature
     delay = int(feature_set.params.get("label_delay_days", 7))
     frame = history_frame(conn, dataset, reads_labels, delay)
     state = OnlineFeatures(key, delay, list(feature_set.computed))
+    codes = {}
+    for code, column in CODED.items():  # 4 bytes a row instead of a Python string
+        values, uniques = pd.factorize(frame[column], use_na_sentinel=True)
+        codes[code] = values.astype(np.int32)
+        state.vocab[code] = {v: i for i, v in enumerate(uniques.tolist())}
     for role, store, columns in (("customer_id", state.customers, CUSTOMER_COLUMNS),
                                  ("merchant_id", state.merchants, MERCHANT_COLUMNS)):
-        arrays = {c: _array(frame[c]) for c in columns}
+        arrays = {c: codes[c] if c in CODED else _array(frame[c]) for c in columns}
         for entity, positions in _groups(_array(frame[role])):  # positions ascend: (ts, tx_row) order holds
             store[entity] = _Rows({c: v[positions] for c, v in arrays.items()})
     state.next_tx_row = int(frame["tx_row"].max()) + 1 if len(frame) else 0
     state.id_hashes = np.sort(_hash_ids(frame["transaction_id"].to_numpy()))
     state.rows = len(frame)
     return state
+
+
+def refresh_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, state: OnlineFeatures, key: tuple[Any, ...]) -> None:
+    """Read every row's current label again into the merchants' histories (after an analyst's
+    label or undo): one narrow query, a fraction of a full load."""
+    known = conn.execute(f"{base_query(dataset, True)} SELECT tx_row, known_fraud FROM base",
+                         {"dataset": dataset.id}).df()
+    by_row = np.full(max(state.next_tx_row, int(known["tx_row"].max()) + 1 if len(known) else 0), np.nan)
+    by_row[known["tx_row"].to_numpy()] = known["known_fraud"].to_numpy(dtype=np.float64, na_value=np.nan)
+    for rows in state.merchants.values():
+        rows.columns["known_fraud"] = by_row[rows.columns["tx_row"]]
+    state.key = key
 
 
 def new_rows(frame: pd.DataFrame, tx_rows: np.ndarray, coordinates: pd.DataFrame | None,

@@ -119,7 +119,7 @@ def test_analyst_labels_and_a_label_delay_of_zero(conn, featured):
         _assert_same(by_sql, in_memory)
 
 
-def test_the_server_keeps_one_history_and_reloads_it_when_labels_change(conn, featured):
+def test_the_server_keeps_one_history_and_follows_labels_and_recomputations(conn, featured):
     from application import runs as app_runs
     from detectors.base import DEFAULT_DETECTOR
 
@@ -134,10 +134,30 @@ def test_the_server_keeps_one_history_and_reloads_it_when_labels_change(conn, fe
     assert first.rows == ctx.dataset(dataset.name).row_count
     app_live.score(ctx, dataset.name, items[1:2], api_key="k")  # a retry: found without a new row
     assert first.rows == ctx.dataset(dataset.name).row_count
-    app_labels.label(ctx, dataset, [items[0]["transaction_id"]], "fraud")
-    app_live.score(ctx, dataset.name, items[4:6], api_key="k")
-    assert app_live._HISTORY[dataset.id] is not first  # the labels changed: loaded again
-    assert app_live._HISTORY[dataset.id].rows == ctx.dataset(dataset.name).row_count
+    # An analyst's label on a busy merchant's old transaction: only the labels are read again, and
+    # the merchant features of the next transaction there see it (the SQL says the same).
+    history = _history(conn, dataset)
+    merchant = history["merchant_id"].value_counts().index[0]
+    when = pd.Timestamp(history["ts"].max()) + pd.Timedelta(days=1)
+    legitimate = history[(history["merchant_id"] == merchant) & (history["is_fraud"] == 0)]
+    old = legitimate[legitimate["ts"] < when - pd.Timedelta(days=8)].iloc[-1]  # known by then: behind the delay
+    later = {"transaction_id": "AFTER-LABEL", "timestamp": when.isoformat(), "amount": 50.0, "merchant_id": merchant,
+             "customer_id": old["customer_id"]}
+    before = app_live.score(ctx, dataset.name, [dict(later, transaction_id="BEFORE-LABEL")], api_key="k")
+    app_labels.label(ctx, dataset, [old["transaction_id"]], "fraud")
+    after = app_live.score(ctx, dataset.name, [later], api_key="k")
+    assert app_live._HISTORY[dataset.id] is first  # re-read in place, not loaded again
+    assert first.rows == ctx.dataset(dataset.name).row_count
+    features = load_feature_set(conn, dataset).table
+    stored = conn.execute(f"SELECT tx_row, merch_days_since_fraud FROM {features} WHERE tx_row IN (?, ?) ORDER BY tx_row",
+                          [before.decisions[0]["tx_row"], after.decisions[0]["tx_row"]]).fetchall()
+    assert stored[0][1] != stored[1][1]  # the new fraud label moved the merchant's latest known fraud
+    by_sql, in_memory = _both_paths(conn, ctx.dataset(dataset.name), [dict(later, transaction_id="CHECK")])
+    _assert_same(by_sql, in_memory)
+    app_live.score(ctx, dataset.name, [dict(later, transaction_id="AFTER-RECOMPUTE")], api_key="k")
+    app_datasets.compute_features(ctx, dataset)
+    app_live.score(ctx, dataset.name, [dict(later, transaction_id="AFTER-RECOMPUTE-2")], api_key="k")
+    assert app_live._HISTORY[dataset.id] is not first  # a recomputed feature set: loaded again
 
 
 @pytest.mark.parametrize("max_features", [1.0, 0.6])
