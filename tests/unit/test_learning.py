@@ -9,7 +9,7 @@ import pytest
 from application import models as app_models
 from application import runs as app_runs
 from data.errors import UserError
-from detectors.classifiers import CLASSIFIERS, IMBALANCE, RESAMPLED_RATIO, resample
+from detectors.classifiers import CLASSIFIERS, IMBALANCE, RESAMPLED_RATIO, cap_legitimate, resample
 from detectors.pipeline import FeatureSpec
 from detectors.runs import default_split
 from detectors.search import SearchStopped, draw_configurations, prequential_folds, search
@@ -49,6 +49,19 @@ def test_resampling_changes_only_the_training_rows_and_in_the_stated_ratio():
     for kept in ("none", "weights"):
         same_X, same_y = resample(X, y, kept, 0)
         assert same_X is X and same_y is y
+
+
+def test_past_the_cap_a_seeded_sample_of_legitimate_rows_and_every_fraud():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(3_000, 2))
+    y = (rng.random(3_000) < 0.02).astype(int)
+    capped_X, capped_y = cap_legitimate(X, y, 0, limit=1_000)
+    assert (capped_y == 0).sum() == 1_000 and capped_y.sum() == y.sum()
+    assert {tuple(r) for r in capped_X[capped_y == 1]} == {tuple(r) for r in X[y == 1]}
+    again_X, _ = cap_legitimate(X, y, 0, limit=1_000)
+    assert np.array_equal(again_X, capped_X) and not np.array_equal(cap_legitimate(X, y, 1, limit=1_000)[0], capped_X)
+    same_X, same_y = cap_legitimate(X, y, 0, limit=5_000)
+    assert same_X is X and same_y is y
 
 
 def test_class_weights_are_set_only_for_the_weights_option():
