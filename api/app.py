@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import metrics
+from api import commands, metrics
 from api.schemas import (
     ErrorResponse,
     Health,
@@ -194,6 +194,7 @@ def create_api() -> FastAPI:
         done = labels.label(acting, dataset, body.transaction_ids, body.label, note=body.note, close=body.close)
         return LabelResponse(batch_id=done.batch_id, count=done.count, label=done.label, closed=done.closed)
 
+    commands.register(api, context, key_secret)
     api.add_middleware(BodyLimit)
     api.add_middleware(metrics.MetricsMiddleware)
     return api

@@ -2,7 +2,7 @@
 
 Every command works on the database in $CENTINELA_DB (default ./centinela.duckdb), prints
 progress on long work to stderr, and on bad input exits with status 2 and the same message
-the app shows. Each command is a small handler (`set_defaults(func=...)`) that parses its
+the app shows. While the app holds the database, commands run through it (cli/remote.py). Each command is a small handler (`set_defaults(func=...)`) that parses its
 arguments, calls one action of the application layer and prints its result.
 """
 
@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from application.context import Context
-from cli import admin, datasets, keys, models, replay, runs
+from cli import admin, datasets, keys, models, remote, replay, runs
 from cli.output import OPERATOR, Progress
 from data.db import DatabaseInUseError, connect
 from data.errors import UserError
 
-EXIT_USER_ERROR, EXIT_DATABASE_IN_USE = 2, 3
+EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if not getattr(args, "needs_db", True):  # a client of a running server (replay): the server holds the file
         try:
@@ -43,14 +44,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USER_ERROR
     try:
         conn = connect()
-    except DatabaseInUseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_DATABASE_IN_USE
-    ctx = Context(conn, OPERATOR, Progress(args.quiet))
+    except DatabaseInUseError as exc:  # the app holds the file: the command runs through it
+        return remote.forward(argv, exc)
+    try:
+        return execute(args, Context(conn, OPERATOR, Progress(args.quiet)))
+    finally:
+        conn.close()
+
+
+def execute(args: argparse.Namespace, ctx: Context) -> int:
+    """Run a parsed command as `ctx`'s actor: its exit status, a user error printed as the app words it."""
     try:
         return args.func(args, ctx)
     except UserError as exc:  # anything else is a bug: a traceback, exit status 1
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    finally:
-        conn.close()
+
+
+def execute_argv(argv: Sequence[str], ctx: Context) -> int:
+    """A command sent to the server by `cli.remote` (the server holds the database), run there
+    on `ctx`: parsed and run exactly as `main` would, printing to this thread's streams."""
+    try:
+        args = build_parser().parse_args(list(argv))
+    except SystemExit as exc:  # a usage error or --help: argparse has printed it
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USER_ERROR
+    if not getattr(args, "needs_db", True):
+        print(f"error: `centinela {args.command}` runs on the client, not through the app.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return execute(args, ctx.with_progress(Progress(args.quiet)))

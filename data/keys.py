@@ -2,7 +2,8 @@
 
 A key is 256 bits from `secrets`, so a fast hash is enough to keep it safe at rest (a password
 hash exists to slow the guessing of short secrets, and would cost every request tens of
-milliseconds). Each key has scopes (score, label, read), may be limited to one dataset, may
+milliseconds). Each key has scopes (score, label, read; operate: run any command-line action
+through the app, cli/remote.py), may be limited to one dataset, may
 expire, and can be revoked; revoked keys stay listed, as the audit trail names them.
 """
 
@@ -21,7 +22,7 @@ import duckdb
 from data.db import fetch_records
 from data.errors import Conflict, InvalidInput, NotFound
 
-SCOPES = ("score", "label", "read")
+SCOPES = ("score", "label", "read", "operate")  # operate: any command-line action, through the app
 KEY_PREFIX = "cent_"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
