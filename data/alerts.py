@@ -19,6 +19,7 @@ import pandas as pd
 from data.datasets import Dataset
 from data.db import fetch_one
 from data.errors import InvalidInput
+from data.rules import AlertSources, sources_subquery
 
 LABEL_STATUSES = ("any", "unlabelled", "labelled", "fraud", "legitimate", "unsure")
 ORDERS = {
@@ -53,6 +54,7 @@ class QueueFilters:
     hours: tuple[int, ...] = ()
     weekdays: tuple[int, ...] = ()  # ISO: 1 = Monday
     search: str = ""  # part of a transaction, customer or merchant id
+    source: str | None = None  # why it is an alert: "model", a rule's name, or "list:NAME"
 
     def with_(self, **changes: Any) -> QueueFilters:
         return replace(self, **changes)
@@ -79,6 +81,8 @@ class QueueFilters:
             parts.append(f"weekdays {', '.join(WEEKDAYS[d - 1] for d in self.weekdays)}")
         if self.search:
             parts.append(f"search {self.search!r}")
+        if self.source:
+            parts.append(f"raised by {self.source}")
         return parts
 
 
@@ -140,10 +144,27 @@ def _where(dataset: Dataset, filters: QueueFilters) -> tuple[str, dict[str, Any]
     return (" AND ".join(conditions) or "TRUE"), params
 
 
-def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold: float) -> tuple[str, dict[str, Any]]:
+def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold: float,
+                sources: AlertSources | None = None) -> tuple[str, dict[str, Any]]:
+    """The queue's FROM and WHERE: the model's alerts alone (a range scan of the run's scores), or,
+    when rules or lists are in force, the union and suppression of `data.rules.sources_subquery`."""
     where, params = _where(dataset, filters)
+    if sources is None or sources.empty:
+        alerts = ("SELECT tx_row, score, true AS by_model, CAST([] AS VARCHAR[]) AS rules, CAST([] AS VARCHAR[]) AS lists "
+                  "FROM scores WHERE run_id = $run AND score >= $threshold")
+    else:
+        alerts, extra = sources_subquery(dataset, sources, run_id, threshold)
+        params.update(extra)
+    if filters.source == "model":
+        where += " AND a.by_model"
+    elif filters.source and filters.source.startswith("list:"):
+        where += " AND list_contains(a.lists, $source)"
+        params["source"] = filters.source.removeprefix("list:")
+    elif filters.source:
+        where += " AND list_contains(a.rules, $source)"
+        params["source"] = filters.source
     sql = f"""
-        FROM (SELECT tx_row, score FROM scores WHERE run_id = $run AND score >= $threshold) a
+        FROM ({alerts}) a
         JOIN {dataset.table} t USING (tx_row)
         LEFT JOIN (SELECT transaction_id, label, analyst AS labelled_by FROM current_labels WHERE dataset_id = $dataset) l
                ON l.transaction_id = t.transaction_id
@@ -154,9 +175,9 @@ def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold:
 
 
 def count_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,
-                 filters: QueueFilters = QueueFilters()) -> int:
+                 filters: QueueFilters = QueueFilters(), sources: AlertSources | None = None) -> int:
     """How many alerts match the filters."""
-    sql, params = _alerts_sql(dataset, filters, run_id, threshold)
+    sql, params = _alerts_sql(dataset, filters, run_id, threshold, sources)
     return int(fetch_one(conn, f"SELECT count(*) {sql}", params)[0])
 
 
@@ -171,6 +192,7 @@ def alert_page(
     page_size: int = 50,
     order: str = "score",
     pivot: float | None = None,
+    sources: AlertSources | None = None,
 ) -> pd.DataFrame:
     """One page of alerts matching `filters`, highest score first by default (page 0 is the first).
 
@@ -180,13 +202,13 @@ def alert_page(
     if order not in ORDERS:
         raise InvalidInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}.", field="order")
     page_size = max(1, min(int(page_size), 10_000))
-    sql, params = _alerts_sql(dataset, filters, run_id, threshold)
+    sql, params = _alerts_sql(dataset, filters, run_id, threshold, sources)
     if order == "uncertain":
         params["pivot"] = float(threshold if pivot is None else pivot)
     extras = "".join(f", {dataset.sql_column(c)} AS {c}" for c in QUEUE_EXTRAS if dataset.has_column(c))
     return conn.execute(
         f"""SELECT t.transaction_id, t.ts, t.amount{extras}, a.score, l.label, l.labelled_by,
-                   coalesce(c.status, 'open') AS status, c.assignee, t.tx_row
+                   coalesce(c.status, 'open') AS status, c.assignee, a.by_model, a.rules, a.lists, t.tx_row
             {sql} ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset""",
         {**params, "limit": page_size, "offset": max(0, int(page)) * page_size},
     ).df()
