@@ -64,7 +64,7 @@ def check_condition(ctx: Context, dataset: DatasetRef, condition: str) -> list[D
     return diagnose(condition, store.rule_schema(ctx.conn, target, ctx.clock()))[1]
 
 
-def rendered_sql(ctx: Context, dataset: DatasetRef, condition: str) -> str:
+def rendered_condition(ctx: Context, dataset: DatasetRef, condition: str) -> str:
     """The DuckDB SQL a condition renders to (shown on the Rules page); InvalidInput if it does not check."""
     target = ctx.dataset(dataset)
     return check(condition, store.rule_schema(ctx.conn, target, ctx.clock())).sql

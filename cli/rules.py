@@ -148,7 +148,7 @@ def edit_rule(args: argparse.Namespace, ctx: Context) -> int:
 def check_condition(args: argparse.Namespace, ctx: Context) -> int:
     problems = rules.check_condition(ctx, args.dataset, args.condition)
     if not problems:
-        print("accepted: " + rules.rendered_sql(ctx, args.dataset, args.condition))
+        print("accepted: " + rules.rendered_condition(ctx, args.dataset, args.condition))
         return 0
     for problem in problems:
         print(f"error: {problem.describe(args.condition)} [{problem.code}]")
