@@ -29,6 +29,7 @@ from data.errors import Conflict, Forbidden, InvalidInput
 from data.features import load_feature_set
 from data.rule_grammar import Diagnostic, check, diagnose
 from data.rules import AlertSources, Rule
+from detectors.rule_suggestions import suggest_rules
 
 EDITORS = ("analyst", "data_scientist", "admin")
 DEPLOYERS = ("data_scientist", "admin")
@@ -317,3 +318,45 @@ def live_verdicts(ctx: Context, dataset: Dataset, tx_rows: list[int]) -> LiveVer
 def record_live_hits(ctx: Context, conn, dataset: Dataset, verdicts: LiveVerdicts) -> None:
     """Store the hits of live scoring (called inside the scoring unit of work)."""
     store.record_hits(conn, dataset, verdicts.hits, ctx.clock())
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    condition: str
+    fraud: int  # training-period fraud it matches
+    legitimate: int
+    precision: float  # on the training period
+    backtest: Backtest  # on the later period
+
+
+def suggest(ctx: Context, dataset: DatasetRef, *, train_start: date | None = None, train_end: date | None = None,
+            test_start: date | None = None, test_end: date | None = None, max_rules: int = 5,
+            random_state: int = 0) -> list[Suggestion]:
+    """Draft conditions drawn from the labelled fraud of a training period (the paths of shallow
+    decision trees whose leaves are mostly fraud: `detectors.rule_suggestions`), each backtested on
+    a later period; changes nothing until one is adopted (`add`)."""
+    target = ctx.dataset(dataset)
+    if train_end and test_start and test_start <= train_end:
+        raise InvalidInput("the backtest period must start after the training period ends.", field="test_start",
+                           hint="A rule judged on the rows it was drawn from always looks better than it is.")
+    schema = store.rule_schema(ctx.conn, target, ctx.clock())
+    feature_set = load_feature_set(ctx.conn, target)
+    frame, truth = store.training_frame(ctx.conn, target, schema, feature_set.table_name if feature_set else None,
+                                        train_start, train_end)
+    if frame.empty:
+        raise InvalidInput("no labelled transactions in the training period.", field="train_start",
+                           hint="Choose a period with labels (the label column or analysts' labels).")
+    ctx.progress(0.2, f"Growing trees on {len(frame):,} labelled transactions")
+    found = suggest_rules(frame, truth["is_fraud"].to_numpy(dtype=bool), max_rules=max_rules, random_state=random_state)
+    out = []
+    for i, rule in enumerate(found):
+        ctx.progress(0.6 + 0.4 * i / max(1, len(found)), f"Backtesting suggestion {i + 1} of {len(found)}")
+        out.append(Suggestion(rule.condition, rule.fraud, rule.legitimate, rule.precision,
+                              backtest(ctx, target, condition=rule.condition, start=test_start, end=test_end)))
+    return out
+
+
+def free_name(ctx: Context, dataset: DatasetRef, stem: str = "suggested") -> str:
+    """`stem_N` with the first N no rule of the dataset has (for adopting a suggestion in one click)."""
+    taken = {r.name for r in store.rules_of(ctx.conn, ctx.dataset(dataset))}
+    return next(f"{stem}_{n}" for n in range(1, len(taken) + 2) if f"{stem}_{n}" not in taken)

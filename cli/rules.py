@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     test.add_argument("--until", dest="end", type=date_arg, help="last day, included (default: the dataset's last)")
     test.add_argument("--json", action="store_true", help="print JSON (hits, precision, recall, per_day, ...)")
     test.set_defaults(func=backtest)
+
+    sug = sub.add_parser("suggest", help="propose rules from the labelled fraud of a period, backtested on a later one")
+    sug.add_argument("dataset")
+    sug.add_argument("--train-from", type=date_arg)
+    sug.add_argument("--train-until", type=date_arg, required=True, help="last day of the training period")
+    sug.add_argument("--test-from", type=date_arg, help="first day of the backtest (default: the day after training)")
+    sug.add_argument("--test-until", type=date_arg)
+    sug.add_argument("--max-rules", type=int, default=5)
+    sug.add_argument("--json", action="store_true")
+    sug.set_defaults(func=suggest)
 
     listing = sub.add_parser("list", help="a dataset's rules with status and version")
     listing.add_argument("dataset")
@@ -170,6 +181,25 @@ def backtest(args: argparse.Namespace, ctx: Context) -> int:
     against = f"run #{result.run_id}" if result.run_id else "no model"
     print(f"already alerted by {against}: {s['already_alerted']:,}; added: {s['added']:,} "
           f"({fmt(s['added_per_day'])} a day)")
+    return 0
+
+
+def suggest(args: argparse.Namespace, ctx: Context) -> int:
+    test_from = args.test_from or args.train_until + timedelta(days=1)
+    found = rules.suggest(ctx, args.dataset, train_start=args.train_from, train_end=args.train_until,
+                          test_start=test_from, test_end=args.test_until, max_rules=args.max_rules)
+    if args.json:
+        print(json.dumps([{"condition": s.condition, "fraud": s.fraud, "legitimate": s.legitimate,
+                           "precision": s.precision, "backtest": {k: v for k, v in s.backtest.as_dict().items()
+                                                                  if k != "per_day"}} for s in found], default=str))
+        return 0
+    if not found:
+        print("no rule suggested: the period's fraud has no short pattern at that precision")
+    for s in found:
+        b = s.backtest.summary
+        print(f"{s.condition}\n  training: {s.fraud:,} fraud, {s.legitimate:,} legitimate (precision "
+              f"{s.precision:.3f}); later: {b['hits']:,} hits, precision {fmt(b['precision'])}, recall {fmt(b['recall'])}, "
+              f"{fmt(b['added_per_day'])} added a day")
     return 0
 
 

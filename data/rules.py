@@ -444,3 +444,31 @@ def rule_kpis(conn: duckdb.DuckDBPyConnection, dataset: Dataset, compiled: list[
                     "reviewed": reviewed, "confirmed_fraud": fraud, "precision": _ratio(fraud, reviewed),
                     "label_precision": _ratio(truth_fraud, truth_known)})
     return pd.DataFrame(out, columns=columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# Suggesting rules
+
+
+def training_frame(conn: duckdb.DuckDBPyConnection, dataset: Dataset, schema: Schema, feature_table: str | None,
+                   start: date | datetime | None, end: date | datetime | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labelled transactions of a period, as rule suggestions learn from them: every numeric
+    name a rule may read (features and numeric columns, as DOUBLE), and `is_fraud` — the analyst's
+    label where there is one (fraud or legitimate), else the dataset's label column. Rows with
+    neither are left out. Returns (the names' values, the labels)."""
+    numeric = [n for n, (kind, alias) in schema.names.items() if kind == NUMBER and (alias == "t" or feature_table)]
+    if not numeric:
+        return pd.DataFrame(), pd.DataFrame({"is_fraud": []})
+    join = f" LEFT JOIN {checked_ident(feature_table)} f ON f.tx_row = t.tx_row" if feature_table else ""
+    values = ", ".join(f"CAST({schema.names[n][1]}.{quote_ident(n)} AS DOUBLE) AS {quote_ident(n)}" for n in numeric)
+    since, until = _period(start, end)
+    frame = conn.execute(
+        f"""SELECT {values},
+                   coalesce(CASE l.label WHEN 'fraud' THEN true WHEN 'legitimate' THEN false END, {_truth(dataset)})
+                       AS is_fraud
+            FROM {dataset.table} t{join}
+            LEFT JOIN (SELECT transaction_id, label FROM current_labels WHERE dataset_id = $dataset) l
+                   ON l.transaction_id = t.transaction_id
+            WHERE {PERIOD_SQL} AND is_fraud IS NOT NULL ORDER BY t.tx_row""",
+        {"dataset": dataset.id, "start": since, "end": until}).df()
+    return frame.drop(columns=["is_fraud"]), frame[["is_fraud"]]

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import streamlit as st
 
 from application import rules
 from application.rules import may_deploy
+from application.runs import active as active_run
 from dashboard import charts
 from dashboard.actions import act
+from dashboard.cached import rule_suggestions
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.navigation import page_link
 from dashboard.shell import dataset_page
@@ -184,3 +186,50 @@ if shadow:
             recorded = rules.show(ctx, dataset, r.name).recorded_hits
             if not recorded.empty:
                 st.caption(f"Live: {fmt_int(int(recorded['hits'].sum()))} hits recorded.")
+
+# --- suggested rules ----------------------------------------------------------------------------
+SUGGEST_KEY, DISMISSED_KEY = "rules-suggest", "rules-dismissed"  # the periods asked for; suggestions set aside
+st.subheader("Suggested rules")
+st.caption("Short conditions drawn from the labelled fraud of a training period (the paths of shallow decision trees "
+           "whose leaves are mostly fraud), each backtested on a later period. Adopt one as a draft, edit it first, or "
+           "dismiss it.")
+split = first + (last - first) * 2 / 3
+s1, s2 = st.columns(2)
+train = s1.date_input("Training period", (first, split), min_value=first, max_value=last, key="suggest-train")
+test = s2.date_input("Backtest period (later)", (split + timedelta(days=1), last), min_value=first, max_value=last,
+                     key="suggest-test")
+if st.button("Suggest rules", key="suggest-run", icon=":material/lightbulb:"):
+    st.session_state[SUGGEST_KEY] = (tuple(train), tuple(test))
+asked = st.session_state.get(SUGGEST_KEY)
+if asked:
+    active = active_run(ctx, dataset)
+    try:
+        with st.spinner("Growing trees on the training period…"):
+            suggestions = rule_suggestions(dataset, (active.run.id, active.threshold) if active else (), asked[0],
+                                           asked[1])
+    except UserError as exc:
+        st.error(str(exc))
+        suggestions = []
+    dismissed = st.session_state.setdefault(DISMISSED_KEY, set())
+    shown = [x for x in suggestions if x.condition not in dismissed]
+    if asked and not shown:
+        st.info("No suggestion: the training period's fraud has no short pattern at that precision, or all were dismissed.")
+    for i, suggestion in enumerate(shown):
+        with st.container(border=True):
+            st.code(suggestion.condition, language="sql")
+            b = suggestion.backtest.summary
+            st.caption(f"Training: {fmt_int(suggestion.fraud)} fraud and {fmt_int(suggestion.legitimate)} legitimate "
+                       f"(precision {fmt_pct(suggestion.precision, 1)}). Later period: {fmt_int(b['hits'])} hits, "
+                       f"precision {fmt_pct(b['precision'], 1)}, recall {fmt_pct(b['recall'], 1)}, "
+                       f"{fmt_int(b['added'])} the model misses.")
+            a1, a2, a3 = st.columns(3)
+            if a1.button("Adopt", key=f"suggest-adopt-{i}", type="primary"):
+                act(lambda c, s=suggestion: rules.add(c, dataset, rules.free_name(c, dataset), s.condition,
+                                                      description="Suggested from the labelled fraud of "
+                                                                  f"{asked[0][0]} to {asked[0][-1]}"),
+                    lambda r: f"Adopted as draft {r.name!r}.")
+            a2.button("Edit", key=f"suggest-edit-{i}", on_click=lambda s=suggestion: st.session_state.update(
+                {"rule-condition": s.condition, "rule-name": ""}), help="Copy it into 'Write a rule' above")
+            if a3.button("Dismiss", key=f"suggest-dismiss-{i}"):
+                dismissed.add(suggestion.condition)
+                st.rerun()

@@ -124,3 +124,18 @@ def test_kpi_overview_shows_each_rules_precision(conn, fitted):
     table = next(d.value for d in at.dataframe if "rule" in d.value.columns)
     row = table.set_index("rule").loc["night_big"]
     assert row["reviewed"] == 2 and row["confirmed_fraud"] == 1 and row["precision"] == 0.5
+
+
+def test_suggested_rules_are_listed_and_adopted_as_drafts(conn, fitted):
+    at = _page("pages/rules.py")
+    one(at.button, "Suggest rules").click()
+    at.run()
+    assert not at.exception, at.exception
+    adopt = [b for b in at.button if b.label == "Adopt"]
+    assert adopt, texts(at)
+    proposed = [c.value for c in at.code]  # the suggestions' conditions, as the page shows them
+    adopt[0].click()
+    at.run()
+    assert not at.exception
+    drafted = get_rule(conn, fitted, "suggested_1")
+    assert drafted.status == "draft" and drafted.condition in proposed
