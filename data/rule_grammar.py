@@ -41,6 +41,7 @@ MAX_LENGTH = 10_000  # characters
 MAX_DEPTH = 32  # brackets, and levels of the parsed tree beyond the chain of ANDs/ORs
 MAX_TOKENS = 400
 MAX_TREE_DEPTH = 220  # a chain of 100 ANDs is about 200 levels deep in sqlglot's tree
+MAX_PREFIX_RUN = 8
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 LIST_FUNCTION = "__centinela_list"  # what `IN LIST name` is rewritten to before parsing
 LIVE_LISTS = "live_lists"  # the CTE (list_id, value) every query that evaluates rules defines
@@ -151,7 +152,12 @@ def _tokens(text: str) -> list[Token]:
     if len(tokens) > MAX_TOKENS:
         raise _fail("too_long", f"the condition has {len(tokens):,} tokens; at most {MAX_TOKENS} are accepted.",
                     tokens[MAX_TOKENS].start, tokens[-1].end + 1)
+    run = 0
     for token in tokens:
+        # A run of prefix operators (NOT NOT ..., - - ...) nests the parser's recursion without brackets.
+        run = run + 1 if token.token_type in (TokenType.NOT, TokenType.DASH, TokenType.PLUS) else 0
+        if run > MAX_PREFIX_RUN:
+            raise _fail("too_deep", f"more than {MAX_PREFIX_RUN} NOT / signs in a row.", token.start)
         if token.comments:  # a comment can hide a second statement from a reader
             raise _fail("comment", "comments are not accepted in a condition.", token.end + 1, len(text))
         if token.token_type == TokenType.SEMICOLON:
@@ -453,6 +459,9 @@ def diagnose(text: str, schema: Schema) -> tuple[Checked | None, list[Diagnostic
         positions = _Positions(edits)
         try:
             statements = sqlglot.parse(rewritten, read="duckdb")
+        except RecursionError:  # a backstop: the limits above are meant to refuse such text before the parser
+            raise _fail("too_deep", "the condition is nested too deeply; split it into several rules.", 0,
+                        len(text)) from None
         except ParseError as exc:
             error = exc.errors[0] if exc.errors else {}
             start = positions.original(max(0, int(error.get("start_context") and len(error["start_context"]) or 0)))
@@ -467,12 +476,16 @@ def diagnose(text: str, schema: Schema) -> tuple[Checked | None, list[Diagnostic
     except _Rejected as rejected:
         return None, [rejected.diagnostic]
     checker = _Checker(text, schema, positions, tokens)
-    kind = checker.kind(tree)
+    try:
+        kind = checker.kind(tree)
+        sql = _render(tree, schema) if not checker.diagnostics else ""
+    except RecursionError:
+        return None, [Diagnostic("too_deep", "the condition is nested too deeply; split it into several rules.", 0,
+                                 max(1, len(text)))]
     if not checker.diagnostics and kind not in (BOOLEAN, ANY):
         checker.problem("type", f"a condition must be true or false, but this is {checker.article(kind)}.", tree)
     if checker.diagnostics:
         return None, sorted(checker.diagnostics, key=lambda d: d.start)
-    sql = _render(tree, schema)
     return Checked(text, sql, tuple(dict.fromkeys(checker.names)), tuple(dict.fromkeys(checker.lists))), []
 
 

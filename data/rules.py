@@ -26,7 +26,7 @@ import pandas as pd
 from data.datasets import Dataset
 from data.db import PERIOD_SQL, checked_ident, fetch_one, fetch_records, quote_ident
 from data.errors import Conflict, InvalidInput, NotFound
-from data.features import load_feature_set
+from data.features import CATALOGUE, load_feature_set
 from data.lists import LIVE_LISTS_SQL, RuleList, lists_of
 from data.rule_grammar import BOOLEAN, NAME, NUMBER, TEXT, TIMESTAMP, Checked, Schema, check, diagnose
 
@@ -108,6 +108,10 @@ def rule_schema(conn: duckdb.DuckDBPyConnection, dataset: Dataset, now: datetime
     feature_set = load_feature_set(conn, dataset)
     for feature in (feature_set.computed if feature_set else []):
         names.setdefault(feature.lower(), (NUMBER, "f"))
+    for feature in CATALOGUE:  # a feature the catalogue has but this dataset lacks: say why, not "unknown"
+        if feature.name not in names:
+            why = (feature_set.skipped.get(feature.name) if feature_set else None) or "compute the features first"
+            forbidden.setdefault(feature.name, f"the feature is not computed for this dataset ({why}).")
     return Schema(names, {rl.name: rl.id for rl in lists_of(conn, dataset, now)}, forbidden)
 
 
