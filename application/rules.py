@@ -259,7 +259,7 @@ class CaseRules:
     entries: pd.DataFrame  # the list entries the transaction matches
 
 
-def for_transaction(ctx: Context, dataset: DatasetRef, tx_row: int) -> CaseRules:
+def case_rules(ctx: Context, dataset: DatasetRef, tx_row: int) -> CaseRules:
     """The active and shadow rules whose conditions hold for one transaction, and the list entries it matches."""
     target = ctx.dataset(dataset)
     now = ctx.clock()

@@ -113,7 +113,7 @@ with explain_col:
 
 # --- rules and lists ----------------------------------------------------------------------
 with explain_col:
-    matched = rules.for_transaction(ctx, dataset, case.tx_row)
+    matched = rules.case_rules(ctx, dataset, case.tx_row)
     st.markdown("**Rules and lists**")
     if matched.fired.empty and matched.entries.empty:
         st.caption("No active or shadow rule holds for this transaction, and it is on no list.")

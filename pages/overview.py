@@ -86,6 +86,11 @@ else:
         "label_precision": st.column_config.NumberColumn("precision (label column)", format="percent"),
         "alerts": st.column_config.NumberColumn("alerts (hits)")})
     st.caption("Each rule's hits in the period and how analysts labelled them; shadow rules raise no alerts.")
+    shown_rules = rule_table.head(4)
+    for column, r in zip(st.columns(4), shown_rules.itertuples(), strict=False):
+        column.metric(f"Precision of {r.rule}", fmt_pct(None if r.precision != r.precision else r.precision, 1),
+                      help=f"{fmt_int(r.confirmed_fraud)} confirmed fraud of {fmt_int(r.reviewed)} reviewed, among "
+                           f"{fmt_int(r.alerts)} alerts")
 for name, reason in skipped.items():
     st.warning(f"Rule {name!r} is not evaluated: {reason}")
 

@@ -156,7 +156,7 @@ with st.container(border=True):
     st.markdown("**Open a case**")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     choice = left.selectbox("Alert", ids, index=ids.index(picked[0]) if picked else 0, key=f"queue-open-{version}-{page_number}",
-                            format_func=lambda i: (lambda r: f"{i} · S/ {r['amount']:,.2f} · score {r['score']:.4f}")(
+                            format_func=lambda i: (lambda r: f"{i} · S/ {r['amount']:,.2f} · {r['why']}")(
                                 shown.loc[shown["transaction_id"] == i].iloc[0]))
     if right.button("Open case", type="primary", icon=":material/open_in_new:"):
         switch_to("case", case=choice, dataset=dataset.name)

@@ -323,7 +323,7 @@ def test_block_from_a_case_creates_the_list_once(conn, fitted):
     blocked, value = app_lists.add_from_case(ctx, fitted, tx, kind="block", key="customer_id", reason=f"case {tx}")
     assert (blocked.name, blocked.entries, value) == ("blocked_customers", 1, customer)
     assert ctx.commits == 1  # the list and its first entry, one action
-    case_rules = app_rules.for_transaction(ctx, fitted, 0)
+    case_rules = app_rules.case_rules(ctx, fitted, 0)
     assert list(case_rules.entries["list"]) == ["blocked_customers"]
 
 
@@ -428,3 +428,17 @@ def test_live_scoring_applies_rules_and_records_shadow_hits(tmp_path):
     stored = conn.execute("SELECT alert FROM decisions ORDER BY transaction_id").fetchall()
     assert sum(a for (a,) in stored) == sum(item["customer_id"] != allowed for item in items)
     conn.close()
+
+
+def test_the_readmes_example_rules_are_accepted(conn, fitted):
+    import re
+
+    from tests.conftest import ROOT
+
+    section = (ROOT / "README.md").read_text().split("## Rules and lists", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"^\| [^|]+ \| `(.+)` \|$", section, re.M)
+    assert len(examples) >= 5
+    ctx = as_user(conn)
+    app_lists.create(ctx, fitted, "vip_customers", "allow", "customer_id")
+    for condition in examples:
+        assert app_rules.check_condition(ctx, fitted, condition) == [], condition
