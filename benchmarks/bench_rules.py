@@ -108,12 +108,20 @@ def main() -> int:
             lists.add_entry(ctx, dataset, "vip", c, "bench")
 
         missed = 0
-        page = queue.queue_page(ctx, dataset)  # warm
-        seconds = _median(lambda: queue.queue_page(ctx, dataset))
-        missed += seconds > QUEUE_TARGET_S
+        started = time.perf_counter()
+        page = queue.queue_page(ctx, dataset)  # the first view after a change evaluates every rule over every row
+        cold = time.perf_counter() - started
+        missed += cold > QUEUE_TARGET_S
         print(f"queue with {args.rules} active rules, a block and an allow list: {page.total:,} alerts "
-              f"({page.total - model_only.total:+,} against the model alone); count + first page {seconds:.3f} s "
-              f"(target <= {QUEUE_TARGET_S} s: {_verdict(seconds, QUEUE_TARGET_S)})")
+              f"({page.total - model_only.total:+,} against the model alone)")
+        print(f"  first view after a change (all rules evaluated over {dataset.row_count:,} rows, set kept): "
+              f"{cold:.3f} s (target <= {QUEUE_TARGET_S} s: {_verdict(cold, QUEUE_TARGET_S)})")
+        seconds = _median(lambda: queue.queue_page(ctx, dataset))
+        print(f"  later views (count + first page over the kept set): {seconds:.3f} s")
+        lists.add_entry(ctx, dataset, "ring", "C_NEW", "bench")  # a change: the next view computes the set again
+        started = time.perf_counter()
+        queue.queue_page(ctx, dataset)
+        print(f"  the view after a new list entry: {time.perf_counter() - started:.3f} s")
         filtered = _median(lambda: queue.queue_page(ctx, dataset, queue.QueueFilters(source="rule_01")))
         print(f"queue filtered by one rule: {filtered:.3f} s")
 

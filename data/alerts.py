@@ -19,7 +19,7 @@ import pandas as pd
 from data.datasets import Dataset
 from data.db import fetch_one
 from data.errors import InvalidInput
-from data.rules import AlertSources, sources_subquery
+from data.rules import RULE_ALERTS, AlertSources, materialised_alerts, registered
 
 LABEL_STATUSES = ("any", "unlabelled", "labelled", "fraud", "legitimate", "unsure")
 ORDERS = {
@@ -152,9 +152,8 @@ def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold:
     if sources is None or sources.empty:
         alerts = ("SELECT tx_row, score, true AS by_model, CAST([] AS VARCHAR[]) AS rules, CAST([] AS VARCHAR[]) AS lists "
                   "FROM scores WHERE run_id = $run AND score >= $threshold")
-    else:
-        alerts, extra = sources_subquery(dataset, sources, run_id, threshold)
-        params.update(extra)
+    else:  # registered by the caller (`data.rules.registered`): computed once per state of the rules and lists
+        alerts = f"SELECT * FROM {RULE_ALERTS}"
     if filters.source == "model":
         where += " AND a.by_model"
     elif filters.source and filters.source.startswith("list:"):
@@ -171,14 +170,21 @@ def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold:
         LEFT JOIN (SELECT transaction_id, status, assignee FROM current_cases WHERE dataset_id = $dataset) c
                ON c.transaction_id = t.transaction_id
         WHERE {where}"""
-    return sql, {**params, "run": int(run_id), "threshold": float(threshold), "dataset": dataset.id}
+    model = {"run": int(run_id), "threshold": float(threshold)} if sources is None or sources.empty else {}
+    return sql, {**params, **model, "dataset": dataset.id}
 
 
 def count_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,
                  filters: QueueFilters = QueueFilters(), sources: AlertSources | None = None) -> int:
     """How many alerts match the filters."""
     sql, params = _alerts_sql(dataset, filters, run_id, threshold, sources)
-    return int(fetch_one(conn, f"SELECT count(*) {sql}", params)[0])
+    with registered(conn, _materialised(conn, dataset, sources, run_id, threshold)):
+        return int(fetch_one(conn, f"SELECT count(*) {sql}", params)[0])
+
+
+def _materialised(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources | None, run_id: int,
+                  threshold: float) -> pd.DataFrame | None:
+    return None if sources is None or sources.empty else materialised_alerts(conn, dataset, sources, run_id, threshold)
 
 
 def alert_page(
@@ -206,12 +212,13 @@ def alert_page(
     if order == "uncertain":
         params["pivot"] = float(threshold if pivot is None else pivot)
     extras = "".join(f", {dataset.sql_column(c)} AS {c}" for c in QUEUE_EXTRAS if dataset.has_column(c))
-    return conn.execute(
-        f"""SELECT t.transaction_id, t.ts, t.amount{extras}, a.score, l.label, l.labelled_by,
-                   coalesce(c.status, 'open') AS status, c.assignee, a.by_model, a.rules, a.lists, t.tx_row
-            {sql} ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset""",
-        {**params, "limit": page_size, "offset": max(0, int(page)) * page_size},
-    ).df()
+    with registered(conn, _materialised(conn, dataset, sources, run_id, threshold)):
+        return conn.execute(
+            f"""SELECT t.transaction_id, t.ts, t.amount{extras}, a.score, l.label, l.labelled_by,
+                       coalesce(c.status, 'open') AS status, c.assignee, a.by_model, a.rules, a.lists, t.tx_row
+                {sql} ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset""",
+            {**params, "limit": page_size, "offset": max(0, int(page)) * page_size},
+        ).df()
 
 
 def filter_choices(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,

@@ -16,6 +16,10 @@ Storage and SQL only: the actions with their audit rows are in `application.rule
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -421,29 +425,32 @@ def rule_kpis(conn: duckdb.DuckDBPyConnection, dataset: Dataset, compiled: list[
               start: date | None, end: date | None, now: datetime) -> pd.DataFrame:
     """Per rule, over the period, in one query: its alerts (hits), those analysts reviewed, those
     they confirmed as fraud, and precision from labels (confirmed / reviewed); with the label column
-    where the dataset has one."""
+    where the dataset has one. Each row carries the names of the rules that hold for it, and only
+    rows where one holds are unnested and counted, so 50 rules cost one scan, not 250 aggregates."""
     columns = ["rule", "action", "status", "alerts", "reviewed", "confirmed_fraud", "precision", "label_precision"]
     if not compiled:
         return pd.DataFrame(columns=columns)
     since, until = _period(start, end)
-    parts = []
-    for i in range(len(compiled)):
-        parts.append(f"count(*) FILTER (h{i}) AS a{i}, count(*) FILTER (h{i} AND label IN ('fraud', 'legitimate')) AS r{i}, "
-                     f"count(*) FILTER (h{i} AND label = 'fraud') AS f{i}, count(*) FILTER (h{i} AND truth) AS tf{i}, "
-                     f"count(*) FILTER (h{i} AND truth IS NOT NULL) AS tk{i}")
-    hits = ", ".join(f"{c.sql} AS h{i}" for i, c in enumerate(compiled))
-    row = conn.execute(
+    params: dict[str, Any] = {"now": now, "dataset": dataset.id, "start": since, "end": until}
+    names = _names_array([(c.sql, c.rule.name) for c in compiled], params, "rule_")
+    counted = conn.execute(
         f"""WITH live_lists AS ({LIVE_LISTS_SQL}),
-            rows AS (SELECT {hits}, {_truth(dataset)} AS truth, l.label
+            hits AS (SELECT {names} AS rules, {_truth(dataset)} AS truth, l.label
                      FROM {_from(dataset, compiled, feature_table)}
                      LEFT JOIN (SELECT transaction_id, label FROM current_labels WHERE dataset_id = $dataset) l
                             ON l.transaction_id = t.transaction_id
-                     WHERE {PERIOD_SQL})
-            SELECT {', '.join(parts)} FROM rows""",
-        {"now": now, "dataset": dataset.id, "start": since, "end": until}).fetchall()[0]
+                     WHERE {PERIOD_SQL} AND ({' OR '.join(c.sql for c in compiled)}))
+            SELECT rule, count(*) AS alerts, count(*) FILTER (label IN ('fraud', 'legitimate')) AS reviewed,
+                   count(*) FILTER (label = 'fraud') AS confirmed_fraud, count(*) FILTER (truth) AS truth_fraud,
+                   count(*) FILTER (truth IS NOT NULL) AS truth_known
+            FROM (SELECT unnest(rules) AS rule, truth, label FROM hits) GROUP BY rule""", params).df()
+    found = {r.rule: r for r in counted.itertuples(index=False)}
     out = []
-    for i, c in enumerate(compiled):
-        alerts, reviewed, fraud, truth_fraud, truth_known = (int(v) for v in row[i * 5:(i + 1) * 5])
+    for c in compiled:
+        r = found.get(c.rule.name)
+        alerts, reviewed, fraud, truth_fraud, truth_known = (
+            (int(r.alerts), int(r.reviewed), int(r.confirmed_fraud), int(r.truth_fraud), int(r.truth_known))
+            if r is not None else (0, 0, 0, 0, 0))
         out.append({"rule": c.rule.name, "action": c.rule.action, "status": c.rule.status, "alerts": alerts,
                     "reviewed": reviewed, "confirmed_fraud": fraud, "precision": _ratio(fraud, reviewed),
                     "label_precision": _ratio(truth_fraud, truth_known)})
@@ -476,3 +483,65 @@ def training_frame(conn: duckdb.DuckDBPyConnection, dataset: Dataset, schema: Sc
             WHERE {PERIOD_SQL} AND is_fraud IS NOT NULL ORDER BY t.tx_row""",
         {"dataset": dataset.id, "start": since, "end": until}).df()
     return frame.drop(columns=["is_fraud"]), frame[["is_fraud"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The queue's alert set, materialised per state
+
+
+RULE_ALERTS = "_centinela_rule_alerts"  # the name the materialised set is registered under for a query
+_MATERIALISED: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_MATERIALISED_LOCK = threading.Lock()
+MATERIALISED_STATES = 8
+
+
+def alerts_state(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources, run_id: int,
+                 threshold: float) -> tuple:
+    """Everything the queue's alert set depends on, read fresh: the rows (a live transaction changes
+    the registry's count), the features, the run and threshold, the active rules' versions, the list
+    entries (the newest event, and how many are in effect now: an expiry changes it)."""
+    rows, features, newest_entry, live = fetch_one(
+        conn, f"""SELECT (SELECT row_count FROM datasets WHERE id = $dataset),
+                         (SELECT coalesce(version, '') || CAST(computed_at AS VARCHAR) FROM feature_sets
+                          WHERE dataset_id = $dataset),
+                         (SELECT max(e.id) FROM list_entry_events e JOIN lists l ON l.id = e.list_id
+                          WHERE l.dataset_id = $dataset),
+                         (SELECT count(*) FROM ({LIVE_LISTS_SQL}) x JOIN lists l ON l.id = x.list_id
+                          WHERE l.dataset_id = $dataset)""",
+        {"dataset": dataset.id, "now": sources.now})
+    rules = tuple((c.rule.id, c.rule.version, c.checked.sql) for c in (*sources.alert_rules, *sources.allow_rules))
+    return dataset.id, rows, features, newest_entry, live, int(run_id), float(threshold), rules
+
+
+def materialised_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources, run_id: int,
+                        threshold: float) -> pd.DataFrame:
+    """The queue's alert set (tx_row, score, by_model, rules, lists), computed in one pass over the
+    table and kept per state (`alerts_state`), so paging, filtering and counting read a few
+    thousand rows instead of evaluating every rule over every transaction again. A change to the
+    rules, the lists, the rows, the features or the run is a new state, computed afresh."""
+    key = alerts_state(conn, dataset, sources, run_id, threshold)
+    with _MATERIALISED_LOCK:
+        found = _MATERIALISED.get(key)
+        if found is not None:
+            _MATERIALISED.move_to_end(key)
+            return found
+    sql, params = sources_subquery(dataset, sources, run_id, threshold)
+    frame = conn.execute(sql, params).df()
+    with _MATERIALISED_LOCK:
+        _MATERIALISED[key] = frame
+        while len(_MATERIALISED) > MATERIALISED_STATES:
+            _MATERIALISED.popitem(last=False)
+    return frame
+
+
+@contextmanager
+def registered(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame | None) -> Iterator[None]:
+    """The materialised alert set visible to this cursor's queries as `_centinela_rule_alerts`."""
+    if frame is None:
+        yield
+        return
+    conn.register(RULE_ALERTS, frame)
+    try:
+        yield
+    finally:
+        conn.unregister(RULE_ALERTS)
