@@ -497,11 +497,12 @@ MATERIALISED_STATES = 8
 
 def alerts_state(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources, run_id: int,
                  threshold: float) -> tuple:
-    """Everything the queue's alert set depends on, read fresh: the rows (a live transaction changes
+    """Everything the queue's alert set depends on, read fresh: the database file, the rows (a live transaction changes
     the registry's count), the features, the run and threshold, the active rules' versions, the list
     entries (the newest event, and how many are in effect now: an expiry changes it)."""
-    rows, features, newest_entry, live = fetch_one(
-        conn, f"""SELECT (SELECT row_count FROM datasets WHERE id = $dataset),
+    database, rows, features, newest_entry, live = fetch_one(
+        conn, f"""SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()),
+                         (SELECT row_count FROM datasets WHERE id = $dataset),
                          (SELECT coalesce(version, '') || CAST(computed_at AS VARCHAR) FROM feature_sets
                           WHERE dataset_id = $dataset),
                          (SELECT max(e.id) FROM list_entry_events e JOIN lists l ON l.id = e.list_id
@@ -510,7 +511,7 @@ def alerts_state(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: Ale
                           WHERE l.dataset_id = $dataset)""",
         {"dataset": dataset.id, "now": sources.now})
     rules = tuple((c.rule.id, c.rule.version, c.checked.sql) for c in (*sources.alert_rules, *sources.allow_rules))
-    return dataset.id, rows, features, newest_entry, live, int(run_id), float(threshold), rules
+    return database, dataset.id, rows, features, newest_entry, live, int(run_id), float(threshold), rules
 
 
 def materialised_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources, run_id: int,
