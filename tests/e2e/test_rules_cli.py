@@ -43,7 +43,8 @@ def test_add_backtest_activate_list_and_show(bank):
     assert {"hits", "precision", "recall", "already_alerted", "added", "added_per_day", "per_day"} <= set(report)
     assert report["hits"] == sum(d["hits"] for d in report["per_day"]) > 0
     assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1
-    text = run_cli("rules", "backtest", "bank", "night_big", db=bank, check=True).stdout
+    text = run_cli("rules", "backtest", "bank", "night_big", "--from", "2026-08-01", "--until", "2026-08-31", db=bank,
+                   check=True).stdout
     assert f"{report['hits']:,} hits" in text and "precision" in text
     run_cli("rules", "activate", "bank", "night_big", db=bank, check=True)
     listed = json.loads(run_cli("rules", "list", "bank", "--json", db=bank, check=True).stdout)
