@@ -53,15 +53,15 @@ def test_write_backtest_activate_queue_block_label_and_kpi(tmp_path):
         page.get_by_role("link", name="Alert queue").click()
         page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for()
         page.get_by_text("Besides the model: 1 alert rule(s) in force.").wait_for()
-        page.get_by_text("Filters").first.click()
-        page.locator("[class*='st-key-qf-source']").click()
+        page.get_by_test_id("stExpander").filter(has_text="Filters").locator("summary").click()
+        page.locator("[class*='st-key-qf-source'] [role=combobox]").click()
         page.get_by_role("option", name=NAME, exact=True).click()
         page.get_by_role("button", name="Apply filters").click()
         page.get_by_text(f"raised by {NAME}").wait_for()
         assert metric_value(page, "Alerts matching") == f"{hits:,}"
         # The case picker names what raised each alert: the rule's name.
-        picker = page.locator("[class*='st-key-queue-open']")
-        assert f"rule {NAME}" in picker.inner_text()
+        picked = page.locator("[class*='st-key-queue-open'] input[role=combobox]").input_value()
+        assert f"rule {NAME}" in picked, picked
         page.get_by_role("button", name="Open case").click()
         page.get_by_role("heading", name="Case TX").wait_for()
         page.get_by_text("Rules and lists").wait_for()
@@ -73,7 +73,7 @@ def test_write_backtest_activate_queue_block_label_and_kpi(tmp_path):
         page.get_by_text("as fraud.").wait_for()
 
         page.get_by_role("link", name="Lists").click()
-        page.get_by_text("blocked_customers").first.wait_for()
+        page.get_by_text("block list of customer_id, 1 entries in effect").wait_for()
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "lists.png"), full_page=True)
 
