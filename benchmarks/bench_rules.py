@@ -17,6 +17,8 @@ from pathlib import Path
 from application import datasets, lists, queue, rules, runs
 from application.context import Context
 from benchmarks.bench_foundation import machine
+from benchmarks.bench_investigation import _median_time as _median
+from benchmarks.bench_investigation import _verdict
 from data.datasets import list_datasets
 from data.db import connect
 from data.synthetic import SyntheticConfig
@@ -45,19 +47,6 @@ def conditions(count: int) -> list[str]:
         out.append(TEMPLATES[i % len(TEMPLATES)].format(k=3 + step, n=4 + step, m=12 + step, x=900 + 100 * step,
                                                           y=600 + 50 * step, v=800 + 200 * step, z=4 + step))
     return out
-
-
-def _median(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def _verdict(seconds: float, target: float) -> str:
-    return "ok" if seconds <= target else "MISSED"
 
 
 def prepared(path: Path, rows: int) -> Context:

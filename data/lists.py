@@ -14,13 +14,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from data.cases import _rows_text
+from data.cases import read_small_csv, rows_text
 from data.datasets import Dataset
 from data.db import checked_ident, fetch_one, fetch_records
 from data.errors import Conflict, InvalidInput, NotFound
@@ -210,16 +209,7 @@ def matching_entries(conn: duckdb.DuckDBPyConnection, dataset: Dataset, tx_row: 
 def read_entry_file(path: str, now: datetime) -> pd.DataFrame:
     """Entries from a CSV file (value, reason, optional expires_at), every row checked first: one bad
     row rejects the file, naming its row (as a spreadsheet numbers them) and column."""
-    name = Path(path).name
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
-    except FileNotFoundError:
-        raise NotFound("no such file.", file=name) from None
-    except pd.errors.EmptyDataError:
-        raise InvalidInput("the file is empty.", file=name) from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InvalidInput(f"not a readable UTF-8 CSV file ({str(exc).splitlines()[0]}).", file=name) from None
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    name, frame = read_small_csv(path)
     for column in ("value", "reason"):
         if column not in frame.columns:
             raise InvalidInput(f"no {column!r} column.", file=name,
@@ -234,7 +224,7 @@ def read_entry_file(path: str, now: datetime) -> pd.DataFrame:
 
     def reject(mask: pd.Series, column: str, problem: str, hint: str | None = None) -> None:
         if mask.any():
-            raise InvalidInput(f"{problem} ({_rows_text(rows[mask])}).", file=name, row=int(rows[mask].iloc[0]),
+            raise InvalidInput(f"{problem} ({rows_text(rows[mask])}).", file=name, row=int(rows[mask].iloc[0]),
                                column=column, hint=hint)
 
     reject(values == "", "value", "the value is empty")

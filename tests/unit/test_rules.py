@@ -379,6 +379,9 @@ def test_suggestions_are_backtested_on_the_later_period(conn, fitted):
     split = datetime(2026, 8, 20).date()
     found = app_rules.suggest(ctx, fitted, train_end=split, test_start=split + timedelta(days=1))
     assert found
+    # At least one keeps working on the later period: the planted scenarios are regular enough.
+    assert any(s.backtest.summary["precision"] > 0.5 and s.backtest.summary["hit_fraud"] >= 5 for s in found), \
+        [(s.condition, s.backtest.summary["precision"]) for s in found]
     for s in found:
         assert app_rules.check_condition(ctx, fitted, s.condition) == []
         assert s.backtest.summary["from"] >= "2026-08-21"
