@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from data.datasets import Dataset
 from data.db import fetch_one
@@ -183,7 +184,7 @@ def count_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int,
 
 
 def _materialised(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources | None, run_id: int,
-                  threshold: float) -> pd.DataFrame | None:
+                  threshold: float) -> pa.Table | None:
     return None if sources is None or sources.empty else materialised_alerts(conn, dataset, sources, run_id, threshold)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from data.datasets import Dataset
 from data.db import PERIOD_SQL, checked_ident, fetch_one, fetch_records, quote_ident
@@ -271,12 +272,32 @@ def compile_rules(conn: duckdb.DuckDBPyConnection, dataset: Dataset, rules: list
     schema = rule_schema(conn, dataset, now)
     compiled, skipped = [], {}
     for rule in rules:
-        checked, problems = diagnose(rule.condition, schema)
+        checked, problems = _diagnosed(rule.condition, schema)
         if checked is None:
             skipped[rule.name] = problems[0].describe(rule.condition)
         else:
             compiled.append(CompiledRule(rule, checked, checked.reads(schema, "f")))
     return compiled, skipped
+
+
+_DIAGNOSED: OrderedDict[tuple, tuple[Checked | None, list]] = OrderedDict()
+DIAGNOSED_SIZE = 2_048
+
+
+def _diagnosed(text: str, schema: Schema) -> tuple[Checked | None, list]:
+    """`diagnose`, remembered per condition and schema: every queue view compiles the active rules,
+    and parsing 50 conditions again each time costs more than the rest of the view."""
+    key = (text, tuple(sorted(schema.names.items())), tuple(sorted(schema.lists.items())),
+           tuple(sorted(schema.forbidden.items())))
+    with _MATERIALISED_LOCK:
+        found = _DIAGNOSED.get(key)
+    if found is None:
+        found = diagnose(text, schema)
+        with _MATERIALISED_LOCK:
+            _DIAGNOSED[key] = found
+            while len(_DIAGNOSED) > DIAGNOSED_SIZE:
+                _DIAGNOSED.popitem(last=False)
+    return found
 
 
 def alert_sources(conn: duckdb.DuckDBPyConnection, dataset: Dataset, now: datetime) -> AlertSources:
@@ -490,7 +511,7 @@ def training_frame(conn: duckdb.DuckDBPyConnection, dataset: Dataset, schema: Sc
 
 
 RULE_ALERTS = "_centinela_rule_alerts"  # the name the materialised set is registered under for a query
-_MATERIALISED: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_MATERIALISED: OrderedDict[tuple, pa.Table] = OrderedDict()
 _MATERIALISED_LOCK = threading.Lock()
 MATERIALISED_STATES = 8
 
@@ -515,7 +536,7 @@ def alerts_state(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: Ale
 
 
 def materialised_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources, run_id: int,
-                        threshold: float) -> pd.DataFrame:
+                        threshold: float) -> pa.Table:
     """The queue's alert set (tx_row, score, by_model, rules, lists), computed in one pass over the
     table and kept per state (`alerts_state`), so paging, filtering and counting read a few
     thousand rows instead of evaluating every rule over every transaction again. A change to the
@@ -527,7 +548,7 @@ def materialised_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sourc
             _MATERIALISED.move_to_end(key)
             return found
     sql, params = sources_subquery(dataset, sources, run_id, threshold)
-    frame = conn.execute(sql, params).df()
+    frame = conn.sql(sql, params=params).to_arrow_table()  # Arrow: registered again for each query without a copy
     with _MATERIALISED_LOCK:
         _MATERIALISED[key] = frame
         while len(_MATERIALISED) > MATERIALISED_STATES:
@@ -536,7 +557,7 @@ def materialised_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sourc
 
 
 @contextmanager
-def registered(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame | None) -> Iterator[None]:
+def registered(conn: duckdb.DuckDBPyConnection, frame: pa.Table | None) -> Iterator[None]:
     """The materialised alert set visible to this cursor's queries as `_centinela_rule_alerts`."""
     if frame is None:
         yield
