@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from application import rules
@@ -139,7 +140,7 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
                   time.perf_counter() - started, [d["score"] for d in fresh])
 
 
-def apply_rules(ctx: Context, conn, dataset: Dataset, decisions: list[dict[str, Any]]) -> None:
+def apply_rules(ctx: Context, conn: duckdb.DuckDBPyConnection, dataset: Dataset, decisions: list[dict[str, Any]]) -> None:
     """Rules and lists on the decisions just taken (the same evaluation the queue uses): an active
     alert rule or block list raises an alert, an allow rule or list suppresses one; each decision
     names them in `rules`. Shadow rules' hits are recorded and change nothing."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from application.context import Context
@@ -315,7 +316,7 @@ def live_verdicts(ctx: Context, dataset: Dataset, tx_rows: list[int]) -> LiveVer
     return LiveVerdicts(raised, suppressed, hits)
 
 
-def record_live_hits(ctx: Context, conn, dataset: Dataset, verdicts: LiveVerdicts) -> None:
+def record_live_hits(ctx: Context, conn: duckdb.DuckDBPyConnection, dataset: Dataset, verdicts: LiveVerdicts) -> None:
     """Store the hits of live scoring (called inside the scoring unit of work)."""
     store.record_hits(conn, dataset, verdicts.hits, ctx.clock())
 
