@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live clean
+.PHONY: run test test-unit test-pages test-e2e install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,10 @@ bench-pages: install-dev chromium
 ## Live scoring at 1M stored transactions: single-transaction latency, batch throughput, the queue under load.
 bench-live: install-dev chromium
 	$(BIN)/python -m benchmarks.bench_live
+
+## Rules at 1M rows: the queue with 50 active rules and two lists, a backtest per rule.
+bench-rules: install
+	$(BIN)/python -m benchmarks.bench_rules
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -55,6 +55,8 @@ class Decision(BaseModel):
     threshold: float
     model: ModelRef
     reasons: list[Reason]
+    rules: list[str] = Field(default_factory=list, description="Active rules and lists that raised the alert, and "
+                             "'suppressed by NAME' for an allow rule or list (empty on a stored decision read back)")
     api_key: str | None = None
     received_at: datetime | None = None
 

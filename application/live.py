@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import duckdb
 import numpy as np
 
+from application import rules
 from application.context import Context, retry_on_conflict
 from application.datasets import DatasetRef
 from application.runs import require_active
@@ -163,6 +165,7 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
                 fresh = [{"transaction_id": tx, "tx_row": int(r), "score": float(s), "alert": bool(s >= active.threshold),
                           "threshold": float(active.threshold), "model": model, "reasons": why}
                          for tx, r, s, why in zip(new["transaction_id"], tx_rows, scores, reasons, strict=True)]
+                apply_rules(ctx, conn, target, fresh)
                 store.insert_decisions(conn, target, fresh, api_key, request_id, received)
                 store.update_counts(conn, target, new)
                 alerts = sum(d["alert"] for d in fresh)
@@ -178,6 +181,18 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
         d["api_key"], d["received_at"] = api_key, received
     return Scored(target, [by_id[tx] for tx in ids], len(fresh), sum(d["alert"] for d in fresh), active.run,
                   time.perf_counter() - started, [d["score"] for d in fresh])
+
+
+def apply_rules(ctx: Context, conn: duckdb.DuckDBPyConnection, dataset: Dataset, decisions: list[dict[str, Any]]) -> None:
+    """Rules and lists on the decisions just taken (the same evaluation the queue uses): an active
+    alert rule or block list raises an alert, an allow rule or list suppresses one; each decision
+    names them in `rules`. Shadow rules' hits are recorded and change nothing."""
+    verdicts = rules.live_verdicts(ctx, dataset, [d["tx_row"] for d in decisions])
+    for d in decisions:
+        raised, suppressed = verdicts.raised.get(d["tx_row"], []), verdicts.suppressed.get(d["tx_row"], [])
+        d["alert"] = bool((d["alert"] or raised) and not suppressed)
+        d["rules"] = raised + [f"suppressed by {name}" for name in suppressed]
+    rules.record_live_hits(ctx, conn, dataset, verdicts)
 
 
 def read_transaction(ctx: Context, dataset: DatasetRef, transaction_id: str) -> dict[str, Any]:

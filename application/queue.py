@@ -15,6 +15,7 @@ from data import alerts
 from data.alerts import NO_FILTERS, ORDERS, QueueFilters
 from data.cases import labelled_cases
 from data.errors import InvalidInput
+from data.rules import AlertSources, alert_sources
 
 MAX_PAGE_SIZE = 10_000
 
@@ -24,10 +25,12 @@ class QueuePage:
     active: ActiveRun
     filters: QueueFilters  # as applied (the order may add one)
     order: str
-    rows: pd.DataFrame  # one page: transaction_id, ts, amount, extras, score, label, labelled_by, status, assignee, tx_row
+    rows: pd.DataFrame  # one page: transaction_id, ts, amount, extras, score, label, labelled_by, status, assignee,
+    # by_model, rules, lists (what raised it), why (the same in words), tx_row
     total: int  # alerts matching the filters in all
     page: int  # 0 is the first
     page_size: int
+    sources: AlertSources | None = None  # the rules and lists in force besides the model
 
     @property
     def pages(self) -> int:
@@ -49,10 +52,22 @@ def queue_page(ctx: Context, dataset: DatasetRef, filters: QueueFilters = NO_FIL
     target = ctx.dataset(dataset)
     active = require_active(ctx, target)
     shown = applied_filters(filters, order)
-    total = alerts.count_alerts(ctx.conn, target, active.run.id, active.threshold, shown)
+    sources = alert_sources(ctx.conn, target, ctx.clock())
+    total = alerts.count_alerts(ctx.conn, target, active.run.id, active.threshold, shown, sources)
     rows = alerts.alert_page(ctx.conn, target, active.run.id, active.threshold, shown, page=max(0, int(page)),
-                             page_size=int(page_size), order=order, pivot=active.pivot)
-    return QueuePage(active, shown, order, rows, total, max(0, int(page)), int(page_size))
+                             page_size=int(page_size), order=order, pivot=active.pivot, sources=sources)
+    rows.insert(len(rows.columns) - 1, "why", [why(r) for r in rows.itertuples(index=False)])
+    return QueuePage(active, shown, order, rows, total, max(0, int(page)), int(page_size), sources)
+
+
+def why(row) -> str:
+    """Why an alert is in the queue, in words: the model's score, the rules, the lists."""
+    parts = [f"model score {row.score:.4f}"] if row.by_model else []
+    if len(row.rules):
+        parts.append("rule " + ", ".join(row.rules))
+    if len(row.lists):
+        parts.append("list " + ", ".join(row.lists))
+    return " · ".join(parts)
 
 
 def filter_choices(ctx: Context, dataset: DatasetRef, column: str, limit: int = 200) -> list[str]:

@@ -161,3 +161,19 @@ def _drift(db: str, dataset_id: int, run_id: int, recent_days: int):
 def drift(dataset_id: int, run_id: int, recent_days: int):
     """A run's drift report (PSI per feature and score); the rows and scores it reads never change."""
     return _drift(_db(), dataset_id, run_id, int(recent_days))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _suggestions(db: str, dataset_id: int, labels_version: tuple, run_key: tuple, train: tuple, test: tuple) -> list:
+    from application import rules
+
+    return rules.suggest(_reader(), dataset_id, train_start=train[0], train_end=train[1], test_start=test[0],
+                         test_end=test[1])
+
+
+def rule_suggestions(dataset: Dataset, run_key: tuple, train: tuple, test: tuple) -> list:
+    """Suggested rules for a training and a backtest period, drawn once per label version and active
+    model (growing the trees takes seconds on a large dataset)."""
+    from data.datasets import labels_version
+
+    return _suggestions(_db(), dataset.id, labels_version(get_cursor(), dataset.id), run_key, tuple(train), tuple(test))

@@ -127,3 +127,15 @@ def kpi_trend(frame: pd.DataFrame, period: str) -> go.Figure:
                       yaxis2=dict(title="alert rate %", overlaying="y", side="right", rangemode="tozero"),
                       legend=dict(orientation="h", y=-0.15, x=0), **LAYOUT)
     return fig
+
+
+def rule_backtest(days: pd.DataFrame, title: str = "Hits per day") -> go.Figure:
+    """A rule's backtest per day: hits the model already alerts on, and hits it would add."""
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=days["day"], y=days["already_alerted"], name="already alerted by the model",
+                         marker_color=NORMAL, hovertemplate="%{x|%Y-%m-%d}: %{y:,} already alerted<extra></extra>"))
+    fig.add_trace(go.Bar(x=days["day"], y=days["added"], name="added to the queue", marker_color=SUSPICIOUS,
+                         hovertemplate="%{x|%Y-%m-%d}: %{y:,} added<extra></extra>"))
+    fig.update_layout(title=title, barmode="stack", xaxis_title="day", yaxis_title="hits",
+                      legend=dict(orientation="h", y=-0.25), **LAYOUT)
+    return fig

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -34,3 +36,18 @@ def discard_upload() -> None:
     staged = st.session_state.pop(_STAGED, None)
     if staged:
         shutil.rmtree(Path(staged[1]).parent, ignore_errors=True)
+
+
+@contextmanager
+def saved_upload(uploaded) -> Iterator[Path]:
+    """A small upload in a private temporary folder under its own name (so messages name the file
+    the user chose), removed when the block ends."""
+    folder = Path(tempfile.mkdtemp(prefix="centinela-upload-"))
+    target = folder / (Path(uploaded.name).name or "upload.csv")
+    try:
+        uploaded.seek(0)
+        with target.open("wb") as out:
+            shutil.copyfileobj(uploaded, out, length=1 << 20)
+        yield target
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -15,10 +15,12 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from data.datasets import Dataset
 from data.db import fetch_one
 from data.errors import InvalidInput
+from data.rules import RULE_ALERTS, AlertSources, materialised_alerts, registered
 
 LABEL_STATUSES = ("any", "unlabelled", "labelled", "fraud", "legitimate", "unsure")
 ORDERS = {
@@ -53,6 +55,7 @@ class QueueFilters:
     hours: tuple[int, ...] = ()
     weekdays: tuple[int, ...] = ()  # ISO: 1 = Monday
     search: str = ""  # part of a transaction, customer or merchant id
+    source: str | None = None  # why it is an alert: "model", a rule's name, or "list:NAME"
 
     def with_(self, **changes: Any) -> QueueFilters:
         return replace(self, **changes)
@@ -79,6 +82,8 @@ class QueueFilters:
             parts.append(f"weekdays {', '.join(WEEKDAYS[d - 1] for d in self.weekdays)}")
         if self.search:
             parts.append(f"search {self.search!r}")
+        if self.source:
+            parts.append(f"raised by {self.source}")
         return parts
 
 
@@ -140,24 +145,47 @@ def _where(dataset: Dataset, filters: QueueFilters) -> tuple[str, dict[str, Any]
     return (" AND ".join(conditions) or "TRUE"), params
 
 
-def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold: float) -> tuple[str, dict[str, Any]]:
+def _alerts_sql(dataset: Dataset, filters: QueueFilters, run_id: int, threshold: float,
+                sources: AlertSources | None = None) -> tuple[str, dict[str, Any]]:
+    """The queue's FROM and WHERE: the model's alerts alone (a range scan of the run's scores), or,
+    when rules or lists are in force, the union and suppression of `data.rules.sources_subquery`."""
     where, params = _where(dataset, filters)
+    if sources is None or sources.empty:
+        alerts = ("SELECT tx_row, score, true AS by_model, CAST([] AS VARCHAR[]) AS rules, CAST([] AS VARCHAR[]) AS lists "
+                  "FROM scores WHERE run_id = $run AND score >= $threshold")
+    else:  # registered by the caller (`data.rules.registered`): computed once per state of the rules and lists
+        alerts = f"SELECT * FROM {RULE_ALERTS}"
+    if filters.source == "model":
+        where += " AND a.by_model"
+    elif filters.source and filters.source.startswith("list:"):
+        where += " AND list_contains(a.lists, $source)"
+        params["source"] = filters.source.removeprefix("list:")
+    elif filters.source:
+        where += " AND list_contains(a.rules, $source)"
+        params["source"] = filters.source
     sql = f"""
-        FROM (SELECT tx_row, score FROM scores WHERE run_id = $run AND score >= $threshold) a
+        FROM ({alerts}) a
         JOIN {dataset.table} t USING (tx_row)
         LEFT JOIN (SELECT transaction_id, label, analyst AS labelled_by FROM current_labels WHERE dataset_id = $dataset) l
                ON l.transaction_id = t.transaction_id
         LEFT JOIN (SELECT transaction_id, status, assignee FROM current_cases WHERE dataset_id = $dataset) c
                ON c.transaction_id = t.transaction_id
         WHERE {where}"""
-    return sql, {**params, "run": int(run_id), "threshold": float(threshold), "dataset": dataset.id}
+    model = {"run": int(run_id), "threshold": float(threshold)} if sources is None or sources.empty else {}
+    return sql, {**params, **model, "dataset": dataset.id}
 
 
 def count_alerts(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,
-                 filters: QueueFilters = QueueFilters()) -> int:
+                 filters: QueueFilters = QueueFilters(), sources: AlertSources | None = None) -> int:
     """How many alerts match the filters."""
-    sql, params = _alerts_sql(dataset, filters, run_id, threshold)
-    return int(fetch_one(conn, f"SELECT count(*) {sql}", params)[0])
+    sql, params = _alerts_sql(dataset, filters, run_id, threshold, sources)
+    with registered(conn, _materialised(conn, dataset, sources, run_id, threshold)):
+        return int(fetch_one(conn, f"SELECT count(*) {sql}", params)[0])
+
+
+def _materialised(conn: duckdb.DuckDBPyConnection, dataset: Dataset, sources: AlertSources | None, run_id: int,
+                  threshold: float) -> pa.Table | None:
+    return None if sources is None or sources.empty else materialised_alerts(conn, dataset, sources, run_id, threshold)
 
 
 def alert_page(
@@ -171,6 +199,7 @@ def alert_page(
     page_size: int = 50,
     order: str = "score",
     pivot: float | None = None,
+    sources: AlertSources | None = None,
 ) -> pd.DataFrame:
     """One page of alerts matching `filters`, highest score first by default (page 0 is the first).
 
@@ -180,16 +209,17 @@ def alert_page(
     if order not in ORDERS:
         raise InvalidInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}.", field="order")
     page_size = max(1, min(int(page_size), 10_000))
-    sql, params = _alerts_sql(dataset, filters, run_id, threshold)
+    sql, params = _alerts_sql(dataset, filters, run_id, threshold, sources)
     if order == "uncertain":
         params["pivot"] = float(threshold if pivot is None else pivot)
     extras = "".join(f", {dataset.sql_column(c)} AS {c}" for c in QUEUE_EXTRAS if dataset.has_column(c))
-    return conn.execute(
-        f"""SELECT t.transaction_id, t.ts, t.amount{extras}, a.score, l.label, l.labelled_by,
-                   coalesce(c.status, 'open') AS status, c.assignee, t.tx_row
-            {sql} ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset""",
-        {**params, "limit": page_size, "offset": max(0, int(page)) * page_size},
-    ).df()
+    with registered(conn, _materialised(conn, dataset, sources, run_id, threshold)):
+        return conn.execute(
+            f"""SELECT t.transaction_id, t.ts, t.amount{extras}, a.score, l.label, l.labelled_by,
+                       coalesce(c.status, 'open') AS status, c.assignee, a.by_model, a.rules, a.lists, t.tx_row
+                {sql} ORDER BY {ORDERS[order]} LIMIT $limit OFFSET $offset""",
+            {**params, "limit": page_size, "offset": max(0, int(page)) * page_size},
+        ).df()
 
 
 def filter_choices(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,

@@ -16,7 +16,8 @@ import pandas as pd
 
 ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit", "threshold", "label", "undo_labels",
            "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change", "key_create",
-           "key_revoke", "score", "api_read")
+           "key_revoke", "score", "api_read", "rule_add", "rule_edit", "rule_status", "rule_restore", "list_create",
+           "list_add", "list_remove", "list_import")
 
 
 def _json(value: Any) -> str | None:

@@ -244,18 +244,14 @@ def labelled_cases(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: in
 # Labels from a file (`centinela label`)
 
 
-def _rows_text(rows: pd.Series) -> str:
+def rows_text(rows: pd.Series) -> str:
     shown = ", ".join(str(r) for r in rows[:5])
     return f"{len(rows):,} such row{'s' if len(rows) != 1 else ''} in all; first rows: {shown}"
 
 
-def read_label_file(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, analyst: str) -> pd.DataFrame:
-    """Labels from a CSV file with columns transaction_id, label and optionally analyst and note,
-    every row checked first: one bad row rejects the file, naming its row and column.
-
-    Rows are numbered as a spreadsheet shows them (the header is row 1). Returns the checked rows
-    (transaction_id, label, analyst, note, line) for `insert_label_rows`.
-    """
+def read_small_csv(path: str) -> tuple[str, pd.DataFrame]:
+    """A small UTF-8 CSV file of text cells (labels, list entries), its header trimmed and lower-cased;
+    the file's name for messages. Unreadable files are refused naming the file."""
     from pathlib import Path
 
     name = Path(path).name
@@ -268,6 +264,17 @@ def read_label_file(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise InvalidInput(f"not a readable UTF-8 CSV file ({str(exc).splitlines()[0]}).", file=name) from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    return name, frame
+
+
+def read_label_file(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str, analyst: str) -> pd.DataFrame:
+    """Labels from a CSV file with columns transaction_id, label and optionally analyst and note,
+    every row checked first: one bad row rejects the file, naming its row and column.
+
+    Rows are numbered as a spreadsheet shows them (the header is row 1). Returns the checked rows
+    (transaction_id, label, analyst, note, line) for `insert_label_rows`.
+    """
+    name, frame = read_small_csv(path)
     missing = [c for c in ("transaction_id", "label") if c not in frame.columns]
     if missing:
         raise InvalidInput(f"no {missing[0]!r} column.", file=name,
@@ -284,7 +291,7 @@ def read_label_file(conn: duckdb.DuckDBPyConnection, dataset: Dataset, path: str
     def reject(mask: pd.Series, column: str, problem: str, hint: str | None = None, kind: type = InvalidInput) -> None:
         if mask.any():
             first = row_numbers[mask].iloc[0]
-            raise kind(f"{problem} ({_rows_text(row_numbers[mask])}).", file=name, row=int(first), column=column,
+            raise kind(f"{problem} ({rows_text(row_numbers[mask])}).", file=name, row=int(first), column=column,
                        hint=hint)
 
     reject(ids == "", "transaction_id", "the transaction id is empty")

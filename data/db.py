@@ -241,6 +241,86 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (dataset_id, transaction_id)
         )""",
     ),
+    (
+        # Rules and lists. Everything is append-only: a rule's versions are immutable snapshots of
+        # what an analyst wrote, and its lifecycle (draft, shadow, active, retired, deleted) is a
+        # stream of events naming the version they deploy, so what ran when can always be told.
+        "CREATE SEQUENCE rule_ids START 1",
+        """CREATE TABLE rules (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL
+        )""",
+        """CREATE TABLE rule_versions (
+            rule_id INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            condition VARCHAR NOT NULL,
+            action VARCHAR NOT NULL CHECK (action IN ('alert', 'allow')),
+            severity INTEGER NOT NULL,
+            description VARCHAR,
+            restored_from INTEGER,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL,
+            PRIMARY KEY (rule_id, version)
+        )""",
+        "CREATE SEQUENCE rule_event_ids START 1",
+        """CREATE TABLE rule_events (
+            id BIGINT PRIMARY KEY,
+            rule_id INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            status VARCHAR NOT NULL CHECK (status IN ('draft', 'shadow', 'active', 'retired', 'deleted')),
+            actor VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        # A rule as it stands: its latest event, with the version that event deploys.
+        """CREATE VIEW current_rules AS
+           SELECT r.id, r.dataset_id, r.name, e.version, e.status, e.actor AS changed_by, e.created_at AS changed_at,
+                  v.condition, v.action, v.severity, v.description, r.created_at, r.created_by
+           FROM rules r
+           JOIN (SELECT * FROM rule_events QUALIFY row_number() OVER (PARTITION BY rule_id ORDER BY id DESC) = 1) e
+             ON e.rule_id = r.id
+           JOIN rule_versions v ON v.rule_id = r.id AND v.version = e.version""",
+        # Hits recorded as transactions are scored live (shadow rules raise nothing but are recorded).
+        """CREATE TABLE rule_hits (
+            dataset_id INTEGER NOT NULL,
+            rule_id INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            status VARCHAR NOT NULL,
+            tx_row BIGINT NOT NULL,
+            transaction_id VARCHAR NOT NULL,
+            recorded_at TIMESTAMP NOT NULL
+        )""",
+        "CREATE SEQUENCE list_ids START 1",
+        """CREATE TABLE lists (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL CHECK (kind IN ('block', 'allow')),
+            key_column VARCHAR NOT NULL,
+            description VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL
+        )""",
+        # List entries, append-only: adding and removing are events; an entry's history is its events.
+        "CREATE SEQUENCE list_entry_ids START 1",
+        """CREATE TABLE list_entry_events (
+            id BIGINT PRIMARY KEY,
+            list_id INTEGER NOT NULL,
+            value VARCHAR NOT NULL,
+            action VARCHAR NOT NULL CHECK (action IN ('add', 'remove')),
+            reason VARCHAR,
+            expires_at TIMESTAMP,
+            actor VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE VIEW current_list_entries AS
+           SELECT list_id, value, reason, expires_at, actor AS added_by, created_at AS added_at FROM (
+               SELECT * FROM list_entry_events
+               QUALIFY row_number() OVER (PARTITION BY list_id, value ORDER BY id DESC) = 1)
+           WHERE action = 'add'""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from application import cases, labels, live
+from application import cases, labels, lists, live, rules
 from application.queue import queue_page
 from dashboard import investigation_charts as charts
 from dashboard.actions import act, page_context
@@ -111,6 +111,18 @@ with explain_col:
                          column_config={"value": st.column_config.NumberColumn("attribution", format="%+.4f"),
                                         "raw": st.column_config.TextColumn("value")})
 
+# --- rules and lists ----------------------------------------------------------------------
+with explain_col:
+    matched = rules.case_rules(ctx, dataset, case.tx_row)
+    st.markdown("**Rules and lists**")
+    if matched.fired.empty and matched.entries.empty:
+        st.caption("No active or shadow rule holds for this transaction, and it is on no list.")
+    if not matched.fired.empty:
+        st.dataframe(matched.fired, hide_index=True, key="case-rules")
+        st.caption("Rules that hold for this transaction (shadow rules raise nothing; allow rules suppress the alert).")
+    if not matched.entries.empty:
+        st.dataframe(matched.entries, hide_index=True, key="case-list-entries")
+
 # --- label and workflow -------------------------------------------------------------------
 with act_col:
     with st.form("case-label"):
@@ -144,6 +156,17 @@ with act_col:
         if st.button("Update status", key="case-update-status", disabled=status == state["status"]):
             act(lambda c: cases.change(c, dataset, [case_id], status=status, reason=reason),
                 f"{case_id} is now {STATUS_TITLES[status].lower()}.")
+
+    with st.container(border=True):
+        st.markdown("**Block or allow**")
+        why = st.text_input("Reason", value=f"case {case_id}", max_chars=500, key="case-list-reason")
+        l1, l2, l3 = st.columns(3)
+        for column, (kind, key, label) in zip((l1, l2, l3), (("block", "customer_id", "Block this customer"),
+                                                            ("allow", "customer_id", "Allow this customer"),
+                                                            ("allow", "merchant_id", "Allow this merchant")), strict=True):
+            if column.button(label, key=f"case-{kind}-{key}", disabled=not detail.get(key)):
+                act(lambda c, k=kind, col=key: lists.add_from_case(c, dataset, case_id, kind=k, key=col, reason=why),
+                    lambda done: f"{done[1]} is on list {done[0].name} ({done[0].kind}).")
 
     history_labels, history_case = st.tabs(["Label history", "Case history"])
     with history_labels:

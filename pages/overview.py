@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from application import kpis
+from application import kpis, rules
 from dashboard import charts
 from dashboard.formatting import fmt_hours, fmt_int, fmt_pct, fmt_pen, fmt_pen_short
 from dashboard.investigation import require_run
@@ -74,6 +74,25 @@ if view not in ("day", "week") and len(table) == BREAKDOWN_ROWS:
     st.caption(f"The {BREAKDOWN_ROWS} with the most transactions.")
 st.download_button("Download this table (CSV)", safe_csv(shown), icon=":material/download:",
                    file_name=f"{dataset.name}-kpi-by-{view}-{start}-{end}.csv")
+
+st.subheader("Rules")
+rule_table, skipped = rules.kpis(ctx, dataset, start, end, statuses=("active", "shadow"))
+if rule_table.empty:
+    st.caption("No active or shadow rules.")
+else:
+    st.dataframe(rule_table, hide_index=True, key="kpi-rules", column_config={
+        "precision": st.column_config.NumberColumn("precision (labels)", format="percent",
+                                                   help="Hits labelled fraud ÷ hits labelled fraud or legitimate"),
+        "label_precision": st.column_config.NumberColumn("precision (label column)", format="percent"),
+        "alerts": st.column_config.NumberColumn("alerts (hits)")})
+    st.caption("Each rule's hits in the period and how analysts labelled them; shadow rules raise no alerts.")
+    shown_rules = rule_table.head(4)
+    for column, r in zip(st.columns(4), shown_rules.itertuples(), strict=False):
+        column.metric(f"Precision of {r.rule}", fmt_pct(None if r.precision != r.precision else r.precision, 1),
+                      help=f"{fmt_int(r.confirmed_fraud)} confirmed fraud of {fmt_int(r.reviewed)} reviewed, among "
+                           f"{fmt_int(r.alerts)} alerts")
+for name, reason in skipped.items():
+    st.warning(f"Rule {name!r} is not evaluated: {reason}")
 
 st.subheader("Confirmed fraud")
 cases = kpis.confirmed_fraud(ctx, dataset, start, end)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from application import cases, labels
+from application import cases, labels, rules
 from application.queue import filter_choices, labelled, queue_page
 from dashboard.actions import act
 from dashboard.cached import warm_explainer
@@ -24,6 +24,7 @@ run, threshold = active.run, active.threshold
 live_updates(dataset, "queue")
 warm_explainer(dataset.id, run)  # the first case opened then shows its SHAP chart at once
 analyst = ctx.actor
+in_force = rules.sources(ctx, dataset)  # active rules and lists: they add to the model's alerts, or suppress them
 filters = queue_filters()
 version = queue_filters_version()
 
@@ -60,6 +61,12 @@ with st.expander("Filters" + (f" ({len(filters.describe())} active)" if filters.
                                    format_func=lambda d: WEEKDAYS[d - 1], key=f"qf-weekdays-{version}")
         search = c12.text_input("Search ids", value=filters.search, max_chars=100, key=f"qf-search-{version}",
                                 placeholder="transaction, customer or merchant id")
+        raisers = ["model", *in_force.rule_names, *(f"list:{rl.name}" for rl in in_force.block_lists)]
+        if filters.source and filters.source not in raisers:
+            raisers.append(filters.source)
+        source = st.selectbox("Raised by", raisers, index=raisers.index(filters.source) if filters.source else None,
+                              key=f"qf-source-{version}", placeholder="the model, any rule or list",
+                              help="Alerts the model raised, or those an active rule or a block list raised.")
         apply, clear = st.columns([1, 5])
         applied = apply.form_submit_button("Apply filters", type="primary")
         cleared = clear.form_submit_button("Clear filters")
@@ -69,7 +76,7 @@ with st.expander("Filters" + (f" ({len(filters.describe())} active)" if filters.
             start=start if start != lo else None, end=end if end != hi else None, cities=tuple(cities),
             merchants=tuple(merchants), payment_methods=tuple(payments), amount_min=amount_min, amount_max=amount_max,
             label_status=label_status, case_statuses=tuple(statuses), assignee=analyst if mine else None,
-            hours=tuple(hours), weekdays=tuple(weekdays), search=search))
+            hours=tuple(hours), weekdays=tuple(weekdays), search=search, source=source))
         st.rerun()
     if cleared:
         set_queue_filters(QueueFilters())
@@ -100,6 +107,12 @@ m2.metric("Threshold", f"{threshold:.4f}", help=f"Run #{run.id} ({run.detector})
 m3.metric("Unlabelled on this page", fmt_int(int(rows["label"].isna().sum())) if len(rows) else "0")
 if filters.describe():
     st.caption("Filtered by " + "; ".join(filters.describe()) + ".")
+if not in_force.empty:
+    parts = [f"{len(in_force.alert_rules)} alert rule(s)", f"{len(in_force.allow_rules)} allow rule(s)",
+             f"{len(in_force.block_lists)} block list(s)", f"{len(in_force.allow_lists)} allow list(s)"]
+    st.caption("Besides the model: " + ", ".join(p for p in parts if not p.startswith("0 ")) + " in force.")
+for name, reason in in_force.skipped.items():
+    st.warning(f"Active rule {name!r} is not evaluated: {reason}", icon=":material/warning:")
 
 
 def labelled_download() -> None:
@@ -116,8 +129,8 @@ if rows.empty:
     st.info("No alerts match these filters." if filters.describe() else "This run has no alerts.")
     st.stop()
 
-shown = rows.drop(columns=["tx_row"])
-first = ["transaction_id", "ts", "amount", "score", "label", "status", "assignee"]  # what triage reads first
+shown = rows.drop(columns=["tx_row", "by_model", "rules", "lists"])
+first = ["transaction_id", "ts", "amount", "score", "why", "label", "status", "assignee"]  # what triage reads first
 table = st.dataframe(
     shown, hide_index=True, on_select="rerun", selection_mode="multi-row", key=f"queue-table-{version}-{page_number}",
     column_order=first + [c for c in shown.columns if c not in first],
@@ -129,7 +142,8 @@ table = st.dataframe(
         "status": st.column_config.TextColumn("Case status"),
         "customer_id": "Customer", "merchant_id": "Merchant", "merchant_name": "Merchant name", "city": "City",
         "payment_method": "Payment", "channel": "Channel", "label": "Label", "labelled_by": "Labelled by",
-        "assignee": "Assignee",
+        "assignee": "Assignee", "why": st.column_config.TextColumn("Why", help="What raised the alert: the model's "
+                                                                      "score, active rules, block lists"),
     },
 )
 picked = [shown.iloc[i]["transaction_id"] for i in table.selection.rows] if table and table.selection else []
@@ -142,7 +156,7 @@ with st.container(border=True):
     st.markdown("**Open a case**")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     choice = left.selectbox("Alert", ids, index=ids.index(picked[0]) if picked else 0, key=f"queue-open-{version}-{page_number}",
-                            format_func=lambda i: (lambda r: f"{i} · S/ {r['amount']:,.2f} · score {r['score']:.4f}")(
+                            format_func=lambda i: (lambda r: f"{i} · S/ {r['amount']:,.2f} · {r['why']}")(
                                 shown.loc[shown["transaction_id"] == i].iloc[0]))
     if right.button("Open case", type="primary", icon=":material/open_in_new:"):
         switch_to("case", case=choice, dataset=dataset.name)

@@ -163,7 +163,8 @@ def test_the_menu_lists_only_the_roles_pages(conn, fitted, role):
     expected = {title for script, title in (
         ("pages/data.py", "Data"), ("pages/detect.py", "Detect & tune"), ("pages/models.py", "Models"),
         ("pages/queue.py", "Alert queue"), ("pages/case.py", "Case"), ("pages/patterns.py", "Geo & time"),
-        ("pages/overview.py", "KPI overview"), ("pages/admin.py", "Users & audit")) if role in PAGE_ROLES[script]}
+        ("pages/overview.py", "KPI overview"), ("pages/admin.py", "Users & audit"), ("pages/rules.py", "Rules"),
+        ("pages/lists.py", "Lists")) if role in PAGE_ROLES[script]}
     assert links == expected
 
 
