@@ -24,9 +24,13 @@ def _fmt_raw(value: object, unit: str) -> str:
 
 
 def attribution_waterfall(attributions: pd.DataFrame, base_value: float, output: float,
-                          describe: dict[str, tuple[str, str]], top: int = TOP_FEATURES) -> go.Figure:
+                          describe: dict[str, tuple[str, str]], top: int = TOP_FEATURES,
+                          score: float | None = None) -> go.Figure:
     """Waterfall from the usual output to this transaction's: red bars push toward suspicious,
-    blue toward normal; the top features by |value|, the rest summed in one bar."""
+    blue toward normal; the top features by |value|, the rest summed in one bar. The bars add up
+    in the explainer's units (an IsolationForest's negative path length: no analyst reads that),
+    so the axis is unlabelled by number and the last bar says the transaction's `score`, as the
+    queue shows it."""
     frame = attributions.assign(size=attributions["value"].abs()).sort_values("size", ascending=False)
     shown, rest = frame.head(top), frame.iloc[top:]
     labels, hovers = [], []
@@ -43,17 +47,20 @@ def attribution_waterfall(attributions: pd.DataFrame, base_value: float, output:
     labels, values, hovers = labels[::-1], values[::-1], hovers[::-1]
     fig = go.Figure(go.Waterfall(
         orientation="h", base=base_value, measure=["relative"] * len(values) + ["total"],
-        y=labels + ["this transaction"], x=values + [0.0], customdata=hovers + ["base value + all attributions"],
+        y=labels + ["this transaction"], x=values + [0.0],
+        customdata=hovers + ["the usual value + every contribution" if score is None else f"score {score:.4f}"],
         increasing=dict(marker=dict(color=SUSPICIOUS)), decreasing=dict(marker=dict(color=NORMAL)),
         totals=dict(marker=dict(color="#555")),
-        text=[f"{v:+.3f}" for v in values] + [f"{output:.3f}"], textposition="auto", cliponaxis=False,
+        text=[f"{v:+.3f}" for v in values] + [f"{output:.3f}" if score is None else f"score {score:.4f}"],
+        textposition="auto", cliponaxis=False,
         hovertemplate="%{y}<br>%{customdata}<br>%{x:+.4f}<extra></extra>", connector=dict(line=dict(color="#bbb", width=0.5)),
     ))
-    fig.add_vline(x=base_value, line_dash="dot", line_color="#888", annotation_text=f"usual {base_value:.3f}",
+    fig.add_vline(x=base_value, line_dash="dot", line_color="#888",
+                  annotation_text="a usual transaction" if score is not None else f"usual {base_value:.3f}",
                   annotation_position="bottom right")
     fig.update_layout(title=dict(text="Why it was flagged",
                                  subtitle=dict(text="red pushes toward suspicious, blue toward normal")),
-                      xaxis_title="explained output",
+                      xaxis_title="toward normal ← contribution → toward suspicious",
                       **{**LAYOUT, "height": 120 + 30 * (len(values) + 1), "margin": dict(l=10, r=50, t=60, b=10)},
                       yaxis=dict(automargin=True))
     return fig

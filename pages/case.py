@@ -84,7 +84,7 @@ with explain_col:
         describe = feature_descriptions()
         attributions = explanation["attributions"]
         st.plotly_chart(charts.attribution_waterfall(attributions, explanation["base_value"], explanation["output"],
-                                                     describe), key="case-shap")
+                                                     describe, score=score), key="case-shap")
         total = float(attributions["value"].sum())
         st.caption(f"SHAP ({explanation['method']} explainer) explains {explanation['explains']}. "
                    f"Usual {explanation['base_value']:.4f} {'+' if total >= 0 else '−'} attributions {abs(total):.4f} "

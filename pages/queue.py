@@ -130,6 +130,9 @@ if rows.empty:
     st.stop()
 
 shown = rows.drop(columns=["tx_row", "by_model", "rules", "lists"])
+for column in ("label", "labelled_by", "assignee"):  # not labelled / not assigned: blank, not the word "None"
+    if column in shown.columns:
+        shown[column] = shown[column].astype(object).where(shown[column].notna(), "")
 first = ["transaction_id", "ts", "amount", "score", "why", "label", "status", "assignee"]  # what triage reads first
 table = st.dataframe(
     shown, hide_index=True, on_select="rerun", selection_mode="multi-row", key=f"queue-table-{version}-{page_number}",

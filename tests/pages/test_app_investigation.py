@@ -106,12 +106,19 @@ def test_take_cases_and_filter_my_cases(conn, fitted):
 def test_open_a_case_explain_and_label_it(conn, fitted):
     dataset, run, _ = fitted
     at = _page("pages/queue.py")
-    case_id = at.dataframe[0].value["transaction_id"].iloc[0]
+    table = at.dataframe[0].value
+    case_id = table["transaction_id"].iloc[0]
+    unlabelled = table[table["label"] == ""]
+    assert len(unlabelled) and not table[["label", "assignee"]].isin(["None"]).any().any()
+    assert unlabelled["label"].map(type).eq(str).all() and table["assignee"].eq("").all()
     one(at.button, "Open case").click()
     at.run()
     assert not at.exception, at.exception
     assert at.query_params["case"] == [case_id] or at.query_params["case"] == case_id
     assert any(t.startswith("Why it was flagged") for t in _plotly_titles(at))
+    waterfall = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Why it was flagged" in c.proto.spec)
+    queue_score = float(table.loc[table["transaction_id"] == case_id, "score"].iloc[0])
+    assert waterfall["data"][0]["text"][-1] == f"score {queue_score:.4f}"  # the queue's score, not the path length
     at.switch_page("pages/case.py")  # AppTest stays on the page it was given; a browser follows switch_page
     stored = conn.execute("SELECT method FROM explanations WHERE run_id = ?", [run.id]).fetchall()
     assert stored == [("tree",)]
