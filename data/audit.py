@@ -16,7 +16,7 @@ import pandas as pd
 
 ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit", "threshold", "label", "undo_labels",
            "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change", "key_create",
-           "key_revoke", "score", "api_read")
+           "key_revoke", "score", "api_read", "session_end", "setting_change", "backup", "backup_restore")
 
 
 def _json(value: Any) -> str | None:

@@ -46,7 +46,7 @@ def live_server(db: Path, env: dict[str, str] | None = None, timeout: float = 90
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, stdout=log.open("a"), stderr=subprocess.STDOUT,
-        env={**os.environ, "CENTINELA_DB": str(db), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CENTINELA_DB": str(db), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
              "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "STREAMLIT_SERVER_HEADLESS": "true", **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"

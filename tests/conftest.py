@@ -62,7 +62,7 @@ def digest(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
 
 def run_cli(*args: str, db: Path, check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run the installed `centinela` command (as a user would) against database `db`."""
-    env = {**os.environ, "CENTINELA_DB": str(db)}
+    env = {**os.environ, "CENTINELA_DB": str(db), "PYTHONPATH": str(ROOT)}  # this checkout's code
     exe = Path(sys.executable).parent / "centinela"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
     result = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
