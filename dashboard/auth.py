@@ -31,7 +31,8 @@ from data.errors import UserError
 from data.users import ADMIN_PASSWORD_ENV, ADMIN_USER_ENV, ROLE_TITLES, User, has_users
 
 USER_KEY = "signed_in_user"
-SESSION_KEY = "signed_in_session"  # the signed cookie value of this browser session's server-side session
+SESSION_KEY = "signed_in_session"
+BACK_TO_KEY = "sign_in_back_to"  # the signed cookie value of this browser session's server-side session
 WHY_ENDED = {
     "expired_idle": "Your session expired after {idle} minutes without use. Sign in again.",
     "expired_absolute": "Your session reached its limit of {absolute} hours. Sign in again.",
@@ -113,6 +114,9 @@ def _local_sign_in(conn: duckdb.DuckDBPyConnection, back_to: str, ended: str | N
             "- stop the app and run `centinela users add NAME --role admin` (it asks for the password).\n\n"
             "There is no default password.")
         st.stop()
+    # The page asked for on this browser session's first run: the menu rewrites the address to
+    # "/" while the sign-in form shows, so later runs no longer know it.
+    back_to = st.session_state.setdefault(BACK_TO_KEY, back_to)
     _, middle, _ = st.columns([1, 2, 1])
     if ended in WHY_ENDED:
         rules = sessions.expiry(Context(conn, "server"))
@@ -181,11 +185,16 @@ def sign_out(conn: duckdb.DuckDBPyConnection) -> None:
         sessions.sign_out(Context(conn, user.username if user else "server"), held)
     elif user is not None:
         users.sign_out(Context(conn, user.username))
-    st.session_state.clear()
     if _sso_settings() is not None:
+        st.session_state.clear()
         st.logout()
     else:
+        # The browser leaves for /session/end (which clears the cookie), and with it this session's
+        # state; clearing every widget's state here instead would rerun the page first and drop
+        # the navigation.
         navigate("/session/end")
+        for key in (USER_KEY, SESSION_KEY):
+            st.session_state.pop(key, None)
 
 
 def user_box(conn: duckdb.DuckDBPyConnection, user: User) -> None:

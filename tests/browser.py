@@ -83,8 +83,9 @@ def chromium_page(width: int = 1280, height: int = 800):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.set_default_timeout(90_000)
+            context = browser.new_context(viewport={"width": width, "height": height})  # page.context.new_page(): a tab
+            context.set_default_timeout(90_000)
+            page = context.new_page()
             yield page
         finally:
             browser.close()
