@@ -46,8 +46,9 @@ def live_server(db: Path, env: dict[str, str] | None = None, timeout: float = 90
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, stdout=log.open("a"), stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "CENTINELA_DB": str(db), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
-             "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "STREAMLIT_SERVER_HEADLESS": "true", **(env or {})},
+        # No STREAMLIT_* overrides: headless, no file watcher and no usage stats come from
+        # .streamlit/config.toml, as under `make run` (tests/e2e/test_production_defaults.py).
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CENTINELA_DB": str(db), **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
