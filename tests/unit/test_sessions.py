@@ -239,3 +239,14 @@ def test_the_end_route_ends_the_session_and_clears_the_cookie(conn, client):
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     assert f'{COOKIE_NAME}=""' in answer.headers["set-cookie"] and "Max-Age=0" in answer.headers["set-cookie"]
     assert sessions.check(as_user(conn), signed.cookie).reason == "sign_out"
+
+
+def test_each_action_is_one_commit(conn, people, clock):
+    ctx = at(conn, clock, "ana")
+    signed = sessions.sign_in(ctx, "ana", PASSWORD)
+    assert ctx.commits == 1  # the session and its login row together
+    admin = at(conn, clock, "boss")
+    sessions.set_expiry(admin, 20, 6)
+    sessions.set_expiry(admin, 25, 6)  # a second change replaces the first
+    sessions.end(admin, signed.session_id)
+    assert admin.commits == 3 and sessions.expiry(admin).idle_minutes == 25
