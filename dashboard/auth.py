@@ -31,8 +31,8 @@ from data.errors import UserError
 from data.users import ADMIN_PASSWORD_ENV, ADMIN_USER_ENV, ROLE_TITLES, User, has_users
 
 USER_KEY = "signed_in_user"
-SESSION_KEY = "signed_in_session"
-BACK_TO_KEY = "sign_in_back_to"  # the signed cookie value of this browser session's server-side session
+SESSION_KEY = "signed_in_session"  # the signed cookie value of this browser session's server-side session
+BACK_TO_KEY = "sign_in_back_to"  # the page to show after signing in
 WHY_ENDED = {
     "expired_idle": "Your session expired after {idle} minutes without use. Sign in again.",
     "expired_absolute": "Your session reached its limit of {absolute} hours. Sign in again.",
