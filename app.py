@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.auth import denied, signed_in_user, user_box
+from dashboard.auth import denied, next_path, signed_in_user, user_box
 from dashboard.connection import get_cursor
 from dashboard.navigation import HOME, PAGES, SECTIONS, allowed
 from dashboard.shell import app_shell, ensure_demo_data
@@ -28,10 +28,11 @@ st.set_page_config(page_title="Centinela", page_icon=str(ROOT / "dashboard" / "c
 conn = get_cursor()
 pages = {spec.key: st.Page(spec.script, title=spec.title, icon=spec.icon) for spec in PAGES}
 # The navigation resolves the requested URL before sign-in, so a page asked for while signed out
-# (a bookmark, a reload) is the page shown after signing in. "/" goes to the role's home page.
+# (a bookmark, a link in a new tab) is the page shown after signing in; with a session cookie the
+# browser is signed in already (dashboard.auth). "/" goes to the role's home page.
 home = st.Page(lambda: None, title="Centinela", url_path="home", default=True)
 navigation = st.navigation([home, *pages.values()], position="hidden")
-user = signed_in_user(conn)
+user = signed_in_user(conn, next_path("" if navigation is home else navigation.url_path))
 if navigation is home:
     st.switch_page(pages[HOME[user.role].key], query_params=st.query_params.to_dict())  # keep ?dataset=...
 ensure_demo_data()

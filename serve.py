@@ -14,7 +14,10 @@ from starlette.routing import Mount, Route
 
 from api.app import create_api
 from api.metrics import metrics_endpoint
+from api.sessions import routes as session_routes
 
 ROOT = Path(__file__).resolve().parent
 
-app = st.App(str(ROOT / "app.py"), routes=[Mount("/api", app=create_api()), Route("/metrics", metrics_endpoint)])
+# /session/start and /session/end set and clear the signed-in browser's HttpOnly cookie (api/sessions.py).
+app = st.App(str(ROOT / "app.py"), routes=[Mount("/api", app=create_api()), Route("/metrics", metrics_endpoint),
+                                           *session_routes])

@@ -11,6 +11,7 @@ from pathlib import Path
 from application.context import Context
 from data import datasets as store
 from data import features as feature_store
+from data import import_folder
 from data.audit import record
 from data.datasets import Dataset
 from data.db import quote_ident, sql_string
@@ -30,6 +31,13 @@ class Created:
     dataset: Dataset
     features: FeatureSet | None
     report: ImportResult | None = None  # an import's report: rows read and stored, problems, notes
+
+
+def import_server_file(ctx: Context, name: str, dataset_name: str, mapping: ColumnMapping | None = None,
+                       **options) -> Created:
+    """Import a file of the server's import folder (the Data page's *A path on this server*): the
+    name is resolved, symlinks and `..` too, and refused outside the folder before anything is read."""
+    return import_dataset(ctx, import_folder.resolve(name), dataset_name, mapping, **options)
 
 
 def import_dataset(ctx: Context, path: str | os.PathLike[str], name: str, mapping: ColumnMapping | None = None, *,

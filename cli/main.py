@@ -13,19 +13,19 @@ import sys
 from collections.abc import Sequence
 
 from application.context import Context
-from cli import admin, datasets, keys, models, remote, replay, rules, runs
+from cli import admin, backups, datasets, keys, models, remote, replay, rules, runs
 from cli.output import OPERATOR, Progress
 from data.db import DatabaseInUseError, connect
 from data.errors import UserError
 
-EXIT_USER_ERROR = 2
+EXIT_USER_ERROR, EXIT_DATABASE_IN_USE = 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="centinela", description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (datasets, runs, models, rules, admin, keys, replay):
+    for module in (datasets, runs, models, rules, admin, keys, replay, backups):
         module.register(commands)
     return parser
 
@@ -33,19 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if not getattr(args, "needs_db", True):  # a client of a running server (replay): the server holds the file
+    if not getattr(args, "needs_db", True):  # replay (a client of a running server), restore (opens it itself)
         try:
             return args.func(args, None)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USER_ERROR
+        except DatabaseInUseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_DATABASE_IN_USE
         except OSError as exc:
-            print(f"error: cannot reach the server: {exc}", file=sys.stderr)
+            print(f"error: {'cannot reach the server: ' if args.command == 'replay' else ''}{exc}", file=sys.stderr)
             return EXIT_USER_ERROR
     try:
         conn = connect()
     except DatabaseInUseError as exc:  # the app holds the file: the command runs through it
-        return remote.forward(argv, exc)
+        return remote.forward(argv, exc, getattr(args, "in_use_hint", None))
     try:
         return execute(args, Context(conn, OPERATOR, Progress(args.quiet)))
     finally:

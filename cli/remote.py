@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 DEFAULT_URL = "http://127.0.0.1:8501"
 FILE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".xlsx", ".xls", ".json", ".duckdb"}
 EXIT_DATABASE_IN_USE = 3
+PATH_COMMANDS = ("backup",)  # whose first argument is a path, with or without a separator
 PASSWORD_COMMANDS = (("users", "add"), ("users", "set"))
 HOW_TO = ("Create a key with the 'operate' scope on Users & audit -> API keys and set CENTINELA_API_KEY to it "
           f"(and CENTINELA_URL if the app is not at {DEFAULT_URL}); the command then runs through the app.")
@@ -29,12 +30,13 @@ HOW_TO = ("Create a key with the 'operate' scope on Users & audit -> API keys an
 
 def absolute_paths(argv: list[str]) -> list[str]:
     """Arguments that name files (a folder separator or a data-file suffix, in a folder that
-    exists) made absolute, so the server finds the same files."""
+    exists, or the folder `backup` writes) made absolute, so the server finds the same files. A
+    plain word stays as it is: it may be a dataset's name."""
     out = []
-    for arg in argv:
+    for i, arg in enumerate(argv):
         path = Path(arg)
-        if not arg.startswith("-") and (os.sep in arg or path.suffix.lower() in FILE_SUFFIXES) and (
-                path.exists() or path.parent.exists()):
+        names_file = os.sep in arg or path.suffix.lower() in FILE_SUFFIXES or (i == 1 and argv[0] in PATH_COMMANDS)
+        if not arg.startswith("-") and names_file and (path.exists() or path.parent.exists()):
             arg = str(path.resolve())
         out.append(arg)
     return out
@@ -54,13 +56,13 @@ def _stdin_for(argv: list[str]) -> str | None:
     return first + "\n"
 
 
-def forward(argv: list[str], held: Exception) -> int:
+def forward(argv: list[str], held: Exception, hint: str | None = None) -> int:
     """Run the command through the server that holds the database; exit status 3 and how to set
-    it up when there is no key."""
+    it up (and the command's own `hint`, if any) when there is no key."""
     key = os.environ.get("CENTINELA_API_KEY")
     if not key:
         print(f"error: {held}", file=sys.stderr)
-        print(f"hint: {HOW_TO}", file=sys.stderr)
+        print(f"hint: {HOW_TO}" + (f" {hint}" if hint else ""), file=sys.stderr)
         return EXIT_DATABASE_IN_USE
     url = urlsplit(os.environ.get("CENTINELA_URL") or DEFAULT_URL)
     if url.scheme not in ("http", "https") or not url.hostname:

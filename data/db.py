@@ -321,6 +321,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                QUALIFY row_number() OVER (PARTITION BY list_id, value ORDER BY id DESC) = 1)
            WHERE action = 'add'""",
     ),
+    (
+        # Settings an admin changes (session expiry) and the server's own secret (the key that signs
+        # session cookies), one JSON value per key.
+        """CREATE TABLE settings (
+            key VARCHAR PRIMARY KEY,
+            value JSON NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            updated_by VARCHAR NOT NULL
+        )""",
+        # Browser sessions, server-side: the cookie carries a random token (signed); only its
+        # SHA-256 is kept. A session ends (ended_at, why) by sign-out, expiry, an admin, or a change
+        # to its user; it is never deleted, so the admin's list and the audit trail agree.
+        "CREATE SEQUENCE session_ids START 1",
+        """CREATE TABLE sessions (
+            id BIGINT PRIMARY KEY,
+            token_hash VARCHAR NOT NULL UNIQUE,
+            username VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            last_seen_at TIMESTAMP NOT NULL,
+            client VARCHAR,
+            address VARCHAR,
+            ended_at TIMESTAMP,
+            ended_by VARCHAR,
+            end_reason VARCHAR
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,11 +1,14 @@
-"""Users & audit (admins): who may sign in with which role, API keys for other systems, and the audit trail."""
+"""Users & audit (admins): who may sign in with which role, API keys for other systems, the audit
+trail, browser sessions (end one, set how long they last) and backups."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from application import backups as backup_actions
 from application import keys as key_actions
+from application import sessions as session_actions
 from application import users as user_actions
 from dashboard.actions import act, page_context
 from dashboard.shell import page_setup
@@ -20,7 +23,8 @@ page_setup()
 conn = page_context().conn
 st.title("Users & audit")
 show_flashes()
-tab_users, tab_keys, tab_audit = st.tabs(["Users", "API keys", "Audit trail"])
+tab_users, tab_keys, tab_audit, tab_sessions, tab_backups = st.tabs(
+    ["Users", "API keys", "Audit trail", "Sessions", "Backups"])
 
 with tab_users:
     users = list_users(conn)
@@ -106,3 +110,58 @@ with tab_audit:
     st.dataframe(log, hide_index=True)
     st.download_button("Download the audit trail (CSV)", safe_csv(log), file_name="centinela-audit.csv",
                        icon=":material/download:")
+
+with tab_sessions:
+    ctx = page_context()
+    rules = session_actions.expiry(ctx)
+    st.caption(f"A signed-in browser keeps its session across reloads and tabs until it signs out, is unused for "
+               f"{rules.idle_minutes} minutes, or {rules.absolute_hours} hours after signing in. Changing a user's "
+               "password or role, or disabling it, ends its sessions.")
+    open_now = [(row, expired) for row, _, expired in session_actions.open_sessions(ctx) if not expired]
+    if open_now:
+        st.dataframe(pd.DataFrame([{"session": row.id, "user": row.username, "signed in": row.created_at,
+                                    "last used": row.last_seen_at,
+                                    "ends at the latest": min(rules.idle_deadline(row), rules.absolute_deadline(row)),
+                                    "browser": row.client, "address": row.address} for row, _ in open_now]),
+                     hide_index=True)
+    else:
+        st.info("No browser is signed in.")
+    end_left, end_right = st.columns(2)
+    with end_left, st.form("session-end", enter_to_submit=False):
+        st.markdown("**End a session**")
+        labels = {row.id: f"#{row.id} {row.username} (signed in {row.created_at:%Y-%m-%d %H:%M})" for row, _ in open_now}
+        which_session = st.selectbox("Session", list(labels), index=None, format_func=labels.get, key="session-end-id",
+                                     placeholder="choose a session")
+        if st.form_submit_button("End session"):
+            if which_session is None:
+                st.error("Choose a session first.")
+            else:
+                act(lambda c: session_actions.end(c, which_session),
+                    lambda ended: f"Ended session #{ended.id} of {ended.username}: that browser is asked to sign in again.")
+    with end_right, st.form("session-expiry", enter_to_submit=False):
+        st.markdown("**How long sessions last**")
+        idle = st.number_input("Idle expiry (minutes unused)", 1, 24 * 60, rules.idle_minutes, key="session-idle")
+        absolute = st.number_input("Absolute expiry (hours after signing in)", 1, 24 * 30, rules.absolute_hours,
+                                   key="session-absolute")
+        if st.form_submit_button("Save expiry"):
+            act(lambda c: session_actions.set_expiry(c, int(idle), int(absolute)),
+                lambda saved: f"Sessions now end after {saved.idle_minutes} minutes unused or {saved.absolute_hours} hours.")
+
+with tab_backups:
+    ctx = page_context()
+    folder = backup_actions.default_folder(ctx).parent
+    st.caption(f"A backup is a consistent copy of the database and the model files, taken while the app runs (by the "
+               f"server, which holds the file), then reopened and checked. It goes into a new folder under `{folder}` "
+               "(set `CENTINELA_BACKUP_DIR` to change it); `centinela restore FOLDER` puts one back with the app stopped.")
+    if st.button("Back up now", type="primary", icon=":material/backup:"):
+        act(lambda c: backup_actions.backup(c, backup_actions.default_folder(c)),
+            lambda done: f"Backed up {done.rows:,} rows and {len(done.manifest.models)} model files to {done.folder} "
+                         f"in {done.seconds:.1f} s; the copy was reopened and its row counts match.",
+            status="Backing up the database and the model files")
+    found = backup_actions.list_backups(folder)
+    if found:
+        st.dataframe(pd.DataFrame([{"folder": str(path), "taken": manifest.created_at,
+                                    "rows": sum(manifest.tables.values()), "model files": len(manifest.models)}
+                                   for path, manifest in found]), hide_index=True)
+    else:
+        st.info("No backup in that folder yet.")

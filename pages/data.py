@@ -21,6 +21,9 @@ from data.datasets import list_datasets, sample_rows
 from data.errors import UserError
 from data.export import safe_csv
 from data.features import DEFAULT_LABEL_DELAY_DAYS, feature_catalogue
+from data.import_folder import import_dir
+from data.import_folder import list_files as list_server_files
+from data.import_folder import resolve as resolve_server_file
 from data.ingest import ENCODINGS, detect_conventions, inspect_file
 from data.synthetic import SyntheticConfig
 
@@ -141,9 +144,10 @@ with overview:
 with importer:
     limit_mb = st.get_option("server.maxUploadSize")
     source = st.radio("Source", ["Upload a file", "A path on this server"], horizontal=True,
-                      help="Large files are faster from a path: nothing is copied.")
+                      help="Large files are faster from the server's import folder: nothing is copied.")
     encoding = st.selectbox("Text encoding (CSV)", ENCODINGS, help="Windows exports are often latin-1. UTF-16 is detected by itself.")
     path: Path | None = None
+    picked: str | None = None  # a file of the server's import folder
     display_name = None
     if source == "Upload a file":
         uploaded = st.file_uploader(f"CSV, Parquet or Excel file (up to {limit_mb:,} MB)", key="upload")
@@ -152,9 +156,19 @@ with importer:
         else:
             discard_upload()
     else:
-        typed = st.text_input("Path to a CSV, Parquet or Excel file", placeholder="/data/transactions.csv").strip()
-        if typed:
-            path, display_name = Path(typed).expanduser(), Path(typed).name
+        folder = import_dir()
+        files = list_server_files(folder)
+        st.caption(f"Files in the import folder `{folder}` (set `CENTINELA_IMPORT_DIR` to use another); copy a file "
+                   "there to import it from the server. Nothing outside it is read.")
+        picked = st.selectbox("File in the import folder", [f.name for f in files], index=None, key="import-server-file",
+                              placeholder="choose a file" if files else "the folder holds no CSV, Parquet or Excel file",
+                              format_func=lambda n: next(f"{n} ({fmt_bytes(f.size_bytes)}, {fmt_ts(f.modified)})"
+                                                         for f in files if f.name == n))
+        if picked:
+            try:
+                path, display_name = resolve_server_file(picked, folder), Path(picked).name
+            except UserError as exc:
+                st.error(str(exc))
 
     if path is not None:
         try:
@@ -196,8 +210,12 @@ with importer:
                 mapping = mapping_editor(info, f"import-{zlib.crc32(repr((str(info.path), info.sheet, info.column_names)).encode())}")
                 skip_bad = st.checkbox("Skip rows whose timestamp or amount does not parse (they are counted and listed)")
                 if st.form_submit_button("Import", type="primary"):
-                    act(lambda c: actions.import_dataset(c, info.path, name, mapping, display_name=info.display_name,
-                                                         encoding=info.encoding, options=options, skip_bad_rows=skip_bad),
+                    # A server file is resolved again inside the action: refused if it now leads out of the folder.
+                    act(lambda c: (actions.import_server_file(c, picked, name, mapping, display_name=info.display_name,
+                                                              encoding=info.encoding, options=options,
+                                                              skip_bad_rows=skip_bad) if source != "Upload a file" else
+                                   actions.import_dataset(c, info.path, name, mapping, display_name=info.display_name,
+                                                          encoding=info.encoding, options=options, skip_bad_rows=skip_bad)),
                         lambda done: f"Imported {done.report.rows_stored:,} of {done.report.rows_read:,} rows as "
                                      f"'{done.dataset.name}' in {done.report.seconds:.1f} s.",
                         status=f"Importing {info.display_name}", then=_imported)

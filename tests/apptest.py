@@ -46,6 +46,15 @@ def app(user: str = "ana", role: str = "admin") -> AppTest:
     return at
 
 
+def pick_server_file(at: AppTest, path: Path, monkeypatch) -> None:
+    """On the Data page, choose `path` as *A path on this server*: its folder is made the import
+    folder ($CENTINELA_IMPORT_DIR), the only place the page reads server files from."""
+    monkeypatch.setenv("CENTINELA_IMPORT_DIR", str(path.parent))
+    one(at.radio, "Source").set_value("A path on this server")
+    at.run()
+    at.selectbox(key="import-server-file").set_value(path.name)
+
+
 def one(elements, label: str):
     found = [e for e in elements if e.label == label]
     assert len(found) == 1, f"{label!r} among {[e.label for e in elements]}"

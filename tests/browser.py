@@ -46,8 +46,9 @@ def live_server(db: Path, env: dict[str, str] | None = None, timeout: float = 90
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, stdout=log.open("a"), stderr=subprocess.STDOUT,
-        env={**os.environ, "CENTINELA_DB": str(db), "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
-             "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "STREAMLIT_SERVER_HEADLESS": "true", **(env or {})},
+        # No STREAMLIT_* overrides: headless, no file watcher and no usage stats come from
+        # .streamlit/config.toml, as under `make run` (tests/e2e/test_production_defaults.py).
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CENTINELA_DB": str(db), **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -83,8 +84,9 @@ def chromium_page(width: int = 1280, height: int = 800):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.set_default_timeout(90_000)
+            context = browser.new_context(viewport={"width": width, "height": height})  # page.context.new_page(): a tab
+            context.set_default_timeout(90_000)
+            page = context.new_page()
             yield page
         finally:
             browser.close()

@@ -13,7 +13,7 @@ from data.audit import audit_log
 from data.datasets import get_dataset
 from data.db import connect
 from data.synthetic import SyntheticConfig
-from tests.apptest import app, one
+from tests.apptest import app, one, pick_server_file
 from tests.conftest import as_user, run_cli
 
 pytestmark = pytest.mark.usefixtures("server_like_navigation")
@@ -105,9 +105,7 @@ def test_a_bad_file_is_refused_with_the_same_message_by_either_front_end(tmp_pat
     conn.close()
     refused_cli = run_cli("import", str(bad), "--name", "bank", db=db)
     at = app().run()
-    one(at.radio, "Source").set_value("A path on this server")
-    at.run()
-    one(at.text_input, "Path to a CSV, Parquet or Excel file").set_value(str(bad))
+    pick_server_file(at, bad, monkeypatch)
     at.run()
     one(at.button, "Import").click()
     at.run()

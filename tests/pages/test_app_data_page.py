@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from data.datasets import get_dataset, list_datasets
-from tests.apptest import app, metric, one, texts
+from tests.apptest import app, metric, one, pick_server_file, texts
 from tests.conftest import digest
 from tests.samples import write_shape
 
@@ -48,12 +48,10 @@ def test_generate_form_creates_and_activates_a_dataset(conn, small_dataset):
     assert "Generated 'fresh'" in texts(at)
 
 
-def test_import_from_a_path_with_the_guessed_mapping(conn, small_dataset, tmp_path):
+def test_import_from_a_path_with_the_guessed_mapping(conn, small_dataset, tmp_path, monkeypatch):
     path, frame = write_shape(tmp_path, "handbook", rows=80)
     at = app().run()
-    one(at.radio, "Source").set_value("A path on this server")
-    at.run()
-    one(at.text_input, "Path to a CSV, Parquet or Excel file").set_value(str(path))
+    pick_server_file(at, path, monkeypatch)
     at.run()
     assert not at.exception
     assert one(at.selectbox, "Merchant / terminal id").value == "TERMINAL_ID"

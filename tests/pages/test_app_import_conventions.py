@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.mapping_editor import DECIMAL_CHOICES, EPOCH_CHOICES, NONE, ORDER_CHOICES
 from data.datasets import get_dataset
-from tests.apptest import app, metric, one, texts
+from tests.apptest import app, metric, one, pick_server_file, texts
 from tests.conftest import digest
 from tests.import_cases import CASES, assert_report, assert_stored
 
@@ -20,14 +20,12 @@ def _label(choices: dict, value) -> str:
     return next(label for label, v in choices.items() if v == value)
 
 
-def _import_on_the_page(tmp_path, case):
+def _import_on_the_page(tmp_path, case, monkeypatch):
     path = tmp_path / case.file
     case.write(path)
     at = app().run()
-    one(at.radio, "Source").set_value("A path on this server")
     one(at.selectbox, "Text encoding (CSV)").set_value(case.encoding)
-    at.run()
-    one(at.text_input, "Path to a CSV, Parquet or Excel file").set_value(str(path))
+    pick_server_file(at, path, monkeypatch)
     at.run()
     if at.error and not [b for b in at.button if b.label == "Import"]:
         return at  # refused on inspection, before any option is offered
@@ -54,8 +52,8 @@ def _import_on_the_page(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if CASES[c].page and not CASES[c].refused])
-def test_each_file_imports_through_the_page_with_its_report(conn, small_dataset, tmp_path, case):
-    at = _import_on_the_page(tmp_path, CASES[case])
+def test_each_file_imports_through_the_page_with_its_report(conn, small_dataset, tmp_path, case, monkeypatch):
+    at = _import_on_the_page(tmp_path, CASES[case], monkeypatch)
     dataset = get_dataset(conn, "imported")
     assert_stored(conn, dataset, CASES[case])
     assert_report({**dataset.import_report, "rows_stored": dataset.row_count}, CASES[case])
@@ -68,9 +66,9 @@ def test_each_file_imports_through_the_page_with_its_report(conn, small_dataset,
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if CASES[c].page and CASES[c].refused])
-def test_each_refused_file_is_explained_on_the_page_and_changes_nothing(conn, small_dataset, tmp_path, case):
+def test_each_refused_file_is_explained_on_the_page_and_changes_nothing(conn, small_dataset, tmp_path, case, monkeypatch):
     before = digest(conn)
-    at = _import_on_the_page(tmp_path, CASES[case])
+    at = _import_on_the_page(tmp_path, CASES[case], monkeypatch)
     errors = " ".join(e.value for e in at.error)
     for fragment in CASES[case].refused:
         assert fragment in errors, (fragment, errors)
@@ -79,13 +77,11 @@ def test_each_refused_file_is_explained_on_the_page_and_changes_nothing(conn, sm
     assert digest(conn) == before
 
 
-def test_the_page_shows_what_it_will_detect_before_importing(conn, small_dataset, tmp_path):
+def test_the_page_shows_what_it_will_detect_before_importing(conn, small_dataset, tmp_path, monkeypatch):
     path = tmp_path / "epoch.csv"
     CASES["unix seconds"].write(path)
     at = app().run()
-    one(at.radio, "Source").set_value("A path on this server")
-    at.run()
-    one(at.text_input, "Path to a CSV, Parquet or Excel file").set_value(str(path))
+    pick_server_file(at, path, monkeypatch)
     at.run()
     assert "- `timestamp` (timestamp): Unix seconds (detected, e.g. rows 2, 3, 4 ('1706713200', …))" in texts(at)
     # A column the import would refuse is said so before anything is written.
