@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e install install-dev chromium lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules clean
+.PHONY: run test test-unit test-pages test-e2e install install-dev chromium idp lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,8 @@ run: install
 	$(BIN)/centinela users first-admin
 	$(BIN)/uvicorn serve:app --host $(HOST) --port $(PORT)
 
-## Install test dependencies (and Debian's chromium if missing), then run the whole suite.
-test: install-dev chromium
+## Install test dependencies (Debian's chromium and the test OpenID provider if missing), then run the whole suite.
+test: install-dev chromium idp
 	$(BIN)/python -m pytest
 
 ## The fast, in-process tests alone (units and actions; about a third of the suite's time).
@@ -42,12 +42,23 @@ test-unit: install-dev
 test-pages: install-dev
 	$(BIN)/python -m pytest tests/pages
 
-## End to end: the command line as a process, a real `streamlit run` in Chromium, kill tests.
-test-e2e: install-dev chromium
+## End to end: the command line as a process, a real `streamlit run` in Chromium, kill tests, single sign-on.
+test-e2e: install-dev chromium idp
 	$(BIN)/python -m pytest tests/e2e
 
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+## The OpenID Connect provider the single sign-on test signs in through: npm's oidc-provider, at the
+## versions tests/idp/package-lock.json pins (Node.js 20 or later; Debian's nodejs and npm if node is missing).
+IDP := tests/idp
+idp: $(IDP)/node_modules/.installed
+
+$(IDP)/node_modules/.installed: $(IDP)/package.json $(IDP)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' || { echo "tests/idp needs Node.js 20 or later; this is $$(node --version)" >&2; exit 1; }
+	npm ci --prefix $(IDP) --no-audit --no-fund --loglevel=error
+	touch $@
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -202,8 +202,8 @@ def user_box(conn: duckdb.DuckDBPyConnection, user: User) -> None:
     st.sidebar.markdown(f"Signed in as **{user.username}** ({ROLE_TITLES[user.role]})")
     if st.sidebar.button("Sign out", key="sign-out", icon=":material/logout:"):
         sign_out(conn)
-        if _sso_settings() is not None:
-            st.rerun()
+        # Both ways end in a message that sends the browser away (to /session/end, or to
+        # Streamlit's /auth/logout and the provider's end-session page); a rerun here would drop it.
         st.sidebar.caption("Signing out…")
         st.stop()
 
