@@ -292,6 +292,8 @@ class LiveVerdicts:
 def live_verdicts(ctx: Context, dataset: Dataset, tx_rows: list[int]) -> LiveVerdicts:
     """Evaluate active and shadow rules and the lists on freshly stored transactions (inside the
     scoring unit of work: the rows and their features are written but not committed)."""
+    if not store.any_rules_or_lists(ctx.conn, dataset):  # the usual case: one cheap check per request
+        return LiveVerdicts({}, {}, [])
     now = ctx.clock()
     rules = store.rules_of(ctx.conn, dataset, DEPLOYED)
     lists = [rl for rl in list_store.lists_of(ctx.conn, dataset, now) if rl.entries > 0]
