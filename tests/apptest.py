@@ -46,6 +46,17 @@ def app(user: str = "ana", role: str = "admin") -> AppTest:
     return at
 
 
+def page(path: str, role: str = "admin", **query: str) -> AppTest:
+    """app.py signed in with `role`, with these query parameters, switched to the page `path`; no exception."""
+    at = app(role=role)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
 def pick_server_file(at: AppTest, path: Path, monkeypatch) -> None:
     """On the Data page, choose `path` as *A path on this server*: its folder is made the import
     folder ($CENTINELA_IMPORT_DIR), the only place the page reads server files from."""

@@ -11,7 +11,7 @@ from application import runs as app_runs
 from data.alerts import QueueFilters, count_alerts
 from data.cases import case_state, current_labels
 from detectors.runs import default_split, run_scores, threshold_for
-from tests.apptest import app, metric, one, texts
+from tests.apptest import app, metric, one, page, texts
 from tests.conftest import as_user
 
 pytestmark = pytest.mark.usefixtures("server_like_navigation")
@@ -23,14 +23,6 @@ def fitted(conn, small_dataset, monkeypatch):
     return small_dataset, run, threshold_for(run_scores(conn, run.id), run.contamination)
 
 
-def _page(path: str, **query):
-    at = app()
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _count(at) -> int:
@@ -43,7 +35,7 @@ def _plotly_titles(at) -> list[str]:
 
 def test_queue_lists_the_runs_alerts_and_filters_them(conn, fitted):
     dataset, run, threshold = fitted
-    at = _page("pages/queue.py")
+    at = page("pages/queue.py")
     expected = int((run_scores(conn, run.id) >= threshold).sum())
     assert _count(at) == expected
     table = at.dataframe[0].value
@@ -62,7 +54,7 @@ def test_queue_lists_the_runs_alerts_and_filters_them(conn, fitted):
 
 
 def test_queue_pages_through_alerts(conn, fitted):
-    at = _page("pages/queue.py")
+    at = page("pages/queue.py")
     at.selectbox(key="queue-page-size").set_value(25).run()
     first = list(at.dataframe[0].value["transaction_id"])
     at.number_input(key="queue-page-0-score-25").set_value(2).run()
@@ -72,7 +64,7 @@ def test_queue_pages_through_alerts(conn, fitted):
 
 def test_bulk_label_then_undo(conn, fitted):
     dataset, run, _ = fitted
-    at = _page("pages/queue.py")
+    at = page("pages/queue.py")
     ids = list(at.dataframe[0].value["transaction_id"])[:3]
     at.multiselect(key="queue-pick-0-1").set_value(ids).run()
     at.radio(key="bulk-label-choice").set_value("fraud")
@@ -91,7 +83,7 @@ def test_bulk_label_then_undo(conn, fitted):
 
 def test_take_cases_and_filter_my_cases(conn, fitted):
     dataset, _, _ = fitted
-    at = _page("pages/queue.py")
+    at = page("pages/queue.py")
     ids = list(at.dataframe[0].value["transaction_id"])[5:7]
     at.multiselect(key="queue-pick-0-1").set_value(ids).run()
     one(at.button, "Take selected").click()
@@ -105,7 +97,7 @@ def test_take_cases_and_filter_my_cases(conn, fitted):
 
 def test_open_a_case_explain_and_label_it(conn, fitted):
     dataset, run, _ = fitted
-    at = _page("pages/queue.py")
+    at = page("pages/queue.py")
     table = at.dataframe[0].value
     case_id = table["transaction_id"].iloc[0]
     unlabelled = table[table["label"] == ""]
@@ -138,7 +130,7 @@ def test_case_workflow_status_needs_a_reason(conn, fitted):
     dataset, run, threshold = fitted
     case_id = conn.execute("SELECT t.transaction_id FROM scores s JOIN tx_1 t USING (tx_row) WHERE run_id = ? "
                            "ORDER BY score DESC LIMIT 1", [run.id]).fetchall()[0][0]
-    at = _page("pages/case.py", case=case_id)
+    at = page("pages/case.py", case=case_id)
     assert one(at.metric, "Score").delta == f"rank 1 of {dataset.row_count:,}"  # the highest score
     one(at.button, "Take this case").click()
     at.run()
@@ -156,15 +148,15 @@ def test_case_workflow_status_needs_a_reason(conn, fitted):
 
 
 def test_case_page_without_a_case_or_with_an_unknown_one(fitted):
-    at = _page("pages/case.py")
+    at = page("pages/case.py")
     assert "No case is open" in texts(at)
-    at = _page("pages/case.py", case="NOT-A-TX")
+    at = page("pages/case.py", case="NOT-A-TX")
     assert "'NOT-A-TX' is not in dataset" in at.error[0].value
 
 
 def test_patterns_map_time_and_drivers(conn, fitted):
     dataset, run, threshold = fitted
-    at = _page("pages/patterns.py")
+    at = page("pages/patterns.py")
     titles = _plotly_titles(at)
     assert any(t.startswith("Where alerts happen") for t in titles)
     assert any(t.startswith("Alerts by hour") for t in titles) and any(t.startswith("Daily trend") for t in titles)
@@ -180,7 +172,7 @@ def test_patterns_map_time_and_drivers(conn, fitted):
 
 def test_a_time_selection_filters_the_queue(conn, fitted):
     dataset, run, threshold = fitted
-    at = _page("pages/patterns.py")
+    at = page("pages/patterns.py")
     at.multiselect(key="patterns-hours-[]").set_value([20, 21])
     at.run()
     at.button(key="patterns-time-to-queue").click()
@@ -214,14 +206,14 @@ def test_pages_work_on_imported_files_of_other_shapes(conn, tmp_path, shape, mon
     path, _ = write_shape(tmp_path, shape, rows=400)
     dataset = app_datasets.import_dataset(as_user(conn, "test"), path, shape, features=False).report.dataset
     app_runs.fit(as_user(conn, "test"), dataset, ["ecod"], contamination=0.05)
-    at = _page("pages/queue.py", dataset=shape)
+    at = page("pages/queue.py", dataset=shape)
     assert _count(at) == 20
     case_id = at.dataframe[0].value["transaction_id"].iloc[0]
-    at = _page("pages/case.py", dataset=shape, case=case_id)
+    at = page("pages/case.py", dataset=shape, case=case_id)
     assert any(t.startswith("Why it was flagged") for t in _plotly_titles(at))
     at.radio(key="case-label-choice").set_value("fraud")
     one(at.button, "Save label").click()
     at.run()
     assert not at.exception and current_labels(conn, dataset, [case_id]) == {case_id: "fraud"}
-    at = _page("pages/patterns.py", dataset=shape)
+    at = page("pages/patterns.py", dataset=shape)
     assert any(t.startswith("Alerts by hour") for t in _plotly_titles(at))

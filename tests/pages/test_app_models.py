@@ -12,7 +12,7 @@ from application import labels as app_labels
 from application import runs as app_runs
 from detectors.drift import drift_report
 from detectors.runs import active_run, default_split, get_run, list_runs, run_scores, threshold_for
-from tests.apptest import app, metric, one, texts
+from tests.apptest import app, metric, one, page, texts
 from tests.conftest import as_user
 
 pytestmark = pytest.mark.usefixtures("server_like_navigation")
@@ -24,12 +24,6 @@ def fitted(conn, small_dataset, monkeypatch):
     return small_dataset, run
 
 
-def _page(path: str):
-    at = app()
-    at.run()
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _plotly_titles(at) -> list[str]:
@@ -42,7 +36,7 @@ def _number(text: str) -> float:
 
 def test_train_promote_and_roll_back_from_the_page(conn, fitted):
     dataset, base = fitted
-    at = _page("pages/models.py")
+    at = page("pages/models.py")
     registry = at.dataframe[0].value
     assert list(registry["version"]) == [base.id] and registry["active"].tolist() == [True]
     # Without the label column there are no labels yet: the page says how many are needed, and
@@ -71,7 +65,7 @@ def test_train_promote_and_roll_back_from_the_page(conn, fitted):
     assert active_run(conn, dataset).id == version.id
     assert "This version ranks the queue." in texts(at)
     # The investigation pages follow the promoted version, and explain its probability.
-    queue = _page("pages/queue.py")
+    queue = page("pages/queue.py")
     assert queue.dataframe[0].value["score"].between(0, 1).all()
     top = queue.dataframe[0].value["transaction_id"].iloc[0]
     case = app()
@@ -90,7 +84,7 @@ def test_train_promote_and_roll_back_from_the_page(conn, fitted):
 
 def test_drift_tab_shows_the_report_and_warns(conn, fitted):
     dataset, run = fitted
-    at = _page("pages/models.py")
+    at = page("pages/models.py")
     at.number_input(key="drift-days").set_value(5).run()
     assert not at.exception
     expected = drift_report(conn, dataset, get_run(conn, run.id), recent_days=5).table
@@ -105,7 +99,7 @@ def test_drift_tab_shows_the_report_and_warns(conn, fitted):
 def test_kpi_page_matches_direct_sql_and_follows_labels(conn, fitted):
     dataset, run = fitted
     threshold = threshold_for(run_scores(conn, run.id), run.contamination)
-    at = _page("pages/overview.py")
+    at = page("pages/overview.py")
     t = dataset.table
     assert _number(metric(at, "Transactions")) == conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
     alerts = conn.execute("SELECT count(*) FROM scores WHERE run_id = ? AND score >= ?", [run.id, threshold]).fetchone()[0]
@@ -143,7 +137,7 @@ def test_kpi_page_matches_direct_sql_and_follows_labels(conn, fitted):
 
 def test_train_a_model_with_a_parameter_search_from_the_page(conn, fitted):
     dataset, base = fitted
-    at = _page("pages/models.py")
+    at = page("pages/models.py")
     at.checkbox(key="train-truth").check().run()
     at.selectbox(key="train-model").set_value("hgb")
     at.selectbox(key="train-imbalance").set_value("undersample")

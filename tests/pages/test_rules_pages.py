@@ -10,7 +10,7 @@ from application import runs as app_runs
 from data.lists import current_entries, get_list
 from data.rules import get_rule
 from detectors.runs import default_split
-from tests.apptest import app, metric, one, texts
+from tests.apptest import metric, one, page, texts
 from tests.conftest import as_user
 
 pytestmark = pytest.mark.usefixtures("server_like_navigation")
@@ -23,18 +23,10 @@ def fitted(conn, small_dataset):
     return small_dataset
 
 
-def _page(path: str, role: str = "admin", **query):
-    at = app(role=role)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_write_check_backtest_save_and_activate_a_rule(conn, fitted):
-    at = _page("pages/rules.py")
+    at = page("pages/rules.py")
     at.text_area(key="rule-condition").input("amout > 1").run()
     assert "unknown column `amout` — did you mean `amount`?" in texts(at)
     at.text_input(key="rule-name").input("night_big")
@@ -60,7 +52,7 @@ def test_an_analyst_drafts_but_cannot_activate(conn, fitted):
 
     users.add(as_user(conn, "admin"), "ana", "a long test password", "analyst")
     app_rules.add(as_user(conn, "ana"), fitted, "night_big", NIGHT)  # an analyst may draft
-    at = _page("pages/rules.py", role="analyst")
+    at = page("pages/rules.py", role="analyst")
     assert one(at.button, "Activate").disabled
 
 
@@ -68,7 +60,7 @@ def test_queue_marks_rule_alerts_and_filters_by_rule(conn, fitted):
     ctx = as_user(conn)
     app_rules.add(ctx, fitted, "night_big", NIGHT)
     app_rules.set_status(ctx, fitted, "night_big", "active")
-    at = _page("pages/queue.py")
+    at = page("pages/queue.py")
     hits = app_rules.backtest(ctx, fitted, name="night_big").summary["hits"]
     at.selectbox(key="qf-source-0").set_value("night_big")
     one(at.button, "Apply filters").click()
@@ -84,7 +76,7 @@ def test_block_a_customer_from_the_case_view(conn, fitted):
     app_rules.set_status(ctx, fitted, "night_big", "active")
     case_id, customer = conn.execute(f"SELECT transaction_id, customer_id FROM {fitted.table} ORDER BY tx_row LIMIT 1"
                                      ).fetchall()[0]
-    at = _page("pages/case.py", case=case_id)
+    at = page("pages/case.py", case=case_id)
     one(at.button, "Block this customer").click()
     at.run()
     assert not at.exception
@@ -96,7 +88,7 @@ def test_block_a_customer_from_the_case_view(conn, fitted):
 
 def test_lists_page_adds_and_removes_an_entry(conn, fitted):
     app_lists.create(as_user(conn), fitted, "vip_customers", "allow", "customer_id")
-    at = _page("pages/lists.py")
+    at = page("pages/lists.py")
     inputs = [t for t in at.text_input if t.label.startswith("Value of")]
     inputs[0].input("C0000001")
     one(at.text_input, "Reason").input("known VIP")
@@ -120,14 +112,14 @@ def test_kpi_overview_shows_each_rules_precision(conn, fitted):
                        "WHERE t.amount > 3 * f.cust_mean_amount_7d AND f.hour < 6 ORDER BY tx_row LIMIT 2").fetchall()
     labels.label(ctx, fitted, [hit[0][0]], "fraud")
     labels.label(ctx, fitted, [hit[1][0]], "legitimate")
-    at = _page("pages/overview.py", role="manager")
+    at = page("pages/overview.py", role="manager")
     table = next(d.value for d in at.dataframe if "rule" in d.value.columns)
     row = table.set_index("rule").loc["night_big"]
     assert row["reviewed"] == 2 and row["confirmed_fraud"] == 1 and row["precision"] == 0.5
 
 
 def test_suggested_rules_are_listed_and_adopted_as_drafts(conn, fitted):
-    at = _page("pages/rules.py")
+    at = page("pages/rules.py")
     one(at.button, "Suggest rules").click()
     at.run()
     assert not at.exception, at.exception
