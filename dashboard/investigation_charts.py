@@ -62,7 +62,8 @@ def attribution_waterfall(attributions: pd.DataFrame, base_value: float, output:
                                  subtitle=dict(text="red pushes toward suspicious, blue toward normal")),
                       xaxis_title="toward normal ← contribution → toward suspicious",
                       **{**LAYOUT, "height": 120 + 30 * (len(values) + 1), "margin": dict(l=10, r=50, t=60, b=10)},
-                      yaxis=dict(automargin=True))
+                      yaxis=dict(automargin=True),
+                      xaxis=dict(showticklabels=score is None))  # raw explainer units read as nothing to an analyst
     return fig
 
 
