@@ -65,13 +65,18 @@ def live_server(db: Path, env: dict[str, str] | None = None, timeout: float = 90
             time.sleep(0.3)
         yield url, process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=20)
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """Terminate a server a test started (if it still runs), killing it after `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager

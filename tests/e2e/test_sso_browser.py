@@ -31,7 +31,7 @@ import pytest
 
 from data.audit import audit_log
 from data.db import connect
-from tests.browser import chromium_page, free_port, live_server
+from tests.browser import chromium_page, free_port, live_server, stop_process
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -66,13 +66,7 @@ def oidc_provider(port: int, app_port: int, log: Path, timeout: float = 60) -> I
             time.sleep(0.3)
         yield issuer
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=10)
 
 
 def _home_with_secrets(home: Path, issuer: str, app_port: int) -> Path:
