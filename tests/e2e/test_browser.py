@@ -81,7 +81,7 @@ def test_first_request_to_a_page_url_on_a_cold_server(tmp_path):
         page.reload()  # a new Streamlit session, signed in by the session cookie
         page.get_by_test_id("stMetric").filter(has_text="Rows").wait_for()
         assert metric_value(page, "Rows") == "4,000"
-        assert page.get_by_text("Active dataset").count() >= 1  # the shell is back after the first run
+        page.get_by_text("Active dataset").first.wait_for()  # the shell is back after the first run
 
 
 def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
@@ -106,7 +106,8 @@ def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
         page.get_by_role("link", name="Alert queue").click()
         page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for()
         assert metric_value(page, "Alerts matching") == "200"  # 1% of 20,000
-        assert "ana" in page.get_by_test_id("stSidebarUserContent").inner_text()  # still signed in after a page change
+        # Still signed in after a page change (the sidebar is drawn after the metrics: wait for it).
+        page.get_by_test_id("stSidebarUserContent").get_by_text("ana", exact=False).first.wait_for()
         page.wait_for_timeout(800)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "queue.png"))
@@ -136,7 +137,7 @@ def test_investigate_label_and_reload_with_the_network_closed(tmp_path):
         # The departments (one filled trace) and the cities are drawn from what the app serves.
         outline = chart.locator("g.scatterlayer g.trace").first.locator("path.js-fill")
         assert len(outline.get_attribute("d") or "") > 5_000
-        assert chart.locator("g.scatterlayer g.trace path.point").count() >= 20
+        chart.locator("g.scatterlayer g.trace path.point").nth(19).wait_for()  # at least 20 cities
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "geo.png"))
         page.get_by_role("tab", name="Time").click()
@@ -265,6 +266,7 @@ def test_a_manager_sees_kpis_with_masked_customers_and_no_queue(tmp_path):
         sign_in(page, "rosa", "another long password")
         page.get_by_role("heading", name="KPI overview").wait_for()  # a manager lands on the KPIs
         assert metric_value(page, "Confirmed fraud") == "3"
+        page.get_by_test_id("stSidebarUserContent").get_by_text("Manager").first.wait_for()  # drawn
         sidebar = page.get_by_test_id("stSidebarUserContent").inner_text()
         assert "KPI overview" in sidebar and "Manager" in sidebar
         for hidden in ("Alert queue", "Case", "Data", "Models", "Users & audit"):

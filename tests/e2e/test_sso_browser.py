@@ -120,8 +120,10 @@ def test_sso_through_a_real_provider_maps_the_claim_to_a_role_or_refuses(tmp_pat
             page.get_by_role("heading", name="Alert queue").wait_for(timeout=120_000)
             page.get_by_text("Signed in as analyst@bank.pe (Analyst)").wait_for(timeout=60_000)
             sidebar = page.get_by_test_id("stSidebar")
-            assert sidebar.get_by_role("link", name="Case").count() == 1
-            assert sidebar.get_by_role("link", name="Data").count() == 0  # a data scientist's page
+            # The menu is drawn after the page's heading: wait for it before counting what is absent.
+            sidebar.get_by_role("link", name="Case", exact=True).wait_for(timeout=60_000)
+            assert sidebar.get_by_role("link", name="Case", exact=True).count() == 1
+            assert sidebar.get_by_role("link", name="Data", exact=True).count() == 0  # a data scientist's page
             assert urlparse(page.url).path == "/queue"
             # A reload is a new browser session: Streamlit's identity cookie signs it in again
             # (the mapping applied again, audited again), without the provider's pages.
@@ -142,7 +144,9 @@ def test_sso_through_a_real_provider_maps_the_claim_to_a_role_or_refuses(tmp_pat
             scientist.get_by_role("heading", name="Data").wait_for(timeout=120_000)
             assert urlparse(scientist.url).path == "/data"
             scientist.get_by_text("Signed in as rosa@risk.pe (Data scientist)").wait_for(timeout=60_000)
-            assert scientist.get_by_test_id("stSidebar").get_by_role("link", name="Alert queue").count() == 0
+            scientist_menu = scientist.get_by_test_id("stSidebar")
+            scientist_menu.get_by_role("link", name="Data", exact=True).wait_for(timeout=60_000)
+            assert scientist_menu.get_by_role("link", name="Alert queue", exact=True).count() == 0
             other.close()
 
             # An address that maps to no role: the app's message, a Sign out button, no page.
