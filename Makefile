@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e install install-dev chromium idp lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules clean
+.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,14 @@ run: install
 	$(BIN)/centinela users first-admin
 	$(BIN)/uvicorn serve:app --host $(HOST) --port $(PORT)
 
-## Install test dependencies (Debian's chromium and the test OpenID provider if missing), then run the whole suite.
-test: install-dev chromium idp
+## Install test dependencies (Debian's chromium, buildah and debootstrap, the test OpenID provider, if
+## missing), then run the whole suite, the slow Docker-image test included.
+test: install-dev chromium idp image-tools
 	$(BIN)/python -m pytest
+
+## Everything but the tests marked slow (the Docker image built and run with buildah).
+test-fast: install-dev chromium idp
+	$(BIN)/python -m pytest -m "not slow"
 
 ## The fast, in-process tests alone (units and actions; about a third of the suite's time).
 test-unit: install-dev
@@ -45,6 +50,26 @@ test-pages: install-dev
 ## End to end: the command line as a process, a real `streamlit run` in Chromium, kill tests, single sign-on.
 test-e2e: install-dev chromium idp
 	$(BIN)/python -m pytest tests/e2e
+
+## What the image test builds and runs the Dockerfile with, without a Docker engine: Debian's buildah
+## (`--isolation chroot`) and debootstrap (a stand-in for the Dockerfile's base image, which cannot be pulled here).
+image-tools:
+	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq buildah debootstrap; }
+
+## Wheels of every runtime requirement (and of what builds Centinela's own) into $(WHEELHOUSE), for an
+## image built where no registry is reachable: `docker build --build-arg PIP_NO_INDEX=1 .`
+WHEELHOUSE ?= wheelhouse
+wheelhouse: install
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --dest $(WHEELHOUSE) -r requirements.txt "setuptools>=68"
+
+## The Docker image with Docker, Podman or buildah, whichever runs here (Podman and buildah write the
+## Docker format, which keeps the HEALTHCHECK). Needs a registry, or `make wheelhouse` and PIP_NO_INDEX=1.
+image:
+	@args="-t centinela $${PIP_NO_INDEX:+--build-arg PIP_NO_INDEX=1} ."; \
+	if command -v docker >/dev/null && docker info >/dev/null 2>&1; then set -x; docker build $$args; \
+	elif command -v podman >/dev/null; then set -x; podman build --format docker $$args; \
+	elif command -v buildah >/dev/null; then set -x; buildah build --isolation chroot --format docker $$args; \
+	else echo "no Docker engine, podman or buildah here (make image-tools installs buildah)" >&2; exit 1; fi
 
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }

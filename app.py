@@ -8,22 +8,18 @@ menu sections and roles are declared once, in dashboard.navigation.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from dashboard.auth import denied, next_path, signed_in_user, user_box
 from dashboard.connection import get_cursor
 from dashboard.navigation import HOME, PAGES, SECTIONS, allowed
-from dashboard.shell import app_shell, ensure_demo_data
+from dashboard.shell import ICON, app_shell, ensure_demo_data
 from dashboard.state import dataset_selector
 from data.db import database_path
 
-ROOT = Path(__file__).resolve().parent
-
 # A local icon: a material-symbol icon would be fetched from Google on every page view, and
 # many bank networks block that.
-st.set_page_config(page_title="Centinela", page_icon=str(ROOT / "dashboard" / "centinela.png"), layout="wide")
+st.set_page_config(page_title="Centinela", page_icon=str(ICON), layout="wide")
 
 conn = get_cursor()
 pages = {spec.key: st.Page(spec.script, title=spec.title, icon=spec.icon) for spec in PAGES}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
@@ -23,6 +24,9 @@ from dashboard.state import active_dataset, show_flashes
 from data.datasets import Dataset
 from data.db import database_path
 from data.demo import database_is_empty, demo_rows
+
+# The browser tab's icon, beside this module (also where the installed wheel puts it).
+ICON = Path(__file__).resolve().parent / "centinela.png"
 
 
 @st.cache_resource(show_spinner=False)
