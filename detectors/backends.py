@@ -8,6 +8,8 @@ each signature matches the declared `param_specs`.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,24 @@ FOREST_PARAMS = (
 )
 PATH_LENGTH = ("the negative mean path length: how few random splits isolate the transaction "
                "(fewer = more anomalous; the anomaly score rises with it)")
+
+
+PARALLEL_ROWS = 50_000  # below this, one thread: starting a second costs more than it saves
+
+
+def score_in_row_blocks(forest: Any, X: np.ndarray) -> np.ndarray:
+    """`forest.score_samples(X)` with the rows split into one contiguous block per core, scored in
+    threads (the trees' `apply` releases the GIL). scikit-learn walks the trees one after the other
+    on one core (IsolationForest leaves score_samples sequential by default); a row's score does not
+    depend on which rows it is scored with, so the blocks give the very same numbers. At 1M rows
+    on 2 cores, 7.9 s on one thread, 4.5 s in two blocks (cProfile of `centinela fit`)."""
+    threads = min(len(os.sched_getaffinity(0)), max(1, len(X) // PARALLEL_ROWS))
+    if threads == 1:
+        return forest.score_samples(X)
+    blocks = np.array_split(np.arange(len(X)), threads)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="forest-score") as pool:
+        parts = list(pool.map(lambda rows: forest.score_samples(X[rows[0]:rows[-1] + 1]), blocks))
+    return np.concatenate(parts)
 
 
 class _Forest(Detector):
@@ -65,7 +85,7 @@ class SklearnIsolationForest(_Forest):
             if getattr(self, "_compiled", None) is None:
                 self._compiled = CompiledIsolationForest(self.model_)
             return -self._compiled.score_samples(X)
-        return -self.model_.score_samples(X)  # scikit-learn: lower = more abnormal
+        return -score_in_row_blocks(self.model_, X)  # scikit-learn: lower = more abnormal
 
     def __getstate__(self) -> dict[str, Any]:
         # The compiled trees are rebuilt from model_ when first needed; they are not saved twice.

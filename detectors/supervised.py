@@ -21,7 +21,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 
 from data.datasets import Dataset
@@ -39,6 +38,7 @@ from detectors.classifiers import (
     resample,
 )
 from detectors.evaluation import labelled_frame, ranking_metrics
+from detectors.impute import MedianImputer
 from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, load_frame
 from detectors.runs import FittedRun, Run, active_run, get_run, score_in_chunks
 from detectors.search import draw_configurations, prequential_folds, search
@@ -78,7 +78,7 @@ class LearnedModel:
         y = np.asarray(y, dtype=int)
         X = self._raw(frame)
         fill = classifier_spec(self.name).fills_missing or self.imbalance == "smote"
-        self.imputer_ = SimpleImputer(strategy="median", keep_empty_features=True).fit(X) if fill else None
+        self.imputer_ = MedianImputer(keep_empty_features=True).fit(X) if fill else None
         if self.imputer_ is not None:
             X = self.imputer_.transform(X)
         X, y = resample(X, y, self.imbalance, self.random_state)
