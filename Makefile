@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules clean
+.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -123,6 +123,10 @@ bench-live: install-dev chromium
 ## Rules at 1M rows: the queue with 50 active rules and two lists, a backtest per rule.
 bench-rules: install
 	$(BIN)/python -m benchmarks.bench_rules
+
+## The whole path (import, features, default fit and score) beside the bare libraries on a 1.75M-row CSV.
+bench-path: install
+	$(BIN)/python -m benchmarks.bench_path
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -43,8 +43,9 @@ def applied_filters(filters: QueueFilters, order: str) -> QueueFilters:
 
 
 def queue_page(ctx: Context, dataset: DatasetRef, filters: QueueFilters = NO_FILTERS, *, order: str = "score",
-               page: int = 0, page_size: int = 50) -> QueuePage:
-    """One page of alerts (page 0 is the first) and how many match in all."""
+               page: int = 0, page_size: int = 50, sources: AlertSources | None = None) -> QueuePage:
+    """One page of alerts (page 0 is the first) and how many match in all. `sources`: the rules and
+    lists in force, when the caller has just read them (`application.rules.sources`)."""
     if order not in ORDERS:
         raise InvalidInput(f"order must be one of {', '.join(ORDERS)}, not {order!r}.", field="order")
     if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
@@ -52,7 +53,7 @@ def queue_page(ctx: Context, dataset: DatasetRef, filters: QueueFilters = NO_FIL
     target = ctx.dataset(dataset)
     active = require_active(ctx, target)
     shown = applied_filters(filters, order)
-    sources = alert_sources(ctx.conn, target, ctx.clock())
+    sources = sources if sources is not None else alert_sources(ctx.conn, target, ctx.clock())
     total = alerts.count_alerts(ctx.conn, target, active.run.id, active.threshold, shown, sources)
     rows = alerts.alert_page(ctx.conn, target, active.run.id, active.threshold, shown, page=max(0, int(page)),
                              page_size=int(page_size), order=order, pivot=active.pivot, sources=sources)

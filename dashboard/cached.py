@@ -177,3 +177,17 @@ def rule_suggestions(dataset: Dataset, run_key: tuple, train: tuple, test: tuple
     from data.datasets import labels_version
 
     return _suggestions(_db(), dataset.id, labels_version(get_cursor(), dataset.id), run_key, tuple(train), tuple(test))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _filter_choices(db: str, dataset_id: int, row_count: int, run_id: int, feature_version: str | None,
+                    threshold: float, column: str) -> list[str]:
+    """The queue's filter pickers: a column's values among the alerts (a join of scores and rows)."""
+    from application.queue import filter_choices
+
+    return filter_choices(_reader(), _dataset(dataset_id), column)
+
+
+def queue_filter_choices(dataset: Dataset, run: Run, threshold: float, column: str) -> list[str]:
+    """Keyed on the row count too: transactions scored live add alerts, and so values."""
+    return _filter_choices(_db(), dataset.id, dataset.row_count, run.id, run.feature_version, float(threshold), column)

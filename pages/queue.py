@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from application import cases, labels, rules
-from application.queue import filter_choices, labelled, queue_page
+from application.queue import labelled, queue_page
 from dashboard.actions import act
-from dashboard.cached import warm_explainer
+from dashboard.cached import queue_filter_choices, warm_explainer
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.investigation import require_run, undo_box
 from dashboard.live import live_updates
@@ -36,13 +36,13 @@ with st.expander("Filters" + (f" ({len(filters.describe())} active)" if filters.
         lo, hi = dataset.min_ts.date(), dataset.max_ts.date()
         dates = c1.date_input("Dates", value=(filters.start or lo, filters.end or hi), min_value=lo, max_value=hi,
                               key=f"qf-dates-{version}")
-        cities = c2.multiselect("City", filter_choices(ctx, dataset, "city"),
+        cities = c2.multiselect("City", queue_filter_choices(dataset, run, threshold, "city"),
                                 default=list(filters.cities), key=f"qf-city-{version}", accept_new_options=True)
         merchant_column = "merchant_name" if dataset.has_column("merchant_name") else "merchant_id"
-        merchants = c3.multiselect("Merchant", filter_choices(ctx, dataset, merchant_column),
+        merchants = c3.multiselect("Merchant", queue_filter_choices(dataset, run, threshold, merchant_column),
                                    default=list(filters.merchants), key=f"qf-merchant-{version}", accept_new_options=True)
         c4, c5, c6 = st.columns(3)
-        payments = c4.multiselect("Payment method", filter_choices(ctx, dataset, "payment_method"),
+        payments = c4.multiselect("Payment method", queue_filter_choices(dataset, run, threshold, "payment_method"),
                                   default=list(filters.payment_methods), key=f"qf-payment-{version}",
                                   disabled=not dataset.has_column("payment_method"))
         amount_min = c5.number_input("Amount from (PEN)", min_value=0.0, value=filters.amount_min, key=f"qf-amin-{version}")
@@ -92,11 +92,11 @@ page_size = top_right.selectbox("Rows per page", PAGE_SIZES, index=1, key="queue
 # holds (a widget's value is in session state before it is drawn), then draw the picker.
 page_key = f"queue-page-{version}-{order}-{page_size}"
 shown_page = queue_page(ctx, dataset, filters, order=order, page=st.session_state.get(page_key, 1) - 1,
-                        page_size=page_size)
+                        page_size=page_size, sources=in_force)
 total, pages = shown_page.total, shown_page.pages
 if st.session_state.get(page_key, 1) > pages:  # fewer alerts match now (some were labelled): show the last page
     st.session_state[page_key] = pages
-    shown_page = queue_page(ctx, dataset, filters, order=order, page=pages - 1, page_size=page_size)
+    shown_page = queue_page(ctx, dataset, filters, order=order, page=pages - 1, page_size=page_size, sources=in_force)
 page_number = top_left.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1, key=page_key)
 rows = shown_page.rows
 
@@ -117,7 +117,7 @@ for name, reason in in_force.skipped.items():
 
 def labelled_download() -> None:
     done = labelled(ctx, dataset)
-    st.download_button(f"Download all {len(done):,} labelled cases (CSV)", safe_csv(done),
+    st.download_button(f"Download all {len(done):,} labelled cases (CSV)", lambda frame=done: safe_csv(frame),
                        file_name=f"{dataset.name}-labelled-cases.csv", icon=":material/download:",
                        disabled=done.empty, key="queue-labelled-download",
                        help="Current label, analyst, note, case status and score of every labelled transaction. "
@@ -150,7 +150,8 @@ table = st.dataframe(
     },
 )
 picked = [shown.iloc[i]["transaction_id"] for i in table.selection.rows] if table and table.selection else []
-st.download_button("Download this page (CSV)", safe_csv(shown), file_name=f"{dataset.name}-alerts-page-{page_number}.csv",
+# CSVs are made when the button is clicked (deferred), not on every rerun of the page.
+st.download_button("Download this page (CSV)", lambda frame=shown: safe_csv(frame), file_name=f"{dataset.name}-alerts-page-{page_number}.csv",
                    icon=":material/download:")
 
 # --- open one case ------------------------------------------------------------------------
@@ -158,9 +159,10 @@ ids = list(shown["transaction_id"])
 with st.container(border=True):
     st.markdown("**Open a case**")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
+    # One label per alert, made once (a lookup per option scanned the page once per row).
+    titles = {tx: f"{tx} · S/ {amount:,.2f} · {why}" for tx, amount, why in zip(ids, shown["amount"], shown["why"], strict=True)}
     choice = left.selectbox("Alert", ids, index=ids.index(picked[0]) if picked else 0, key=f"queue-open-{version}-{page_number}",
-                            format_func=lambda i: (lambda r: f"{i} · S/ {r['amount']:,.2f} · {r['why']}")(
-                                shown.loc[shown["transaction_id"] == i].iloc[0]))
+                            format_func=titles.__getitem__)
     if right.button("Open case", type="primary", icon=":material/open_in_new:"):
         switch_to("case", case=choice, dataset=dataset.name)
 

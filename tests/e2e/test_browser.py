@@ -196,7 +196,7 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_text("Also learn from the dataset's label column").click()
         # The tick reruns the page; until the rerun ends, the form it replaces is still drawn (stale).
         train = page.get_by_role("button", name="Train a new version")
-        for _ in range(60):
+        for _ in range(240):  # up to 2 minutes on a loaded machine
             if train.count() == 1:
                 break
             page.wait_for_timeout(500)
