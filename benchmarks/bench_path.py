@@ -48,7 +48,10 @@ def bare_features_sql() -> str:
 
 def bare(csv: Path, folder: Path) -> dict[str, float]:
     """Seconds per step of the bare libraries."""
-    conn = duckdb.connect(str(folder / "bare.duckdb"))
+    path = folder / "bare.duckdb"
+    for leftover in (path, path.with_name(path.name + ".wal")):  # a kept folder's earlier run
+        leftover.unlink(missing_ok=True)
+    conn = duckdb.connect(str(path))
     times = {}
     started = time.perf_counter()
     conn.execute(f"CREATE TABLE tx AS SELECT * FROM read_csv('{csv}')")
@@ -99,7 +102,7 @@ def main() -> int:
         csv = folder / "handbook.csv"
         if not csv.exists():
             write_handbook(csv, n_customers=args.customers, n_terminals=args.terminals)
-        rows = int(duckdb.sql(f"SELECT count(*) FROM read_csv('{csv}')").fetchone()[0])
+        rows = int(duckdb.sql(f"SELECT count(*) FROM read_csv('{csv}')").fetchall()[0][0])
         bare_times = bare(csv, folder)
         db = folder / "product.duckdb"
         for leftover in (db, db.with_name(db.name + ".wal")):

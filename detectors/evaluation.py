@@ -83,14 +83,28 @@ def card_precision_at_k_handbook(frame: pd.DataFrame, k: int, known_compromised:
     data = frame.dropna(subset=["card", "y"])
     if data.empty:
         return None
-    per_card = data.groupby(["day", "card"], sort=True).agg(score=("score", "max"), fraud=("y", "max")).reset_index()
-    known = set(known_compromised)
+    # Cards as integer codes in sorted order, so the groupby and the "already known" test are on
+    # integers (the string version spent 3 s on 1.8M rows in `isin`); same ranking, same ties.
+    codes, cards = pd.factorize(data["card"], sort=True)
+    per_card = (pd.DataFrame({"day": data["day"].to_numpy(), "card": codes, "score": data["score"].to_numpy(),
+                              "fraud": data["y"].to_numpy()})
+                .groupby(["day", "card"], sort=True).agg(score=("score", "max"), fraud=("fraud", "max")).reset_index())
+    known = np.zeros(len(cards), dtype=bool)
+    if len(known_compromised):
+        positions = pd.Index(cards).get_indexer(list(set(known_compromised)))
+        known[positions[positions >= 0]] = True
+    # Within a day, highest score first; ties in card order (lexsort is stable), as before.
+    order = np.lexsort((-per_card["score"].to_numpy(), per_card["day"].to_numpy()))
+    day = per_card["day"].to_numpy()[order]
+    card = per_card["card"].to_numpy()[order]
+    fraud = per_card["fraud"].to_numpy()[order] == 1
+    starts = np.flatnonzero(np.r_[True, day[1:] != day[:-1]])
     precisions = []
-    for _, day in per_card.groupby("day", sort=True):
-        ranked = day[~day["card"].isin(known)].sort_values("score", ascending=False, kind="stable").head(k)
-        detected = ranked.loc[ranked["fraud"] == 1, "card"]
+    for start, stop in zip(starts, np.r_[starts[1:], len(day)], strict=True):
+        unknown = np.flatnonzero(~known[card[start:stop]])[:k] + start
+        detected = card[unknown[fraud[unknown]]]
         precisions.append(len(detected) / k)
-        known.update(detected)
+        known[detected] = True
     return float(np.mean(precisions))
 
 

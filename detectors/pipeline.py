@@ -170,10 +170,10 @@ class DetectorModel:
     def fit(self, frame: pd.DataFrame) -> DetectorModel:
         if frame.empty:
             raise InvalidInput("there are no rows to train on.", hint="Choose a later 'train until' date.")
-        columns = self._columns(frame)
-        self.preprocessor_ = self._preprocessor().fit(columns)
+        self.preprocessor_ = self._preprocessor()
+        X = self.preprocessor_.fit_transform(self._columns(frame))  # one pass, not fit then transform
         self.feature_names_ = list(self.preprocessor_.get_feature_names_out())
-        self.detector.fit(self.preprocessor_.transform(columns))
+        self.detector.fit(X)
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:

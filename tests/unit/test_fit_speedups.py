@@ -49,3 +49,64 @@ def test_forest_scores_in_row_blocks_are_the_sequential_scores():
     np.testing.assert_array_equal(blocked, forest.score_samples(X))  # bit for bit, in row order
     few = X[:100]
     np.testing.assert_array_equal(score_in_row_blocks(forest, few), forest.score_samples(few))
+
+
+def _handbook_card_precision_reference(frame, k, known_compromised=()):
+    """The definition written the plain way (pandas per day, strings): the oracle for the fast one."""
+    import pandas as pd
+
+    data = frame.dropna(subset=["card", "y"])
+    per_card = data.groupby(["day", "card"], sort=True).agg(score=("score", "max"), fraud=("y", "max")).reset_index()
+    known, precisions = set(known_compromised), []
+    for _, day in per_card.groupby("day", sort=True):
+        ranked = day[~day["card"].isin(known)].sort_values("score", ascending=False, kind="stable").head(k)
+        detected = ranked.loc[ranked["fraud"] == 1, "card"]
+        precisions.append(len(detected) / k)
+        known.update(detected)
+    return float(pd.Series(precisions).mean())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_handbook_card_precision_equals_the_plain_definition(seed):
+    import pandas as pd
+
+    from detectors.evaluation import card_precision_at_k_handbook
+
+    rng = np.random.default_rng(seed)
+    rows = 3_000
+    cards = np.array([f"C{i:03d}" for i in rng.integers(0, 150, rows)], dtype=object)
+    frame = pd.DataFrame({
+        "day": rng.integers(0, 20, rows),
+        "card": cards,
+        "score": rng.integers(0, 40, rows) / 40,  # coarse: many ties, broken by card order
+        "y": np.where(rng.random(rows) < 0.15, 1.0, 0.0),
+    })
+    frame.loc[rng.random(rows) < 0.05, "y"] = np.nan
+    frame.loc[rng.random(rows) < 0.03, "card"] = None
+    known = {f"C{i:03d}" for i in rng.integers(0, 150, 10)} | {"not-a-card"}
+    for k in (1, 5, 30):
+        assert card_precision_at_k_handbook(frame, k, known) == pytest.approx(
+            _handbook_card_precision_reference(frame, k, known), abs=1e-12)
+        assert card_precision_at_k_handbook(frame, k) == pytest.approx(_handbook_card_precision_reference(frame, k),
+                                                                        abs=1e-12)
+
+
+def test_the_model_trains_on_what_fit_then_transform_gives():
+    """DetectorModel.fit transforms the training rows once (fit_transform); the forest it grows is
+    the one grown on `fit(...).transform(...)`, so the scores are the same."""
+    import pandas as pd
+
+    from detectors.backends import SklearnIsolationForest
+    from detectors.pipeline import DetectorModel, FeatureSpec
+
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.lognormal(size=(4_000, 4)), columns=list("abcd"))
+    frame.loc[rng.random(len(frame)) < 0.2, "a"] = np.nan
+    frame["cat"] = rng.choice(["x", "y", None], len(frame))
+    spec = FeatureSpec(list("abcd"), ["cat"])
+    model = DetectorModel(SklearnIsolationForest(n_estimators=30), spec).fit(frame)
+    twice = DetectorModel(SklearnIsolationForest(n_estimators=30), spec)
+    columns = twice._columns(frame)
+    twice.preprocessor_ = twice._preprocessor().fit(columns)
+    twice.detector.fit(twice.preprocessor_.transform(columns))
+    np.testing.assert_array_equal(model.decision_function(frame), twice.decision_function(frame))
