@@ -171,10 +171,16 @@ with act_col:
     history_labels, history_case = st.tabs(["Label history", "Case history"])
     with history_labels:
         labels_so_far = case.label_history
-        st.dataframe(labels_so_far, hide_index=True) if not labels_so_far.empty else st.caption("No labels yet.")
+        if labels_so_far.empty:
+            st.caption("No labels yet.")
+        else:
+            st.dataframe(labels_so_far, hide_index=True)
     with history_case:
         events = case.case_history
-        st.dataframe(events, hide_index=True) if not events.empty else st.caption("Untouched: open and unassigned.")
+        if events.empty:
+            st.caption("Untouched: open and unassigned.")
+        else:
+            st.dataframe(events, hide_index=True)
 
 # --- surroundings -------------------------------------------------------------------------
 around = cases.surroundings(ctx, case)
@@ -190,9 +196,15 @@ with tab_customer:
         st.caption(f"Customer {customer}: {len(history):,} transactions shown, {len(earlier):,} of them labelled earlier.")
         d1, d2 = st.columns(2)
         d1.markdown("**Devices**")
-        d1.dataframe(around.devices, hide_index=True) if not around.devices.empty else d1.caption("No device column.")
+        if around.devices.empty:
+            d1.caption("No device column.")
+        else:
+            d1.dataframe(around.devices, hide_index=True)
         d2.markdown("**Places**")
-        d2.dataframe(around.places, hide_index=True) if not around.places.empty else d2.caption("No city column.")
+        if around.places.empty:
+            d2.caption("No city column.")
+        else:
+            d2.dataframe(around.places, hide_index=True)
 with tab_merchant:
     if not case.merchant_id:
         st.caption("This dataset has no merchant id column.")

@@ -108,6 +108,8 @@ def test_open_a_case_explain_and_label_it(conn, fitted):
     assert not at.exception, at.exception
     assert at.query_params["case"] == [case_id] or at.query_params["case"] == case_id
     assert any(t.startswith("Why it was flagged") for t in _plotly_titles(at))
+    # No stray help box: a conditional expression used as a statement was once written by magic.
+    assert not at.get("help_info"), "a stray st.help box on the case page"
     waterfall = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Why it was flagged" in c.proto.spec)
     queue_score = float(table.loc[table["transaction_id"] == case_id, "score"].iloc[0])
     assert waterfall["data"][0]["text"][-1] == f"score {queue_score:.4f}"  # the queue's score, not the path length
