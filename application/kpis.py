@@ -26,8 +26,8 @@ def overview(ctx: Context, dataset: DatasetRef, start: date | None = None, end: 
              step: str = "day") -> Overview:
     target = ctx.dataset(dataset)
     active = require_active(ctx, target)
-    summary = kpi.kpi_summary(ctx.conn, target, active.run.id, active.threshold, start, end, ctx.clock())
-    trend = kpi.kpis(ctx.conn, target, active.run.id, active.threshold, step, start, end, ctx.clock())
+    trend, summary = kpi.kpis_with_total(ctx.conn, target, active.run.id, active.threshold, step, start, end,
+                                         ctx.clock())
     return Overview(active, summary, trend)
 
 

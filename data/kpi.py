@@ -76,10 +76,30 @@ def kpis(
 ) -> pd.DataFrame:
     """The KPIs of transactions from `start` to `end` (days, inclusive): one row overall, or one
     per group (`GROUPINGS`), ordered by time or by transactions (largest first, `limit` of them)."""
+    return _kpi_frame(conn, dataset, run_id, threshold, by, start, end, as_of, limit, with_total=False)
+
+
+def kpis_with_total(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float, by: str,
+                    start: date | None = None, end: date | None = None,
+                    as_of: datetime | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """`kpis(by=...)` and `kpi_summary(...)` from one scan (GROUPING SETS): the KPI page's trend
+    and its figures at once, the same numbers as the two queries."""
+    frame = _kpi_frame(conn, dataset, run_id, threshold, by, start, end, as_of, None, with_total=True)
+    total = frame["is_total"]
+    return frame[~total].drop(columns="is_total").reset_index(drop=True), _summary(frame[total])
+
+
+def _kpi_frame(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float, by: str | None,
+               start: date | None, end: date | None, as_of: datetime | None, limit: int | None,
+               with_total: bool) -> pd.DataFrame:
     key = _group_key(dataset, by)
     since, until = _period(start, end)
     order = "key" if by in ("day", "week") else "transactions DESC, key"
     backlog = "alert AND label IS NULL AND status IS DISTINCT FROM 'closed'"
+    # With the total: one more grouping set, (), whose row has grouping(key) = 1 and comes last.
+    group = "GROUPING SETS ((key), ())" if with_total else "key"
+    total = ", grouping(key) = 1 AS is_total" if with_total else ""
+    order = f"grouping(key), {order}" if with_total else order
     return conn.execute(
         f"""
         WITH decided AS (
@@ -108,8 +128,8 @@ def kpis(
                avg(epoch(CAST($as_of AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_mean_age_days,
                max(epoch(CAST($as_of AS TIMESTAMP) - waiting_since)) FILTER ({backlog}) / 86400 AS backlog_oldest_days,
                avg(epoch(decided_at - waiting_since)) FILTER (alert AND decided_at IS NOT NULL) / 3600
-                   AS mean_hours_to_decision
-        FROM base GROUP BY key HAVING count(*) > 0 ORDER BY {order} {'LIMIT $limit' if limit else ''}""",
+                   AS mean_hours_to_decision{total}
+        FROM base GROUP BY {group} HAVING count(*) > 0 ORDER BY {order} {'LIMIT $limit' if limit else ''}""",
         {"dataset": dataset.id, "threshold": float(threshold), "loaded_at": dataset.created_at, "run": int(run_id),
          "start": since, "end": until, "as_of": as_of or datetime.now(), **({"limit": int(limit)} if limit else {})},
     ).df()
@@ -118,7 +138,10 @@ def kpis(
 def kpi_summary(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float,
                 start: date | None = None, end: date | None = None, as_of: datetime | None = None) -> dict[str, Any]:
     """The overall KPIs as a dict (zeros and None when the period has no transactions)."""
-    frame = kpis(conn, dataset, run_id, threshold, None, start, end, as_of)
+    return _summary(kpis(conn, dataset, run_id, threshold, None, start, end, as_of))
+
+
+def _summary(frame: pd.DataFrame) -> dict[str, Any]:
     if frame.empty:
         return {c: (0 if c in ("transactions", "amount", "alerts", "confirmed_fraud", "confirmed_fraud_amount",
                                "reviewed_alerts", "backlog") else None) for c in KPI_COLUMNS}

@@ -12,7 +12,7 @@ from application import cases as app_cases
 from application import labels as app_labels
 from application import runs as app_runs
 from data.errors import UserError
-from data.kpi import available_groupings, confirmed_fraud_cases, kpi_summary, kpis
+from data.kpi import available_groupings, confirmed_fraud_cases, kpi_summary, kpis, kpis_with_total
 from detectors.runs import default_split, run_scores, threshold_for
 from tests.conftest import as_user
 
@@ -117,3 +117,15 @@ def test_confirmed_fraud_list_masks_customers(conn, reviewed):
         customer = raw.loc[row["transaction_id"], "customer_id"]
         assert row["customer"] == "••••" + customer[-4:] and customer not in row["customer"]
     assert date.today() >= cases["confirmed_at"].max().date()
+
+
+@pytest.mark.parametrize("by", ["day", "week", "city"])
+def test_one_scan_gives_the_trend_and_the_summary_of_two_queries(conn, reviewed, by):
+    dataset, run, threshold = reviewed
+    as_of = datetime.now() + timedelta(hours=5)
+    first = conn.execute(f"SELECT min(ts) FROM {dataset.table}").fetchone()[0].date()
+    for start, end in ((None, None), (first + timedelta(days=3), first + timedelta(days=20)),
+                       (first - timedelta(days=30), first - timedelta(days=10))):  # the last: no transactions
+        trend, summary = kpis_with_total(conn, dataset, run.id, threshold, by, start, end, as_of)
+        pd.testing.assert_frame_equal(trend, kpis(conn, dataset, run.id, threshold, by, start, end, as_of))
+        assert summary == pytest.approx(kpi_summary(conn, dataset, run.id, threshold, start, end, as_of), nan_ok=True)
