@@ -30,6 +30,7 @@ from benchmarks.bench_foundation import machine
 from benchmarks.handbook import write_handbook
 from detectors.backends import SklearnIsolationForest
 
+ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.5
 WINDOWS = (("1d", "1 DAY"), ("7d", "7 DAYS"), ("30d", "30 DAYS"))
 
@@ -80,8 +81,10 @@ def product_step(args: list[str], db: Path, log: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (GB) of one `centinela` command (its output into `log`)."""
     started = time.perf_counter()
     with log.open("w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "centinela"), "--quiet", *args], stdout=out,
-                                   stderr=subprocess.STDOUT, env={**os.environ, "CENTINELA_DB": str(db)})
+        # This checkout's command line (what `centinela` runs), so two checkouts can be compared.
+        process = subprocess.Popen([sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())",
+                                    "--quiet", *args], stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "CENTINELA_DB": str(db), "PYTHONPATH": str(ROOT)})
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
