@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # Centinela in a container: the app and its HTTP API on one port ($PORT, 8501), the database, models,
 # imports and backups in the /data volume, run as an unprivileged user.
 #
@@ -35,7 +36,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=8501
 # A fixed uid, so that a volume prepared on the host (`chown 10001 DIR`) is writable by the app.
-RUN useradd --uid 10001 --create-home --home-dir /home/centinela centinela \
+# libgomp1: LightGBM's OpenMP runtime (its wheel does not bundle one; the default learned model).
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 10001 --create-home --home-dir /home/centinela centinela \
     && mkdir -p /data && chown centinela /data
 # The wheels are mounted for this one step, not copied: they never become a layer of the image.
 RUN --mount=type=bind,from=wheels,source=/wheelhouse,target=/wheelhouse \
@@ -50,6 +53,7 @@ USER centinela
 VOLUME /data
 EXPOSE 8501
 
+# The health check asks the loopback address: with HOST set to one other address, change it too.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/api/v1/health', timeout=4)"
 # First start: the first admin from $CENTINELA_ADMIN_PASSWORD (the log says how when it is missing),

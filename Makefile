@@ -48,7 +48,7 @@ test-pages: install-dev
 	$(BIN)/python -m pytest tests/pages
 
 ## End to end: the command line as a process, a real `streamlit run` in Chromium, kill tests, single sign-on.
-test-e2e: install-dev chromium idp
+test-e2e: install-dev chromium idp image-tools
 	$(BIN)/python -m pytest tests/e2e
 
 ## What the image test builds and runs the Dockerfile with, without a Docker engine: Debian's buildah
@@ -60,7 +60,7 @@ image-tools:
 ## image built where no registry is reachable: `docker build --build-arg PIP_NO_INDEX=1 .`
 WHEELHOUSE ?= wheelhouse
 wheelhouse: install
-	$(BIN)/python -m pip download --quiet --only-binary=:all: --dest $(WHEELHOUSE) -r requirements.txt "setuptools>=68"
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --python-version 3.11 --dest $(WHEELHOUSE) -r requirements.txt "setuptools>=68"
 
 ## The Docker image with Docker, Podman or buildah, whichever runs here (Podman and buildah write the
 ## Docker format, which keeps the HEALTHCHECK). Needs a registry, or `make wheelhouse` and PIP_NO_INDEX=1.

@@ -90,8 +90,9 @@ def card_precision_at_k_handbook(frame: pd.DataFrame, k: int, known_compromised:
                               "fraud": data["y"].to_numpy()})
                 .groupby(["day", "card"], sort=True).agg(score=("score", "max"), fraud=("fraud", "max")).reset_index())
     known = np.zeros(len(cards), dtype=bool)
-    if len(known_compromised):
-        positions = pd.Index(cards).get_indexer(list(set(known_compromised)))
+    known_compromised = list(set(known_compromised))  # any iterable of card ids
+    if known_compromised:
+        positions = pd.Index(cards).get_indexer(known_compromised)
         known[positions[positions >= 0]] = True
     # Within a day, highest score first; ties in card order (lexsort is stable), as before.
     order = np.lexsort((-per_card["score"].to_numpy(), per_card["day"].to_numpy()))

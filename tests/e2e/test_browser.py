@@ -193,13 +193,18 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
 
         page.get_by_role("link", name="Models").click()
         page.get_by_role("tab", name="Train from labels").click()
+        analysts_only = metric_value(page, "Fraud labels")
         page.get_by_text("Also learn from the dataset's label column").click()
-        # The tick reruns the page; until the rerun ends, the form it replaces is still drawn (stale).
-        train = page.get_by_role("button", name="Train a new version")
-        for _ in range(240):  # up to 2 minutes on a loaded machine
-            if train.count() == 1:
-                break
-            page.wait_for_timeout(500)
+        # The tick reruns the page: the label column's frauds are counted once it has run...
+        page.wait_for_function(
+            "([before]) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
+            ".find(e => e.innerText.startsWith('Fraud labels'));"
+            " const v = m && m.querySelector('[data-testid=stMetricValue]');"
+            " return v && v.innerText.trim() !== before; }",
+            arg=[analysts_only], timeout=120_000)
+        # ... and the form it replaced may still be drawn for a while, marked stale: click the fresh one.
+        train = page.locator('[data-testid="stElementContainer"][data-stale="false"]').filter(
+            has=page.get_by_role("button", name="Train a new version")).get_by_role("button", name="Train a new version")
         train.click()
         page.get_by_text("Version #2 trained").wait_for(timeout=120_000)
         page.get_by_role("heading", name=f"Version #2: {DEFAULT_MODEL}").wait_for()
