@@ -271,7 +271,9 @@ def test_a_manager_sees_kpis_with_masked_customers_and_no_queue(tmp_path):
         sign_in(page, "rosa", "another long password")
         page.get_by_role("heading", name="KPI overview").wait_for()  # a manager lands on the KPIs
         assert metric_value(page, "Confirmed fraud") == "3"
-        page.get_by_test_id("stSidebarUserContent").get_by_text("Manager").first.wait_for()  # drawn
+        # The sidebar's page links are drawn after its other lines: wait for the link itself.
+        page.get_by_test_id("stSidebarUserContent").get_by_role("link", name="KPI overview", exact=True).wait_for()
+        page.get_by_test_id("stSidebarUserContent").get_by_text("Manager").first.wait_for()
         sidebar = page.get_by_test_id("stSidebarUserContent").inner_text()
         assert "KPI overview" in sidebar and "Manager" in sidebar
         for hidden in ("Alert queue", "Case", "Data", "Models", "Users & audit"):
