@@ -40,9 +40,9 @@ def score_in_row_blocks(forest: Any, X: np.ndarray) -> np.ndarray:
     threads = min(cores, max(1, len(X) // PARALLEL_ROWS))
     if threads == 1:
         return forest.score_samples(X)
-    blocks = np.array_split(np.arange(len(X)), threads)
+    bounds = np.linspace(0, len(X), threads + 1).astype(int)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="forest-score") as pool:
-        parts = list(pool.map(lambda rows: forest.score_samples(X[rows[0]:rows[-1] + 1]), blocks))
+        parts = list(pool.map(lambda i: forest.score_samples(X[bounds[i]:bounds[i + 1]]), range(threads)))
     return np.concatenate(parts)
 
 

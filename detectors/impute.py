@@ -23,7 +23,7 @@ class MedianImputer(SimpleImputer):
     def __init__(self, *, keep_empty_features: bool = False):
         super().__init__(strategy="median", keep_empty_features=keep_empty_features)
 
-    def _dense_fit(self, X, strategy, missing_values, fill_value):  # noqa: ANN001 - SimpleImputer's signature
+    def _dense_fit(self, X, strategy, missing_values, fill_value):  # SimpleImputer's own signature
         if strategy != "median" or not is_scalar_nan(missing_values):
             return super()._dense_fit(X, strategy, missing_values, fill_value)
         self._fit_indicator(_get_mask(X, missing_values))
