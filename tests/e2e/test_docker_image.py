@@ -207,7 +207,8 @@ def test_the_image_builds_starts_scores_and_keeps_the_database_in_the_volume(bui
     port = free_port()
     log = tmp_path / "container.log"
     process = buildah.start(server, *config["Cmd"], volume=volume, log=log,
-                            env={"PORT": str(port), "CENTINELA_ADMIN_PASSWORD": "a long container password"})
+                            env={"HOST": "127.0.0.1", "PORT": str(port),  # loopback only: the host network
+                                 "CENTINELA_ADMIN_PASSWORD": "a long container password"})
     try:
         probe = buildah("from", IMAGE).stdout.strip()  # the health check runs in the image, as Docker runs it
         deadline = time.monotonic() + 240
