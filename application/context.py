@@ -28,11 +28,14 @@ class Context:
     actor: str
     progress: ProgressFn = no_progress
     clock: Callable[[], datetime] = datetime.now
+    # The database file, where reads may be kept between requests (application.stamped); None
+    # for a connection of its own.
+    database: str | None = None
     commits: int = field(default=0, init=False)  # units of work committed: one per action
 
     def with_progress(self, progress: ProgressFn) -> Context:
         """The same context reporting long work to `progress` (a page's status box, CLI lines)."""
-        return Context(self.conn, self.actor, progress, self.clock)
+        return Context(self.conn, self.actor, progress, self.clock, self.database)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from application import stamped
 from application.context import Context
 from data import keys as store
 from data import users
@@ -72,12 +73,15 @@ class Unauthenticated(Exception):
 
 
 def authenticate(ctx: Context, secret: str | None, scope: str, dataset_id: int | None = None,
-                 now: datetime | None = None) -> ApiKey:
+                 now: datetime | None = None, at: stamped.Stamp | None = None) -> ApiKey:
     """The key behind `secret`, if it may use `scope` (on `dataset_id`); Unauthenticated (401)
-    or Forbidden (403) otherwise."""
+    or Forbidden (403) otherwise. The key's row is kept between requests under stamp `at` (read
+    here when not given): a revoked key is refused at its next request."""
     if not secret:
         raise Unauthenticated("an API key is required: send it as 'Authorization: Bearer <key>'.")
-    key = store.key_by_hash(ctx.conn, store.key_hash(secret))
+    digest = store.key_hash(secret)
+    at = at or stamped.stamp(ctx.conn, ctx.database)
+    key = stamped.kept(at, ("api_key", digest), lambda: store.key_by_hash(ctx.conn, digest))
     if key is None:
         raise Unauthenticated("unknown API key.")
     state = key.state(now or ctx.clock())

@@ -13,20 +13,21 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import duckdb
 import numpy as np
 
-from application import rules
+from application import rules, stamped
 from application.context import Context, retry_on_conflict
 from application.datasets import DatasetRef
-from application.runs import require_active
+from application.runs import ActiveRun, require_active
 from data import cases
 from data import live as store
 from data import online_features as online
+from data import rules as rule_store
 from data.audit import record
 from data.datasets import Dataset, labels_version
 from data.errors import InvalidInput, NotFound
@@ -97,11 +98,12 @@ def _features(conn, dataset: Dataset, feature_set: FeatureSet, state: online.Onl
     """The new rows' features: from the history in memory, or by the catalogue's SQL where it cannot serve."""
     if state is None or int(tx_rows[0]) != state.next_tx_row:
         _HISTORY.pop(dataset.id, None)
-        return store.features_by_sql(conn, dataset, feature_set, new, tx_rows), None
+        by_sql = store.features_by_sql(conn, dataset, feature_set, new, tx_rows)
+        return {name: by_sql[name].to_numpy() for name in by_sql.columns}, None
     label = dataset.column_for("label")
     rows = online.new_rows(new, tx_rows, store.derived_coordinates(conn, dataset, tx_rows),
                            new[label] if label in new.columns else None)
-    return state.compute(rows), rows
+    return state.compute_columns(rows), rows
 
 
 @dataclass(frozen=True)
@@ -123,21 +125,61 @@ def _feature_set(ctx: Context, dataset: Dataset) -> FeatureSet:
     return feature_set
 
 
+@dataclass
+class LiveState:
+    """What scoring a dataset reads before its writes, kept between requests while nothing changed
+    (application.stamped): one 0.4 ms count instead of seven reads, about 10 ms a request. Its own
+    commits keep the dataset's counts in step (`_stored`)."""
+
+    dataset: Dataset
+    active: ActiveRun
+    feature_set: FeatureSet
+    chain: list[LoadedModel]
+    rules: bool  # the dataset has had a rule or a list (else their evaluation is skipped)
+    history_checked: bool = False  # the history in memory was checked against this state
+
+
+def _key(dataset: DatasetRef) -> tuple[str, str | int]:
+    return ("live", dataset.id if isinstance(dataset, Dataset) else dataset)
+
+
+def _state(ctx: Context, dataset: DatasetRef, at: stamped.Stamp) -> LiveState:
+    """The dataset's live state, kept while nothing changed (`at` was read first). Call holding _LOCK."""
+
+    def read() -> LiveState:
+        target = ctx.dataset(dataset)
+        active = require_active(ctx, target)
+        return LiveState(target, active, _feature_set(ctx, target), _chain(ctx, target, active.run),  # loaded before any write
+                         rule_store.any_rules_or_lists(ctx.conn, target))
+
+    return stamped.kept(at, _key(dataset), read)
+
+
+def _stored(state: LiveState, rows: int, bounds: tuple[datetime, datetime]) -> None:
+    """Keep the kept dataset's counts in step with this process's own commit (as
+    `store.update_counts` wrote them)."""
+    d, (low, high) = state.dataset, bounds
+    state.dataset = replace(d, row_count=d.row_count + rows, min_ts=low if d.min_ts is None else min(d.min_ts, low),
+                            max_ts=high if d.max_ts is None else max(d.max_ts, high))
+
+
 @retry_on_conflict
 def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api_key: str,
           request_id: str | None = None) -> Scored:
     """Store, featurise and score transactions (all or nothing) as API key `api_key`; a
     transaction id already scored returns its stored decision and stores nothing."""
     started = time.perf_counter()
-    target = ctx.dataset(dataset)
-    frame = store.check_items(target, items)
-    active = require_active(ctx, target)
-    feature_set = _feature_set(ctx, target)
-    chain = _chain(ctx, target, active.run)  # loaded before any write
     request_id = request_id or uuid.uuid4().hex
-    ids = frame["transaction_id"].tolist()
     with _LOCK:
-        history = _history(ctx, target, feature_set)
+        at = stamped.stamp(ctx.conn, ctx.database)  # first: what is read after it is at least as new
+        state = _state(ctx, dataset, at)
+        target, active, feature_set, chain = state.dataset, state.active, state.feature_set, state.chain
+        frame = store.check_items(target, items)
+        ids = frame["transaction_id"].tolist()
+        history = _HISTORY.get(target.id) if state.history_checked else None
+        if history is None:
+            history = _history(ctx, target, feature_set)
+            state.history_checked = history is not None
         new, retried = frame, []
         if history is None or history.may_hold(ids):
             stored = store.stored_rows(ctx.conn, target, ids)
@@ -147,32 +189,45 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
         fresh: list[dict[str, Any]] = []
         if len(new):
             received = ctx.clock()
-            with ctx.unit_of_work() as conn:
-                tx_rows = store.insert_rows(conn, target, new)
-                features, appended = _features(conn, target, feature_set, history, new, tx_rows)
-                store.insert_features(conn, feature_set, features)
-                scores = None
-                for link in chain[:-1]:  # base runs first: a learned version reads its detector run's score
-                    rows = store.model_frame(features, new, tx_rows, link.run.spec, scores)
-                    scores = np.asarray(link.model.score_matrix(link.model.transform(rows)), dtype=np.float64)
-                    store.insert_scores(conn, link.run.id, tx_rows, scores)
-                top = chain[-1]
-                rows = store.model_frame(features, new, tx_rows, top.run.spec, scores)
-                scores, reasons = top.occlusion.score_with_reasons(rows, top.model.transform(rows))
-                store.insert_scores(conn, top.run.id, tx_rows, scores)
-                model = {"run": active.run.id, "kind": active.run.kind, "detector": active.run.detector,
-                         "feature_version": feature_set.version}
-                fresh = [{"transaction_id": tx, "tx_row": int(r), "score": float(s), "alert": bool(s >= active.threshold),
-                          "threshold": float(active.threshold), "model": model, "reasons": why}
-                         for tx, r, s, why in zip(new["transaction_id"], tx_rows, scores, reasons, strict=True)]
-                apply_rules(ctx, conn, target, fresh)
-                store.insert_decisions(conn, target, fresh, api_key, request_id, received)
-                store.update_counts(conn, target, new)
-                alerts = sum(d["alert"] for d in fresh)
-                record(conn, api_key, "score", dataset_id=target.id,
-                       target=ids[0] if len(ids) == 1 else f"{len(ids):,} transactions",
-                       after={"request": request_id, "stored": len(fresh), "retried": len(ids) - len(fresh),
-                              "alerts": alerts, "run": active.run.id})
+            try:
+                with ctx.unit_of_work() as conn:
+                    first = history.next_tx_row if history is not None else None
+                    tx_rows = store.insert_rows(conn, target, new, first)
+                    features, appended = _features(conn, target, feature_set, history, new, tx_rows)
+                    store.insert_features(conn, feature_set, features)
+                    scores = None
+                    for link in chain[:-1]:  # base runs first: a learned version reads its detector run's score
+                        rows = store.model_frame(features, new, tx_rows, link.run.spec, scores)
+                        scores = np.asarray(link.model.score_matrix(link.model.transform(rows)), dtype=np.float64)
+                        store.insert_scores(conn, link.run.id, tx_rows, scores)
+                    top = chain[-1]
+                    rows = store.model_frame(features, new, tx_rows, top.run.spec, scores)
+                    scores, reasons = top.occlusion.score_with_reasons(rows, top.model.transform(rows))
+                    store.insert_scores(conn, top.run.id, tx_rows, scores)
+                    model = {"run": active.run.id, "kind": active.run.kind, "detector": active.run.detector,
+                             "feature_version": feature_set.version}
+                    fresh = [{"transaction_id": tx, "tx_row": int(r), "score": float(s),
+                              "alert": bool(s >= active.threshold), "threshold": float(active.threshold),
+                              "model": model, "reasons": why}
+                             for tx, r, s, why in zip(new["transaction_id"], tx_rows, scores, reasons, strict=True)]
+                    if state.rules:
+                        apply_rules(ctx, conn, target, fresh)
+                    else:
+                        for d in fresh:
+                            d["rules"] = []
+                    store.insert_decisions(conn, target, fresh, api_key, request_id, received)
+                    bounds = store.time_bounds(new)
+                    store.update_counts(conn, target, len(new), bounds)
+                    alerts = sum(d["alert"] for d in fresh)
+                    record(conn, api_key, "score", dataset_id=target.id,
+                           target=ids[0] if len(ids) == 1 else f"{len(ids):,} transactions",
+                           after={"request": request_id, "stored": len(fresh), "retried": len(ids) - len(fresh),
+                                  "alerts": alerts, "run": active.run.id})
+            except BaseException:
+                stamped.drop(at, _key(dataset))  # whatever failed, the next request reads afresh
+                raise
+            _stored(state, len(new), bounds)
+            stamped.advance(at)  # its one audit row
             if appended is not None:  # committed: the next request's history includes these rows
                 history.append(appended)
     decided = store.decisions_of(ctx.conn, target, retried) if retried else {}

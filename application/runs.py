@@ -158,6 +158,8 @@ def rescore(ctx: Context, dataset: DatasetRef, run_id: int | None = None, contam
     scores = run_store.score_in_chunks(model, frame, ctx.progress)
     with ctx.unit_of_work() as conn:
         run_store.store_rescored(conn, run.id, frame["tx_row"].to_numpy(), scores, feature_set.version)
+        record(conn, ctx.actor, "rescore", dataset_id=target.id, target=f"run #{run.id}",
+               after={"rows": len(scores), "feature_version": feature_set.version})
     ctx.progress(1.0, f"Scored {len(frame):,} rows")
     threshold, alerts = run_store.alert_count(scores, contamination)
     return Rescored(run_store.get_run(ctx.conn, run.id), len(scores), threshold, alerts, contamination)

@@ -4,8 +4,12 @@ Generates N transactions (default 1,000,000) with features and the default detec
 into a fresh database, creates an API key, serves the app as `make run` does (`uvicorn
 serve:app`) and measures, over one keep-alive connection each:
 - one transaction per request: latency p50 / p95 / p99 (at most --single requests or 60 s);
-- batches of 1,000: sustained transactions per second for --seconds (default 60; bounded by count);
-- while batches are sent, the alert queue in headless Chromium: sign-in to the first page shown.
+- batches of 1,000 at the issue's load, --rate transactions per second (default 1,000; each batch
+  sent on its schedule, or at once when the last one answered late), for --seconds (default 60;
+  bounded by count): the rate reached and the batches' latency;
+- while that load runs, the alert queue in headless Chromium: from the menu click to the first
+  page drawn, three visits (first, and the median of the next two);
+- the capacity: batches sent back to back for --flat-out seconds (default 20).
 New transactions reuse stored customers and merchants, timed after the last stored one, in
 order. Prints the figures; nothing is asserted. Run: `make bench-live` (`--rows 200000` to try).
 """
@@ -52,15 +56,76 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(q[0]), 2), "p95_ms": round(float(q[1]), 2), "p99_ms": round(float(q[2]), 2)}
 
 
+def open_queue(page, url: str) -> float:
+    """Seconds from the menu click to the alert queue's first page (from another page)."""
+    page.get_by_role("link", name="KPI overview").click()
+    page.get_by_test_id("stMetric").first.wait_for(timeout=120_000)
+    t0 = time.perf_counter()
+    page.get_by_role("link", name="Alert queue").click()
+    page.get_by_test_id("stMetric").filter(has_text="Alerts matching").first.wait_for(timeout=120_000)
+    return time.perf_counter() - t0
+
+
+def send_batches(client: Client, path: str, batches, seconds: float, *, rate: float | None = None,
+                 browser: bool = False, url: str = "") -> dict:
+    """Send batches for `seconds` (at `rate` transactions per second, else back to back) from a
+    thread; meanwhile, with `browser`, time three visits to the alert queue in Chromium."""
+    done: dict[str, list[float]] = {"latency": [], "sent": [0], "seconds": [0.0]}
+    stop = threading.Event()
+
+    def load() -> None:
+        t_start = time.perf_counter()
+        for batch in batches:
+            done["seconds"][0] = time.perf_counter() - t_start
+            if stop.is_set() or done["seconds"][0] > seconds:
+                return
+            if rate:  # the batch's place in the schedule; late batches go at once
+                delay = t_start + done["sent"][0] / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            t0 = time.perf_counter()
+            status, _ = client.post(path, {"transactions": batch})
+            done["latency"].append(time.perf_counter() - t0)
+            assert status == 200, status
+            done["sent"][0] += len(batch)
+        done["seconds"][0] = time.perf_counter() - t_start
+
+    sender = threading.Thread(target=load, daemon=True)
+    t_start = time.perf_counter()
+    sender.start()
+    queue: list[float] = []
+    if browser:
+        with chromium_page() as page:
+            page.goto(f"{url}/")
+            form = page.get_by_test_id("stForm").filter(has_text="Sign in")
+            form.get_by_label("User name").fill(ADMIN)
+            form.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
+            form.get_by_role("button", name="Sign in").click()
+            form.wait_for(state="detached", timeout=120_000)
+            for _ in range(3):
+                if not sender.is_alive():
+                    break
+                queue.append(open_queue(page, url))
+    sender.join(timeout=max(0.0, seconds - (time.perf_counter() - t_start)) + 120)
+    stop.set()
+    sender.join(timeout=120)
+    elapsed, sent = done["seconds"][0], done["sent"][0]
+    return {"load": {"batches": len(done["latency"]), "transactions": sent, "seconds": round(elapsed, 1),
+                     "tx_per_s": round(sent / elapsed, 1), **percentiles(done["latency"] or [0.0])},
+            "queue": queue}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--single", type=int, default=1_000, help="one-transaction requests (at most 60 s)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long batches of 1,000 are sent")
     parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--rate", type=float, default=1_000.0, help="transactions per second of the load")
+    parser.add_argument("--flat-out", type=float, default=20.0, help="seconds of batches sent back to back")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
-    max_batches = int(args.seconds * 20) + 1  # bounded in count as well as time
+    max_batches = int((args.seconds + args.flat_out) * 20) + 2  # bounded in count as well as time
     with tempfile.TemporaryDirectory(prefix="centinela-live-") as folder:
         db = Path(folder) / "live.duckdb"
         conn = connect(db)
@@ -90,48 +155,19 @@ def main() -> int:
             print(f"one transaction per request (keep-alive): {json.dumps(single)}", flush=True)
 
             rest = pool[used:]
-            batches = [rest[i:i + args.batch] for i in range(0, len(rest), args.batch)][:max_batches]
-            done: dict[str, list[float]] = {"latency": [], "sent": [0]}
-            stop = threading.Event()
-
-            def load() -> None:
-                for batch in batches:
-                    if stop.is_set():
-                        return
-                    t0 = time.perf_counter()
-                    status, _ = client.post(path, {"transactions": batch})
-                    done["latency"].append(time.perf_counter() - t0)
-                    assert status == 200, status
-                    done["sent"][0] += len(batch)
-
-            sender = threading.Thread(target=load, daemon=True)
-            t_start = time.perf_counter()
-            sender.start()
-            queue_seconds = None
-            if not args.no_browser:
-                with chromium_page() as page:
-                    page.goto(f"{url}/")
-                    form = page.get_by_test_id("stForm").filter(has_text="Sign in")
-                    form.get_by_label("User name").fill(ADMIN)
-                    form.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
-                    form.get_by_role("button", name="Sign in").click()
-                    form.wait_for(state="detached", timeout=120_000)
-                    t0 = time.perf_counter()
-                    page.get_by_role("link", name="Alert queue").click()
-                    page.get_by_test_id("stMetric").filter(has_text="Alerts matching").first.wait_for(timeout=120_000)
-                    queue_seconds = time.perf_counter() - t0
-            sender.join(timeout=max(0.0, args.seconds - (time.perf_counter() - t_start)))
-            stop.set()
-            sender.join(timeout=120)
-            elapsed = time.perf_counter() - t_start
-            client.close()
-            batch = {"batch": args.batch, "batches": len(done["latency"]), "transactions": done["sent"][0],
-                     "seconds": round(elapsed, 1), "tx_per_s": round(done["sent"][0] / elapsed, 1),
-                     **percentiles(done["latency"] or [0.0])}
-            print(f"batches of {args.batch:,} (keep-alive): {json.dumps(batch)}", flush=True)
-            if queue_seconds is not None:
-                print(f"alert queue in Chromium during the batch load: {queue_seconds:.2f} s from the menu click to its "
+            batches = iter([rest[i:i + args.batch] for i in range(0, len(rest), args.batch)][:max_batches])
+            paced = send_batches(client, path, batches, args.seconds, rate=args.rate, browser=not args.no_browser,
+                                 url=url)
+            print(f"batches of {args.batch:,} at {args.rate:,.0f} tx/s (keep-alive): {json.dumps(paced['load'])}",
+                  flush=True)
+            if paced["queue"]:
+                first, *again = paced["queue"]
+                print(f"alert queue in Chromium during that load: {first:.2f} s first visit, "
+                      f"{float(np.median(again)):.2f} s again (median of {len(again)}), from the menu click to its "
                       "first page", flush=True)
+            capacity = send_batches(client, path, batches, args.flat_out)
+            print(f"capacity, batches of {args.batch:,} back to back: {json.dumps(capacity['load'])}", flush=True)
+            client.close()
     return 0
 
 

@@ -18,7 +18,7 @@ ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit"
            "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change", "key_create",
            "key_revoke", "score", "api_read", "rule_add", "rule_edit", "rule_status", "rule_restore", "list_create",
            "list_add", "list_remove", "list_import", "session_end",
-           "setting_change", "backup", "backup_restore")
+           "setting_change", "backup", "backup_restore", "rescore")
 
 
 def _json(value: Any) -> str | None:
@@ -35,6 +35,12 @@ def record(conn: duckdb.DuckDBPyConnection, actor: str, action: str, *, dataset_
         [str(actor or "unknown")[:128], action, dataset_id, None if target is None else str(target)[:512],
          _json(before), _json(after)],
     )
+
+
+def audit_rows(conn: duckdb.DuckDBPyConnection) -> int:
+    """How many audit rows there are (0.4 ms at millions): every action writes one in its
+    transaction and none is ever deleted, so the count changes whenever anything was changed."""
+    return int(conn.execute("SELECT count(*) FROM audit").fetchall()[0][0])
 
 
 def audit_log(conn: duckdb.DuckDBPyConnection, *, actor: str | None = None, actions: tuple[str, ...] = (),

@@ -250,6 +250,11 @@ class OnlineFeatures:
     def compute(self, new: dict[str, np.ndarray]) -> pd.DataFrame:
         """Features of `new` rows (arrays as `new_rows` makes them), over the history plus each
         other, in `new`'s order."""
+        return pd.DataFrame(self.compute_columns(new))
+
+    def compute_columns(self, new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`compute` as arrays by name (tx_row first), without building a frame: live scoring's
+        path, where a frame and reading its columns back cost a millisecond a request."""
         with np.errstate(divide="ignore", invalid="ignore"):  # NaN stands for SQL's NULL throughout
             return self._compute(new)
 
@@ -262,7 +267,7 @@ class OnlineFeatures:
                                  dtype=np.int32)
         return out
 
-    def _compute(self, new: dict[str, np.ndarray]) -> pd.DataFrame:
+    def _compute(self, new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         new = self.encoded(new)
         n = len(new["tx_row"])
         values: dict[str, np.ndarray] = {name: np.full(n, np.nan) for name in self.names}
@@ -292,7 +297,7 @@ class OnlineFeatures:
                 for name, column in compute(seg).items():
                     if name in values:
                         values[name][positions] = column
-        return pd.DataFrame({"tx_row": new["tx_row"], **values})
+        return {"tx_row": new["tx_row"], **values}
 
     def append(self, new: dict[str, np.ndarray]) -> None:
         """Add rows the server has just committed to the history."""

@@ -47,13 +47,21 @@ class Occlusion:
                                 dtype=np.float64).reshape(len(used) + 1, n)
         scores = everything[0]
         contributions = scores[np.newaxis, :] - everything[1:]  # (features, rows)
+        values: dict[str, np.ndarray] = {}  # a frame's columns read once (a row of a frame costs 0.02 ms)
+
+        def value(name: str, i: int) -> Any:
+            if name not in frame.columns:
+                return None
+            if name not in values:
+                values[name] = frame[name].to_numpy()
+            return _plain(values[name][i])
+
         out = []
         for i in range(n):
             row = []
             for k in np.argsort(-contributions[:, i], kind="stable")[:top] if used else []:
                 name = self.features[used[k]]
-                row.append({"feature": name, "value": _plain(frame.iloc[i][name]) if name in frame.columns else None,
-                            "contribution": float(contributions[k, i])})
+                row.append({"feature": name, "value": value(name, i), "contribution": float(contributions[k, i])})
             out.append(row)
         return scores, out
 

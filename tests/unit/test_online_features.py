@@ -6,6 +6,8 @@ bit, and the server keeps one history in memory across requests."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,11 +121,14 @@ def test_analyst_labels_and_a_label_delay_of_zero(conn, featured):
         _assert_same(by_sql, in_memory)
 
 
-def test_the_server_keeps_one_history_and_follows_labels_and_recomputations(conn, featured):
+@pytest.mark.parametrize("kept", [False, True], ids=["read-each-request", "kept-between-requests"])
+def test_the_server_keeps_one_history_and_follows_labels_and_recomputations(conn, featured, kept, tmp_path):
     from application import runs as app_runs
     from detectors.base import DEFAULT_DETECTOR
 
     ctx, dataset = featured
+    if kept:  # as the server's API does: the live state kept between requests while nothing changed
+        ctx = dataclasses.replace(ctx, database=str(tmp_path / "kept"))
     app_runs.fit(ctx, dataset, [DEFAULT_DETECTOR])
     items = _edge_items(_history(conn, dataset))
     app_live._HISTORY.pop(dataset.id, None)
