@@ -46,7 +46,7 @@ from detectors.search import draw_configurations, prequential_folds, search
 MIN_PER_CLASS = 20  # labels of each class needed to train
 MIN_VALIDATION_PER_CLASS = 5  # ... and in the newest period, to validate
 VALIDATION_SHARE = 0.2
-IMPORTANCE_ROWS = 10_000  # validation rows permutation importance is measured on (every fraud among them)
+IMPORTANCE_ROWS = 5_000  # validation rows permutation importance is measured on (every fraud among them)
 DEFAULT_MODEL, DEFAULT_IMBALANCE = "lgbm", "smote"  # chosen by `make bench-quality` (see README)
 MAX_SEARCH = 200
 

@@ -9,7 +9,16 @@ import pytest
 from application import models as app_models
 from application import runs as app_runs
 from data.errors import UserError
-from detectors.classifiers import CLASSIFIERS, IMBALANCE, RESAMPLED_RATIO, cap_legitimate, resample
+from detectors.classifiers import (
+    CLASSIFIERS,
+    IMBALANCE,
+    LEGITIMATE_KEPT,
+    MAX_LEGITIMATE,
+    RESAMPLED_RATIO,
+    cap_legitimate,
+    legitimate_limit,
+    resample,
+)
 from detectors.pipeline import FeatureSpec
 from detectors.runs import default_split
 from detectors.search import SearchStopped, draw_configurations, prequential_folds, search
@@ -62,6 +71,21 @@ def test_past_the_cap_a_seeded_sample_of_legitimate_rows_and_every_fraud():
     assert np.array_equal(again_X, capped_X) and not np.array_equal(cap_legitimate(X, y, 1, limit=1_000)[0], capped_X)
     same_X, same_y = cap_legitimate(X, y, 0, limit=5_000)
     assert same_X is X and same_y is y
+
+
+def test_a_large_label_set_trains_on_ten_legitimate_per_fraud_within_the_bounds():
+    assert legitimate_limit(500) == LEGITIMATE_KEPT  # a week of labels: never below the floor
+    assert legitimate_limit(30_000) == 10 * 30_000
+    assert legitimate_limit(1_000_000) == MAX_LEGITIMATE
+    rng = np.random.default_rng(3)
+    n = LEGITIMATE_KEPT + 60_000
+    X = rng.normal(size=(n, 2))
+    y = np.zeros(n, dtype=int)
+    y[rng.choice(n, 800, replace=False)] = 1
+    kept_X, kept_y = resample(X, y, "none", 0)  # no resampling asked for: the cap alone
+    assert (kept_y == 0).sum() == LEGITIMATE_KEPT and kept_y.sum() == 800
+    smoted_X, smoted_y = resample(X, y, "smote", 0)  # then SMOTE up to one fraud per ten
+    assert (smoted_y == 0).sum() == LEGITIMATE_KEPT and smoted_y.sum() == int(RESAMPLED_RATIO * LEGITIMATE_KEPT)
 
 
 def test_class_weights_are_set_only_for_the_weights_option():
