@@ -41,12 +41,12 @@ from data.features import FeatureSet, behind_labels, load_feature_set
 from detectors.pipeline import FeatureSpec, load_rows, load_sample
 from detectors.ranking import RankingModel
 from detectors.runs import Run, load_model
+from detectors.tree_shap import TREE_METHOD, tree_explainer
 
 BACKGROUND_ROWS = 50  # background for the permutation explainer: enough for a stable baseline
 CASE_EVALS = 500  # model evaluations per explained row (about 11 permutations of 21 features)
 GLOBAL_BACKGROUND_ROWS = 10
 GLOBAL_ALERTS = GLOBAL_NORMAL = 500
-TREE_METHOD = "tree"
 
 
 @dataclass
@@ -79,9 +79,7 @@ class ModelExplainer:
         self.support = model.explanation_support()
         self.method = self.support.method
         if self.method == TREE_METHOD:
-            with warnings.catch_warnings():  # shap announces its LightGBM output format on every build
-                warnings.filterwarnings("ignore", message="LightGBM binary classifier")
-                self._explainer = shap.TreeExplainer(self.support.tree_model)
+            self._explainer = tree_explainer(model)  # kept in the run's model file since it was saved
             self.base_value = self.support.sign * float(np.ravel(self._explainer.expected_value)[0])
         else:
             if background is None or background.empty:

@@ -37,6 +37,7 @@ from detectors.ensemble import Ensemble
 from detectors.evaluation import evaluate, known_compromised_cards, labelled_frame
 from detectors.pipeline import DetectorModel, FeatureSpec, load_frame
 from detectors.ranking import RankingModel
+from detectors.tree_shap import keep_tree_explainer
 
 MODELS_ENV = "CENTINELA_MODELS"
 SCORE_CHUNK = 200_000
@@ -229,6 +230,7 @@ def write_artifact(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: in
     """Save a run's model into the model directory; returns (file name, SHA-256)."""
     folder = models_dir(conn)
     artifact = f"run-{dataset.id}-{run_id}.joblib"
+    keep_tree_explainer(model)  # saved with it: the first case explained needs no build
     joblib.dump(model, folder / artifact, compress=3)
     return artifact, hashlib.sha256((folder / artifact).read_bytes()).hexdigest()
 

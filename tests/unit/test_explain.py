@@ -100,3 +100,26 @@ def test_global_importance_separates_alerts_from_normal_rows(conn, small_dataset
     assert importance["alerts"].sum() > importance["normal"].sum()
     stored = global_importance(conn, small_dataset, run, threshold, lambda: pytest.fail("recomputed"))
     pd.testing.assert_frame_equal(stored["importance"], importance)
+
+
+def test_the_tree_explainer_is_saved_with_the_run_and_explains_as_a_fresh_one(conn, small_dataset):
+    import shap
+
+    from data.features import load_feature_set
+    from detectors.pipeline import load_rows
+    from detectors.runs import load_model
+    from detectors.tree_shap import tree_explainer
+
+    run = app_runs.fit(as_user(conn, "test"), small_dataset, ["isolation_forest"], train_until=default_split(small_dataset))
+    model = load_model(conn, run)
+    kept = model.tree_explainer_  # built when the run was saved, loaded with the model
+    assert isinstance(kept, shap.TreeExplainer) and tree_explainer(model) is kept
+    rows = load_rows(conn, small_dataset, load_feature_set(conn, small_dataset), run.spec, [0, 7, 42])
+    del model.tree_explainer_
+    fresh = ModelExplainer(model).explain(rows)
+    model.tree_explainer_ = kept
+    stored = ModelExplainer(model).explain(rows)
+    assert np.array_equal(stored.values, fresh.values) and stored.base_value == fresh.base_value
+    # A detector explained by permutation keeps none.
+    ecod = app_runs.fit(as_user(conn, "test"), small_dataset, ["ecod"], train_until=default_split(small_dataset))
+    assert getattr(load_model(conn, ecod), "tree_explainer_", None) is None
