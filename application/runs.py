@@ -14,6 +14,7 @@ from data.datasets import Dataset
 from data.demo import DEMO_NAME, demo_rows
 from data.errors import NotFound
 from data.synthetic import SyntheticConfig
+from detectors import run_figures
 from detectors import runs as run_store
 from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, check_contamination
 from detectors.pipeline import FeatureSpec, default_feature_spec, load_frame, validate_spec
@@ -79,6 +80,7 @@ def store_fitted(ctx: Context, dataset: Dataset, fitted: FittedRun, spec: Featur
             run_store.store_threshold(conn, run_id)
             if metrics is None:  # a detector run is judged on its stored scores, after its training period
                 run_store.store_metrics(conn, run_id, run_store.evaluate_run(conn, dataset, run_store.get_run(conn, run_id)))
+            run_figures.store(conn, dataset, run_store.get_run(conn, run_id))  # what the Detect page opens on
             record(conn, ctx.actor, "retrain" if kind == "supervised" else "fit", dataset_id=dataset.id,
                    target=f"run #{run_id}", after={"detector": fitted.detector, "params": fitted.params,
                                                    "contamination": contamination, "train_until": fitted.train_until,

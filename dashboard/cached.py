@@ -89,13 +89,14 @@ def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, feature_version
 @st.cache_data(show_spinner=False, max_entries=16)
 def _run_ranking(db: str, dataset_id: int, run_id: int, feature_version: str | None, labels_version: tuple,
                  k: int) -> tuple[dict[str, Any], dict]:
-    """Threshold-free metrics and curves of a run (computed once per run and labels)."""
-    from detectors.evaluation import curves, known_compromised_cards, ranking_metrics
+    """Threshold-free metrics and curves of a run: stored when it was saved, computed again (and
+    stored) when its scores, the labels or the rows changed since (detectors.run_figures)."""
+    from detectors import run_figures
     from detectors.runs import get_run
 
-    frame = _run_evaluation_frame(db, dataset_id, run_id, feature_version, labels_version)
-    known = known_compromised_cards(get_cursor(), _dataset(dataset_id), get_run(get_cursor(), run_id).train_until)
-    return ranking_metrics(frame, k, known), curves(frame)
+    conn = get_cursor()
+    return run_figures.figures(conn, _dataset(dataset_id), get_run(conn, run_id), k,
+                               lambda: _run_evaluation_frame(db, dataset_id, run_id, feature_version, labels_version))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

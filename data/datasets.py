@@ -198,7 +198,7 @@ def purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
     conn.execute("DELETE FROM label_undos WHERE batch_id IN (SELECT batch_id FROM labels WHERE dataset_id = ?)", [dataset_id])
     conn.execute("DELETE FROM labels WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM case_events WHERE dataset_id = ?", [dataset_id])
-    for table in ("scores", "explanations", "global_importance"):
+    for table in ("scores", "explanations", "global_importance", "run_figures"):
         conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE dataset_id = ?)", [dataset_id])
     conn.execute("DELETE FROM runs WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM active_runs WHERE dataset_id = ?", [dataset_id])

@@ -347,6 +347,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             end_reason VARCHAR
         )""",
     ),
+    (
+        # 11: a run's threshold-free figures on its evaluation period (metrics, PR and ROC curves),
+        # computed when it is saved and again when what they depend on changed (`stamp`): derived
+        # values, like explanations, so the Detect page opens without computing them.
+        """CREATE TABLE run_figures (
+            run_id INTEGER NOT NULL,
+            k INTEGER NOT NULL,
+            stamp VARCHAR NOT NULL,
+            figures JSON NOT NULL,
+            seconds DOUBLE NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (run_id, k)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
