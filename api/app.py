@@ -5,9 +5,9 @@ and where the problem is (item index and field)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -91,10 +91,10 @@ def _error(status: int, code: str, message: str, **where: Any) -> JSONResponse:
 
 
 def context(request: Request) -> Context:
+    """The request's context, made in the thread that runs the endpoint: its cursor is that
+    thread's (a sync dependency runs on another pool thread, whose cursor another request may be
+    using at the same time; and it is one more hop, about 1 ms)."""
     return Context(thread_cursor(), "api", database=str(database_path().resolve()))
-
-
-Ctx = Annotated[Context, Depends(context)]
 
 
 def key_secret(request: Request) -> str | None:
@@ -173,15 +173,13 @@ def create_api() -> FastAPI:
         return _error(exc.status_code, "bad_request" if exc.status_code == 400 else "http_error", text, field="body")
 
     @api.get("/v1/health", response_model=Health, tags=["service"], summary="Database open, active models loaded")
-    def health(ctx: Ctx) -> JSONResponse:
-        report = live.health(ctx)
+    def health(request: Request) -> JSONResponse:
+        report = live.health(context(request))
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @api.post("/v1/datasets/{dataset}/transactions", response_model=ScoreResponse, responses=ERRORS, tags=["scoring"],
               summary="Store and score transactions (1 to 10,000; all or nothing)")
     def score(dataset: str, body: ScoreRequest, request: Request) -> Response:
-        # The context is made here, not as a dependency: a sync dependency is one more hop to the
-        # thread pool (about 1 ms a request), and the cursor must be this worker thread's.
         acting, key, _ = _authorised(request, context(request), "score", dataset)
         items = [t.model_dump(exclude_unset=True) for t in body.transactions]
         scored = live.score(acting, dataset, items, api_key=acting.actor)
@@ -194,14 +192,14 @@ def create_api() -> FastAPI:
 
     @api.get("/v1/datasets/{dataset}/transactions/{transaction_id}", response_model=TransactionOut, responses=ERRORS,
              tags=["scoring"], summary="A stored transaction, its decision and its current label")
-    def read(dataset: str, transaction_id: str, request: Request, ctx: Ctx) -> TransactionOut:
-        acting, _, _ = _authorised(request, ctx, "read", dataset)
+    def read(dataset: str, transaction_id: str, request: Request) -> TransactionOut:
+        acting, _, _ = _authorised(request, context(request), "read", dataset)
         return TransactionOut.model_validate(live.read_transaction(acting, dataset, transaction_id))
 
     @api.post("/v1/datasets/{dataset}/labels", response_model=LabelResponse, responses=ERRORS, tags=["labels"],
               summary="Label transactions (chargebacks, confirmed fraud), attributed to the key")
-    def label(dataset: str, body: LabelRequest, request: Request, ctx: Ctx) -> LabelResponse:
-        acting, _, _ = _authorised(request, ctx, "label", dataset)
+    def label(dataset: str, body: LabelRequest, request: Request) -> LabelResponse:
+        acting, _, _ = _authorised(request, context(request), "label", dataset)
         done = labels.label(acting, dataset, body.transaction_ids, body.label, note=body.note, close=body.close)
         return LabelResponse(batch_id=done.batch_id, count=done.count, label=done.label, closed=done.closed)
 

@@ -226,10 +226,15 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
             except BaseException:
                 stamped.drop(at, _key(dataset))  # whatever failed, the next request reads afresh
                 raise
-            _stored(state, len(new), bounds)
+            try:  # committed: what is kept follows, else nothing is kept
+                _stored(state, len(new), bounds)
+                if appended is not None:  # the next request's history includes these rows
+                    history.append(appended)
+            except BaseException:
+                _HISTORY.pop(target.id, None)
+                stamped.drop(at, _key(dataset))
+                raise
             stamped.advance(at)  # its one audit row
-            if appended is not None:  # committed: the next request's history includes these rows
-                history.append(appended)
     decided = store.decisions_of(ctx.conn, target, retried) if retried else {}
     by_id = {d["transaction_id"]: d for d in fresh} | decided
     for d in fresh:

@@ -34,6 +34,7 @@ class Stamp:
 _lock = threading.Lock()
 _stamps: dict[str, int] = {}
 _values: dict[tuple[str, Hashable], object] = {}
+_advances: dict[str, int] = {}  # how often each database's stamp was moved on by `advance`
 
 
 def _drop_database(database: str) -> None:
@@ -44,12 +45,17 @@ def _drop_database(database: str) -> None:
 def stamp(conn: duckdb.DuckDBPyConnection, database: str | None) -> Stamp:
     """The current stamp of `database` (read on `conn`); what was kept under another is dropped.
     With no database named (a connection of its own, a test) nothing is kept."""
+    if database is None:
+        return Stamp(None, audit_rows(conn))
+    with _lock:
+        advances = _advances.get(database, 0)
     now = Stamp(database, audit_rows(conn))
-    if database is not None:
-        with _lock:
-            if _stamps.get(database) != now.rows:
-                _drop_database(database)
-                _stamps[database] = now.rows
+    with _lock:
+        # An advance while the count was read: the count may hold another's row that the advance
+        # took for its own, and would then match a stamp that is not what it says. Drop it all.
+        if _stamps.get(database) != now.rows or _advances.get(database, 0) != advances:
+            _drop_database(database)
+            _stamps[database] = now.rows
     return now
 
 
@@ -84,6 +90,7 @@ def advance(at: Stamp, rows: int = 1) -> Stamp:
         with _lock:
             if _stamps.get(at.database) == at.rows:
                 _stamps[at.database] = moved.rows
+                _advances[at.database] = _advances.get(at.database, 0) + 1
     return moved
 
 
@@ -92,3 +99,4 @@ def clear() -> None:
     with _lock:
         _values.clear()
         _stamps.clear()
+        _advances.clear()

@@ -13,7 +13,7 @@ from application import rules as app_rules
 from application import runs as app_runs
 from application import stamped
 from application.context import Context
-from data.audit import audit_rows
+from data.datasets import get_dataset
 from tests.live import DATASET, bearer, live_client
 
 URL = f"/v1/datasets/{DATASET}/transactions"
@@ -45,7 +45,9 @@ def test_back_to_back_requests_keep_the_stamp_and_read_nothing_again(live):
     finally:
         stamped.kept = original
     assert statements == []  # the key, the dataset's id and the live state were all kept
-    assert audit_rows(conn) == conn.execute("SELECT count(*) FROM audit").fetchall()[0][0]
+    # The kept dataset follows what each request stored, as a fresh read of the registry says.
+    (state,) = [v for (database, key), v in stamped._values.items() if key == ("live", DATASET)]
+    assert state.dataset == get_dataset(conn, DATASET)
 
 
 def test_a_key_revoked_between_requests_is_refused_at_the_next(live):
@@ -127,4 +129,33 @@ def test_what_is_kept_is_per_database_and_only_under_the_current_stamp(tmp_path)
     assert stamped.kept(stamped.stamp(a, "a"), "k", lambda: "read again") == "read again"
     assert stamped.kept(stamped.stamp(a, None), "k", lambda: "never kept") == "never kept"
     assert stamped.kept(at_b, "k", lambda: "read again") == "from b"
+    stamped.clear()
+
+
+def test_an_advance_while_another_request_counts_drops_what_is_kept(monkeypatch):
+    """A request counts the audit rows while another's commit is moved on: the count it read may
+    hold a third party's row (a revoked key) that the advance took for the scorer's own, so what
+    was kept must not be served under it."""
+    import duckdb
+
+    from application import stamped as module
+
+    stamped.clear()
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE audit (id INTEGER)")
+    scorer = stamped.stamp(conn, "db")  # N rows
+    assert stamped.kept(scorer, "key", lambda: "active key row") == "active key row"
+    conn.execute("INSERT INTO audit VALUES (1)")  # someone revokes the key: N + 1
+    counted = module.audit_rows
+
+    def count_then_advance(c):
+        rows = counted(c)  # this request sees N + 1 (the revocation) ...
+        conn.execute("INSERT INTO audit VALUES (2)")  # ... then the scorer commits its own row
+        stamped.advance(scorer)  # and moves the stamp from N to N + 1
+        return rows
+
+    monkeypatch.setattr(module, "audit_rows", count_then_advance)
+    other = stamped.stamp(conn, "db")
+    monkeypatch.setattr(module, "audit_rows", counted)
+    assert stamped.kept(other, "key", lambda: "revoked key row") == "revoked key row"
     stamped.clear()
