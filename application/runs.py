@@ -3,6 +3,7 @@ score again, evaluate; the active run and its threshold, which every investigati
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from data.synthetic import SyntheticConfig
 from detectors import run_figures
 from detectors import runs as run_store
 from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, check_contamination
+from detectors.evaluation import labelled_frame
 from detectors.pipeline import FeatureSpec, default_feature_spec, load_frame, validate_spec
 from detectors.runs import FittedRun, Run
 
@@ -78,9 +80,17 @@ def store_fitted(ctx: Context, dataset: Dataset, fitted: FittedRun, spec: Featur
                                  feature_version=feature_version, artifact=artifact, created_by=ctx.actor, note=note,
                                  kind=kind, base_run_id=base_run_id, label_counts=label_counts, metrics=metrics)
             run_store.store_threshold(conn, run_id)
+            # Its threshold-free figures (what the Detect page opens on) and, for a detector run,
+            # its metrics: both on the period after training, from one frame and one ranking.
+            saved = run_store.get_run(conn, run_id)
+            frame = labelled_frame(conn, dataset, run_id, saved.train_until)
+            started = time.perf_counter()
+            ranking, lines = run_figures.compute(conn, dataset, saved, run_figures.DEFAULT_K, frame)
+            run_figures.store_computed(conn, dataset, saved, run_figures.DEFAULT_K, (ranking, lines),
+                                       time.perf_counter() - started)
             if metrics is None:  # a detector run is judged on its stored scores, after its training period
-                run_store.store_metrics(conn, run_id, run_store.evaluate_run(conn, dataset, run_store.get_run(conn, run_id)))
-            run_figures.store(conn, dataset, run_store.get_run(conn, run_id))  # what the Detect page opens on
+                run_store.store_metrics(conn, run_id, run_store.evaluate_run(conn, dataset, saved, k=run_figures.DEFAULT_K,
+                                                                             ranked=(frame, ranking)))
             record(conn, ctx.actor, "retrain" if kind == "supervised" else "fit", dataset_id=dataset.id,
                    target=f"run #{run_id}", after={"detector": fitted.detector, "params": fitted.params,
                                                    "contamination": contamination, "train_until": fitted.train_until,

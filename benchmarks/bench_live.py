@@ -56,7 +56,7 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(q[0]), 2), "p95_ms": round(float(q[1]), 2), "p99_ms": round(float(q[2]), 2)}
 
 
-def open_queue(page, url: str) -> float:
+def open_queue(page) -> float:
     """Seconds from the menu click to the alert queue's first page (from another page)."""
     page.get_by_role("link", name="KPI overview").click()
     page.get_by_test_id("stMetric").first.wait_for(timeout=120_000)
@@ -105,7 +105,7 @@ def send_batches(client: Client, path: str, batches, seconds: float, *, rate: fl
             for _ in range(3):
                 if not sender.is_alive():
                     break
-                queue.append(open_queue(page, url))
+                queue.append(open_queue(page))
     sender.join(timeout=max(0.0, seconds - (time.perf_counter() - t_start)) + 120)
     stop.set()
     sender.join(timeout=120)

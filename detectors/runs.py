@@ -34,7 +34,7 @@ from data.errors import Conflict, InvalidInput, NotFound
 from data.features import FeatureSet
 from detectors.base import REGISTRY, Detector, check_contamination, make_detector, threshold_for
 from detectors.ensemble import Ensemble
-from detectors.evaluation import evaluate, known_compromised_cards, labelled_frame
+from detectors.evaluation import evaluate, known_compromised_cards, labelled_frame, threshold_metrics
 from detectors.pipeline import DetectorModel, FeatureSpec, load_frame
 from detectors.ranking import RankingModel
 from detectors.tree_shap import keep_tree_explainer
@@ -367,13 +367,20 @@ def evaluate_run(
     start: datetime | None = None,
     end: datetime | None = None,
     k: int = 100,
+    ranked: tuple[pd.DataFrame, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a run's stored scores; by default on the period after training (time-aware)."""
+    """Metrics of a run's stored scores; by default on the period after training (time-aware).
+    `ranked`: the period's labelled frame and its threshold-free metrics at `k`, when the caller
+    has them (saving a run computes them once for its stored figures)."""
     if start is None and end is None and run.train_until is not None:
         start = run.train_until
-    frame = labelled_frame(conn, dataset, run.id, start, end)
     threshold = threshold_for(run_scores(conn, run.id), contamination or run.contamination)
-    metrics = evaluate(frame, threshold, k, known_compromised_cards(conn, dataset, start))
+    if ranked is None:
+        frame = labelled_frame(conn, dataset, run.id, start, end)
+        metrics = evaluate(frame, threshold, k, known_compromised_cards(conn, dataset, start))
+    else:
+        frame, ranking = ranked
+        metrics = {**ranking, **threshold_metrics(frame, threshold)}
     metrics["period"] = {"from": str(start) if start else None, "until": str(end) if end else None,
                          "in_sample": run.train_until is None and start is None}
     return metrics
