@@ -3,7 +3,6 @@ score again, evaluate; the active run and its threshold, which every investigati
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,10 +83,7 @@ def store_fitted(ctx: Context, dataset: Dataset, fitted: FittedRun, spec: Featur
             # its metrics: both on the period after training, from one frame and one ranking.
             saved = run_store.get_run(conn, run_id)
             frame = labelled_frame(conn, dataset, run_id, saved.train_until)
-            started = time.perf_counter()
-            ranking, lines = run_figures.compute(conn, dataset, saved, run_figures.DEFAULT_K, frame)
-            run_figures.store_computed(conn, dataset, saved, run_figures.DEFAULT_K, (ranking, lines),
-                                       time.perf_counter() - started)
+            ranking, _ = run_figures.store(conn, dataset, saved, run_figures.DEFAULT_K, frame)
             if metrics is None:  # a detector run is judged on its stored scores, after its training period
                 run_store.store_metrics(conn, run_id, run_store.evaluate_run(conn, dataset, saved, k=run_figures.DEFAULT_K,
                                                                              ranked=(frame, ranking)))

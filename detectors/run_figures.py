@@ -58,17 +58,10 @@ def store(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, k: int = 
           frame: pd.DataFrame | None = None) -> Figures:
     """Compute the figures and keep them (inside the caller's transaction, if any)."""
     started = time.perf_counter()
-    computed = compute(conn, dataset, run, k, frame)
-    return store_computed(conn, dataset, run, k, computed, time.perf_counter() - started)
-
-
-def store_computed(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, k: int, computed: Figures,
-                   seconds: float) -> Figures:
-    """Keep figures already computed by `compute` (in `seconds`) for the run as it is now."""
-    text = _encode(computed)
+    text = _encode(compute(conn, dataset, run, k, frame))
     conn.execute("INSERT OR REPLACE INTO run_figures (run_id, k, stamp, figures, seconds, created_at) "
                  "VALUES (?, ?, ?, ?, ?, current_timestamp::TIMESTAMP)",
-                 [run.id, int(k), stamp(conn, dataset, run), text, float(seconds)])
+                 [run.id, int(k), stamp(conn, dataset, run), text, time.perf_counter() - started])
     return _decode(text)  # as a later read returns them
 
 
