@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path clean
+.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -112,9 +112,9 @@ bench-learning: install
 bench-models: install
 	$(BIN)/python -m benchmarks.bench_models
 
-## Time the pages on 1M rows in headless Chromium; saves docs/screenshots/*-1m.png.
+## Time the pages on 1M rows (ROWS=10000000 for 10M) in headless Chromium; at 1M saves docs/screenshots/*-1m.png.
 bench-pages: install-dev chromium
-	$(BIN)/python -m benchmarks.bench_pages
+	$(BIN)/python -m benchmarks.bench_pages $(if $(ROWS),--rows $(ROWS))
 
 ## Live scoring at 1M stored transactions: single-transaction latency, batch throughput, the queue under load.
 bench-live: install-dev chromium
@@ -127,6 +127,10 @@ bench-rules: install
 ## The whole path (import, features, default fit and score) beside the bare libraries on a 1.75M-row CSV.
 bench-path: install
 	$(BIN)/python -m benchmarks.bench_path
+
+## Ten million rows: generate, export, import CSV and Parquet, fit, then every page in Chromium, with peak memory.
+bench-scale: install-dev chromium
+	$(BIN)/python -m benchmarks.bench_scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

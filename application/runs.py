@@ -18,7 +18,7 @@ from detectors import run_figures
 from detectors import runs as run_store
 from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, check_contamination
 from detectors.evaluation import labelled_frame
-from detectors.pipeline import FeatureSpec, default_feature_spec, load_frame, validate_spec
+from detectors.pipeline import FeatureSpec, default_feature_spec, validate_spec
 from detectors.runs import FittedRun, Run
 
 
@@ -162,13 +162,12 @@ def rescore(ctx: Context, dataset: DatasetRef, run_id: int | None = None, contam
     model = run_store.load_model(ctx.conn, run)
     model.check_rows(target.row_count, "score")  # refuse before loading any rows
     feature_set = ensure_features(ctx, target)
-    frame = load_frame(ctx.conn, target, feature_set, run.spec)
-    scores = run_store.score_in_chunks(model, frame, ctx.progress)
+    tx_rows, scores = run_store.score_rows(ctx.conn, target, feature_set, model, ctx.progress)
     with ctx.unit_of_work() as conn:
-        run_store.store_rescored(conn, run.id, frame["tx_row"].to_numpy(), scores, feature_set.version)
+        run_store.store_rescored(conn, run.id, tx_rows, scores, feature_set.version)
         record(conn, ctx.actor, "rescore", dataset_id=target.id, target=f"run #{run.id}",
                after={"rows": len(scores), "feature_version": feature_set.version})
-    ctx.progress(1.0, f"Scored {len(frame):,} rows")
+    ctx.progress(1.0, f"Scored {len(scores):,} rows")
     threshold, alerts = run_store.alert_count(scores, contamination)
     return Rescored(run_store.get_run(ctx.conn, run.id), len(scores), threshold, alerts, contamination)
 

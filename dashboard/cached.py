@@ -18,6 +18,7 @@ from application.context import Context
 from dashboard.connection import get_cursor
 from data.datasets import Dataset, get_dataset, label_summary, missing_values, profile
 from data.db import database_path
+from detectors.evaluation import ThresholdCounts, threshold_counts
 from detectors.runs import Run
 
 
@@ -50,12 +51,59 @@ def overview_of(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
     return result["missing"], result["profile"], result["labels"]
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _categorical_candidates(db: str, dataset_id: int, created_at: datetime) -> list[str]:
+    from detectors.pipeline import categorical_candidates
+
+    return categorical_candidates(get_cursor(), _dataset(dataset_id))
+
+
+def categorical_candidates_of(dataset: Dataset) -> list[str]:
+    """The columns the Fit form offers to one-hot encode (a scan of every categorical column,
+    done once per dataset: rows arriving live hardly move a distinct count)."""
+    return _categorical_candidates(_db(), dataset.id, dataset.created_at)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)  # read-only: shared, not copied per call
+def _sorted_scores(db: str, run_id: int, feature_version: str | None) -> np.ndarray:
+    from detectors.runs import run_scores as stored
+
+    ordered = np.sort(np.asarray(stored(get_cursor(), run_id), dtype=np.float64))
+    ordered.setflags(write=False)
+    return ordered
+
+
+def run_alert_count(run: Run, contamination: float) -> tuple[float, int]:
+    """`detectors.runs.alert_count` on the run's stored scores, from their sorted copy (kept once
+    per process): an index and a binary search per slider move instead of a quantile pass."""
+    from detectors.base import check_contamination
+
+    check_contamination(contamination)
+    ordered = _sorted_scores(_db(), run.id, run.feature_version)
+    if not len(ordered):
+        return float("nan"), 0
+    # np.quantile(method="higher")'s own index arithmetic, so the threshold is the same value
+    threshold = float(ordered[int(np.ceil((1 - contamination) * (len(ordered) - 1)))])
+    return threshold, int(len(ordered) - np.searchsorted(ordered, threshold, side="left"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _score_histogram(db: str, run_id: int, feature_version: str | None, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.histogram(_sorted_scores(db, run_id, feature_version), bins=bins)
+
+
+def run_score_histogram(run: Run, bins: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of a run's score histogram (they do not move with the threshold)."""
+    return _score_histogram(_db(), run.id, run.feature_version, bins)
+
+
 def run_scores(run: Run) -> np.ndarray:
     return _run_scores(_db(), run.id, run.feature_version)
 
 
-def run_evaluation_frame(dataset_id: int, run: Run, labels_version: tuple) -> pd.DataFrame:
-    return _run_evaluation_frame(_db(), dataset_id, run.id, run.feature_version, labels_version)
+def run_threshold_counts(dataset_id: int, run: Run, labels_version: tuple) -> ThresholdCounts:
+    """A run's evaluation period as `ThresholdCounts`: the metrics at any threshold in microseconds."""
+    return _run_threshold_counts(_db(), dataset_id, run.id, run.feature_version, labels_version)
 
 
 def run_ranking(dataset_id: int, run: Run, labels_version: tuple, k: int = 100) -> tuple[dict[str, Any], dict]:
@@ -84,6 +132,15 @@ def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, feature_version
     conn = get_cursor()
     run = get_run(conn, run_id)
     return labelled_frame(conn, _dataset(dataset_id), run_id, run.train_until)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)  # read-only arrays: shared, not copied per call
+def _run_threshold_counts(db: str, dataset_id: int, run_id: int, feature_version: str | None,
+                          labels_version: tuple) -> ThresholdCounts:
+    from detectors.runs import get_run
+
+    conn = get_cursor()
+    return threshold_counts(conn, _dataset(dataset_id), run_id, get_run(conn, run_id).train_until)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

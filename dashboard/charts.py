@@ -15,9 +15,10 @@ NORMAL = "#4a6fa5"
 LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320)
 
 
-def score_histogram(scores: np.ndarray, threshold: float, bins: int = 80) -> go.Figure:
-    """Histogram of scores (binned here, so a million scores send 80 bars) with the threshold."""
-    counts, edges = np.histogram(scores, bins=bins)
+def score_histogram(histogram: tuple[np.ndarray, np.ndarray], threshold: float) -> go.Figure:
+    """A histogram of scores (`np.histogram`'s counts and edges: a million scores send 80 bars)
+    with the threshold."""
+    counts, edges = histogram
     centres = (edges[:-1] + edges[1:]) / 2
     colours = np.where(centres >= threshold, SUSPICIOUS, NORMAL)
     fig = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(edges), marker_color=colours,

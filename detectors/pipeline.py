@@ -7,6 +7,7 @@ same way it scored the old ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -119,10 +120,29 @@ def load_sample(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: 
                 n: int, end: datetime | None = None, seed: int = 0, start: datetime | None = None) -> pd.DataFrame:
     """A deterministic pseudo-random sample of `n` feature rows with start <= ts < end (the same for the same seed)."""
     select, params = _select_from(dataset, feature_set, spec)
+    # The sample is drawn on tx_row alone, then joined: ordering the whole feature join by the hash
+    # carries every column of every row through the sort (3.3 -> 2.2 s for 50,000 of 10M rows).
     return conn.execute(
-        f"{select} WHERE {PERIOD_SQL} ORDER BY hash(t.tx_row, $seed), t.tx_row LIMIT $n",
+        f"WITH picked AS (SELECT t.tx_row FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
+        f"WHERE {PERIOD_SQL} ORDER BY hash(t.tx_row, $seed), t.tx_row LIMIT $n) "
+        f"{select} WHERE t.tx_row IN (SELECT tx_row FROM picked) ORDER BY hash(t.tx_row, $seed), t.tx_row",
         {**params, "start": start, "end": end, "seed": int(seed), "n": int(n)},
     ).df()
+
+
+def stream_frames(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
+                  chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Every feature row (as `load_frame` returns them) in tx_row order, about `chunk_rows` at a
+    time: memory holds one chunk, not the table (10M rows of 32 features are 2.6 GB as floats,
+    twice that while converted). Nothing else may run on `conn` until the iteration ends."""
+    select, params = _select_from(dataset, feature_set, spec)
+    result = conn.execute(f"{select} ORDER BY t.tx_row", params)
+    vectors = max(1, chunk_rows // duckdb.__standard_vector_size__)
+    while True:
+        chunk = result.fetch_df_chunk(vectors)
+        if chunk.empty:
+            return
+        yield chunk
 
 
 def load_frame(

@@ -12,8 +12,8 @@ from application import models, tuning
 from application import runs as run_actions
 from dashboard import charts
 from dashboard.actions import act
-from dashboard.cached import run_evaluation_frame as evaluation_frame
-from dashboard.cached import run_ranking, run_scores
+from dashboard.cached import categorical_candidates_of, run_alert_count, run_ranking, run_score_histogram
+from dashboard.cached import run_threshold_counts as threshold_counts
 from dashboard.controls import param_controls
 from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.shell import dataset_page
@@ -21,9 +21,7 @@ from data.datasets import labels_version
 from data.export import safe_csv
 from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, MAX_CONTAMINATION, MIN_CONTAMINATION, REGISTRY
 from detectors.ensemble import COMBINE
-from detectors.evaluation import threshold_metrics
-from detectors.pipeline import categorical_candidates
-from detectors.runs import alert_count, default_split
+from detectors.runs import default_split
 from detectors.tuning import METRICS, default_space
 
 ctx, dataset = dataset_page("Detect & tune")
@@ -64,7 +62,7 @@ with tab_run:
                                  help="mean or max of z-scored scores, or the mean percentile rank")
         contamination = right.number_input("Contamination (share of rows to alert on)", MIN_CONTAMINATION,
                                            MAX_CONTAMINATION, DEFAULT_CONTAMINATION, step=0.001, format="%.3f")
-        extra = st.multiselect("Categorical columns to add as features", categorical_candidates(ctx.conn, dataset),
+        extra = st.multiselect("Categorical columns to add as features", categorical_candidates_of(dataset),
                                help="One-hot encoded. Measured on generated data they can dilute isolation-based detectors.")
         hold_out = st.checkbox("Hold out a later period for evaluation (time-aware validation)", value=True)
         until = st.date_input("Train until (evaluate from this day on)", default_split(dataset).date(),
@@ -93,14 +91,13 @@ with tab_active:
         is_active = current is not None and current.id == run.id
         if not is_active and st.button("Make this the active run", help="The alert queue and other pages use the active run."):
             act(lambda c: run_actions.activate(c, dataset, run.id), f"Run #{run.id} is now the active run.")
-        scores = run_scores(run)
         contamination = st.slider("Contamination", MIN_CONTAMINATION, MAX_CONTAMINATION, float(run.contamination),
                                   step=0.001, format="%.3f",
                                   key=f"contamination-{run.id}",
                                   help="Moves the threshold on the stored scores; nothing is refitted.")
-        threshold, alerts = alert_count(scores, contamination)
+        threshold, alerts = run_alert_count(run, contamination)
         ranking, curve = run_ranking(dataset.id, run, version)
-        at_threshold = threshold_metrics(evaluation_frame(dataset.id, run, version), threshold)
+        at_threshold = threshold_counts(dataset.id, run, version).metrics(threshold)
         c1, c2, c3, c4, c5 = st.columns(5)
         c1.metric("Alerts", fmt_int(alerts), help="Transactions at or above the threshold, in the whole dataset.")
         c2.metric("Threshold", f"{threshold:.4f}")
@@ -117,7 +114,7 @@ with tab_active:
             act(lambda c: run_actions.save_threshold(c, run.id, contamination),
                 f"Saved contamination {contamination:.3f} for run #{run.id}.")
         left, right = st.columns(2)
-        left.plotly_chart(charts.score_histogram(scores, threshold), key="hist")
+        left.plotly_chart(charts.score_histogram(run_score_histogram(run), threshold), key="hist")
         if at_threshold["recall_by_scenario"]:
             right.plotly_chart(charts.scenario_recall(at_threshold["recall_by_scenario"]), key="scenario")
         elif not ranking["labelled"]:
@@ -144,8 +141,8 @@ with tab_compare:
         for run_id in picked:
             run = by_id[run_id]
             ranking, curve = run_ranking(dataset.id, run, version)
-            threshold, alerts = alert_count(run_scores(run), run.contamination)
-            at = threshold_metrics(evaluation_frame(dataset.id, run, version), threshold)
+            threshold, alerts = run_alert_count(run, run.contamination)
+            at = threshold_counts(dataset.id, run, version).metrics(threshold)
             rows.append({"run": run.label, "params": json.dumps(run.params), "contamination": run.contamination,
                          "alerts": alerts, "precision": at["precision"], "recall": at["recall"], "f1": at["f1"],
                          "roc_auc": ranking["roc_auc"], "average_precision": ranking["average_precision"],

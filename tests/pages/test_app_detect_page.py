@@ -8,7 +8,7 @@ from application import datasets as app_datasets
 from application import runs as app_runs
 from data.errors import UserError
 from detectors.base import MAX_CONTAMINATION, MIN_CONTAMINATION
-from detectors.runs import active_run, list_runs
+from detectors.runs import active_run, alert_count, list_runs, run_scores
 from tests.apptest import app, metric, one, texts
 from tests.conftest import as_user, digest
 
@@ -36,6 +36,11 @@ def test_fit_a_detector_then_move_the_slider(conn, small_dataset):
     at.slider[0].set_value(0.05).run()
     after = int(metric(at, "Alerts").replace(",", ""))
     assert after == round(small_dataset.row_count * 0.05) and after > before
+    for contamination in (0.05, 0.013):  # the page's kept sorted scores give alert_count's threshold and count
+        at.slider[0].set_value(contamination).run()
+        threshold, alerts = alert_count(run_scores(conn, run.id), contamination)
+        assert (metric(at, "Threshold"), metric(at, "Alerts")) == (f"{threshold:.4f}", f"{alerts:,}")
+    at.slider[0].set_value(0.05).run()
     assert len(list_runs(conn, small_dataset)) == 1  # moving the threshold never refits
     one(at.button, "Save contamination 0.050 for run #1").click()
     at.run()

@@ -15,11 +15,13 @@ from application import labels as app_labels
 from application import runs as app_runs
 from application import tuning as app_tuning
 from data.errors import UserError
+from data.features import load_feature_set
 from detectors.evaluation import (
     card_precision_at_k,
     card_precision_at_k_handbook,
     labelled_frame,
     precision_at_k,
+    threshold_counts,
     threshold_metrics,
 )
 from detectors.pipeline import FeatureSpec, load_frame
@@ -131,6 +133,22 @@ def test_threshold_metrics_agree_with_scikit_learn(conn, small_dataset, run):
     assert metrics["average_precision"] == pytest.approx(average_precision_score(later["y"].astype(int), later["score"]))
 
 
+def test_threshold_counts_give_the_frames_metrics_at_every_threshold(conn, small_dataset, run):
+    """The sorted-scores summary the Detect page's slider reads equals the per-row computation,
+    on the in-sample and the held-out period, with analyst labels (one unsure) over the truth."""
+    ids = conn.execute(f"SELECT transaction_id FROM {small_dataset.table} ORDER BY tx_row LIMIT 3").fetchall()
+    for (transaction_id,), label in zip(ids, ("fraud", "legitimate", "unsure"), strict=True):
+        app_labels.label(as_user(conn, "ana"), small_dataset, [transaction_id], label)
+    for start in (None, run.train_until):
+        frame = labelled_frame(conn, small_dataset, run.id, start)
+        counts = threshold_counts(conn, small_dataset, run.id, start)
+        scores = frame["score"].to_numpy()
+        thresholds = [*np.quantile(scores, [0, 0.5, 0.9, 0.97, 0.999]), scores.max(), scores.max() + 1, scores.min() - 1]
+        for threshold in thresholds:
+            assert counts.metrics(threshold) == threshold_metrics(frame, threshold), threshold
+        assert counts.metrics(thresholds[3])["recall_by_scenario"]  # the small dataset has scenarios
+
+
 def test_analyst_labels_override_the_ground_truth(conn, small_dataset, run):
     frame = labelled_frame(conn, small_dataset, run.id)
     fraud_id = conn.execute(f"SELECT transaction_id FROM {small_dataset.table} WHERE is_fraud LIMIT 1").fetchall()[0][0]
@@ -195,7 +213,7 @@ def test_rescoring_an_ensemble_is_refused_before_loading_rows_when_a_member_does
     def no_rows_please(*args, **kwargs):
         raise AssertionError("rows were loaded before the refusal")
 
-    monkeypatch.setattr("application.runs.load_frame", no_rows_please)
+    monkeypatch.setattr("detectors.runs.stream_frames", no_rows_please)
     with pytest.raises(UserError, match="LOF \\(PyOD\\) does not scale"):
         app_runs.rescore(as_user(conn), small_dataset, run.id)
     assert digest(conn) == before
@@ -233,3 +251,25 @@ def test_evaluate_reports_the_handbook_card_precision_with_cards_known_before_th
     metrics = evaluate_run(conn, small_dataset, run)
     assert metrics["card_precision_at_k_handbook"] == pytest.approx(card_precision_at_k_handbook(frame, 100, known))
     assert metrics["card_precision_at_k_handbook"] != pytest.approx(card_precision_at_k_handbook(frame, 100))
+
+
+def test_a_detector_trains_on_a_deterministic_sample_when_the_period_holds_more_rows_than_it_needs(
+        conn, small_dataset, monkeypatch):
+    """Past FIT_ROWS a detector trains on a sample drawn from the whole period (the same one each
+    time) and still scores every row, streamed in chunks; the run says how many rows the period
+    held and that it was sampled."""
+    from detectors import runs as run_store
+
+    monkeypatch.setattr(run_store, "FIT_ROWS", 1_000)
+    monkeypatch.setattr(run_store, "SCORE_CHUNK", 1)  # a chunk per DuckDB vector: three on 5,000 rows
+    first = app_runs.fit(as_user(conn, "test"), small_dataset, ["isolation_forest"], activate=False)
+    again = app_runs.fit(as_user(conn, "test"), small_dataset, ["isolation_forest"], activate=False)
+    rows, last = conn.execute(f"SELECT count(*), max(ts) FROM {small_dataset.table}").fetchone()
+    assert first.sampled and first.fit_rows == rows > 2 * 2_048
+    scored = conn.execute("SELECT count(*), count(DISTINCT tx_row) FROM scores WHERE run_id = ?", [first.id]).fetchone()
+    assert scored == (rows, rows)
+    assert np.array_equal(run_store.run_scores(conn, first.id), run_store.run_scores(conn, again.id))
+    feature_set = load_feature_set(conn, small_dataset)
+    train, period_rows, _ = run_store.training_rows(conn, small_dataset, feature_set, FeatureSpec(**first.features), None)
+    assert len(train) == 1_000 and period_rows == rows
+    assert train["tx_row"].is_unique and pd.Timestamp(train["ts"].max()) > pd.Timestamp(last) - pd.Timedelta(days=7)
