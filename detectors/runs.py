@@ -170,7 +170,14 @@ def fit_detector(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set:
     """
     detector.check_rows(dataset.row_count, "score")
     check_train_until(dataset, train_until)
-    train, period_rows, train_from = training_rows(conn, dataset, feature_set, spec, train_until)
+    # Up to FIT_ROWS one read serves the training and the scoring; past it the training rows are a
+    # sample and the scoring streams, so memory holds neither the whole frame nor a copy of it.
+    whole = load_frame(conn, dataset, feature_set, spec) if dataset.row_count <= FIT_ROWS else None
+    if whole is not None:
+        train = whole if train_until is None else whole[whole["ts"] < pd.Timestamp(train_until)]
+        period_rows, train_from = len(train), train["ts"].min()
+    else:
+        train, period_rows, train_from = training_rows(conn, dataset, feature_set, spec, train_until)
     model = DetectorModel(detector, spec)
     sampled = len(train) < period_rows
     fit_sample = min(len(train), detector.fit_sample or len(train))
@@ -181,7 +188,11 @@ def fit_detector(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set:
     del train
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    tx_rows, scores = score_rows(conn, dataset, feature_set, model, lambda f, m: progress(0.40 + 0.45 * f, m))
+    scoring = lambda f, m: progress(0.40 + 0.45 * f, m)  # noqa: E731
+    if whole is not None:
+        tx_rows, scores = whole["tx_row"].to_numpy(), score_in_chunks(model, whole, scoring)
+    else:
+        tx_rows, scores = score_rows(conn, dataset, feature_set, model, scoring)
     return FittedRun(model, detector.name if not isinstance(detector, Ensemble) else "ensemble", detector_params(detector),
                      tx_rows, scores, train_from, train_until, period_rows, sampled or bool(detector.sampled_),
                      fit_seconds, time.perf_counter() - started)

@@ -40,7 +40,7 @@ from detectors.classifiers import (
 from detectors.evaluation import labelled_frame, ranking_metrics
 from detectors.impute import MedianImputer
 from detectors.pipeline import ANOMALY_SCORE, FeatureSpec, load_frame
-from detectors.runs import FittedRun, Run, active_run, get_run, score_rows
+from detectors.runs import FittedRun, Run, active_run, get_run, score_in_chunks
 from detectors.search import draw_configurations, prequential_folds, search
 
 MIN_PER_CLASS = 20  # labels of each class needed to train
@@ -260,8 +260,7 @@ def train_version(
     final = LearnedModel(model, spec, random_state, params, imbalance).fit(labelled, labelled["y"])
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    del frame, older, newer  # scoring streams the rows: the whole frame need not stay
-    tx_rows, scores = score_rows(conn, dataset, feature_set, final, lambda f, m: progress(0.6 + 0.3 * f, m))
+    tx_rows, scores = frame["tx_row"].to_numpy(), score_in_chunks(final, frame, lambda f, m: progress(0.6 + 0.3 * f, m))
     metrics.update({
         "validation": {"from": str(cut), "until": str(train_until) if train_until else None, "rows": int(len(judged)),
                        "use_truth": bool(use_truth)},

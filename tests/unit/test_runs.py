@@ -273,3 +273,8 @@ def test_a_detector_trains_on_a_deterministic_sample_when_the_period_holds_more_
     train, period_rows, _ = run_store.training_rows(conn, small_dataset, feature_set, FeatureSpec(**first.features), None)
     assert len(train) == 1_000 and period_rows == rows
     assert train["tx_row"].is_unique and pd.Timestamp(train["ts"].max()) > pd.Timestamp(last) - pd.Timedelta(days=7)
+    model = load_model(conn, first)  # streamed in chunks or scored from the whole frame: the same scores
+    tx_rows, streamed = run_store.score_rows(conn, small_dataset, feature_set, model)
+    whole = load_frame(conn, small_dataset, feature_set, model.spec)
+    assert np.array_equal(tx_rows, whole["tx_row"].to_numpy())
+    assert np.array_equal(streamed, run_store.score_in_chunks(model, whole))
