@@ -64,7 +64,9 @@ def categorical_candidates_of(dataset: Dataset) -> list[str]:
     return _categorical_candidates(_db(), dataset.id, dataset.created_at)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)  # read-only: shared, not copied per call
+# Read-only arrays, shared and not copied per call; 8 runs (the Threshold tab's and the Compare
+# tab's, several datasets) keep their sorted scores: 80 MB each at 10M rows.
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _sorted_scores(db: str, run_id: int, feature_version: str | None) -> np.ndarray:
     from detectors.runs import run_scores as stored
 
@@ -83,6 +85,7 @@ def run_alert_count(run: Run, contamination: float) -> tuple[float, int]:
     if not len(ordered):
         return float("nan"), 0
     # np.quantile(method="higher")'s own index arithmetic, so the threshold is the same value
+    # (scores are never NaN: the column is NOT NULL and detectors map NaN to the lowest score)
     threshold = float(ordered[int(np.ceil((1 - contamination) * (len(ordered) - 1)))])
     return threshold, int(len(ordered) - np.searchsorted(ordered, threshold, side="left"))
 
@@ -95,10 +98,6 @@ def _score_histogram(db: str, run_id: int, feature_version: str | None, bins: in
 def run_score_histogram(run: Run, bins: int = 80) -> tuple[np.ndarray, np.ndarray]:
     """Counts and edges of a run's score histogram (they do not move with the threshold)."""
     return _score_histogram(_db(), run.id, run.feature_version, bins)
-
-
-def run_scores(run: Run) -> np.ndarray:
-    return _run_scores(_db(), run.id, run.feature_version)
 
 
 def run_threshold_counts(dataset_id: int, run: Run, labels_version: tuple) -> ThresholdCounts:
@@ -114,14 +113,6 @@ def run_ranking(dataset_id: int, run: Run, labels_version: tuple, k: int = 100) 
 # feature version: the version is part of every key below.
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _run_scores(db: str, run_id: int, feature_version: str | None) -> np.ndarray:
-    """A run's stored scores."""
-    from detectors.runs import run_scores as stored
-
-    return stored(get_cursor(), run_id)
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, feature_version: str | None,
                           labels_version: tuple) -> pd.DataFrame:
@@ -134,7 +125,7 @@ def _run_evaluation_frame(db: str, dataset_id: int, run_id: int, feature_version
     return labelled_frame(conn, _dataset(dataset_id), run_id, run.train_until)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)  # read-only arrays: shared, not copied per call
+@st.cache_resource(show_spinner=False, max_entries=8)  # read-only arrays, up to 160 MB each at 10M rows
 def _run_threshold_counts(db: str, dataset_id: int, run_id: int, feature_version: str | None,
                           labels_version: tuple) -> ThresholdCounts:
     from detectors.runs import get_run

@@ -59,7 +59,7 @@ def labelled_frame(
     ).df()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no field-wise == or hash
 class ThresholdCounts:
     """A period's scores sorted per class, so the metrics at any threshold are a few binary
     searches (what a slider needs at 10M rows, where masking every row per move takes seconds).

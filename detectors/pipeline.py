@@ -134,15 +134,21 @@ def stream_frames(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set
                   chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Every feature row (as `load_frame` returns them) in tx_row order, about `chunk_rows` at a
     time: memory holds one chunk, not the table (10M rows of 32 features are 2.6 GB as floats,
-    twice that while converted). Nothing else may run on `conn` until the iteration ends."""
+    twice that while converted). It reads on a cursor of its own, closed at the end (another
+    query on `conn` would silently replace a half-read result), so it sees committed rows only:
+    call it outside a unit of work."""
     select, params = _select_from(dataset, feature_set, spec)
-    result = conn.execute(f"{select} ORDER BY t.tx_row", params)
-    vectors = max(1, chunk_rows // duckdb.__standard_vector_size__)
-    while True:
-        chunk = result.fetch_df_chunk(vectors)
-        if chunk.empty:
-            return
-        yield chunk
+    cursor = conn.cursor()
+    try:
+        result = cursor.execute(f"{select} ORDER BY t.tx_row", params)
+        vectors = max(1, chunk_rows // duckdb.__standard_vector_size__)
+        while True:
+            chunk = result.fetch_df_chunk(vectors)
+            if chunk.empty:
+                return
+            yield chunk
+    finally:
+        cursor.close()
 
 
 def load_frame(

@@ -177,7 +177,8 @@ def fit_detector(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set:
         train = whole if train_until is None else whole[whole["ts"] < pd.Timestamp(train_until)]
         period_rows, train_from = len(train), train["ts"].min()
     else:
-        train, period_rows, train_from = training_rows(conn, dataset, feature_set, spec, train_until)
+        train, period_rows, train_from = training_rows(conn, dataset, feature_set, spec, train_until,
+                                                       seed=int(getattr(detector, "random_state", 0) or 0))
     model = DetectorModel(detector, spec)
     sampled = len(train) < period_rows
     fit_sample = min(len(train), detector.fit_sample or len(train))
@@ -199,16 +200,17 @@ def fit_detector(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set:
 
 
 def training_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, spec: FeatureSpec,
-                  train_until: datetime | None) -> tuple[pd.DataFrame, int, Any]:
-    """A detector's training rows (those before `train_until`; a deterministic sample of
-    FIT_ROWS when there are more), how many the period holds, and its first time. An
+                  train_until: datetime | None, seed: int = 0) -> tuple[pd.DataFrame, int, Any]:
+    """A detector's training rows (those before `train_until`; a sample of FIT_ROWS, the same for
+    the same seed, when there are more), how many the period holds, and its first time. An
     IsolationForest draws 256 rows per tree, so a 2M-row sample of 10M gives it the same model
     at a fifth of the memory."""
     period_rows, train_from = fetch_one(
         conn, f"SELECT count(*), min(t.ts) FROM {dataset.table} t JOIN {feature_set.table} f USING (tx_row) "
               f"WHERE {PERIOD_SQL}", {"start": None, "end": train_until})
     if period_rows > FIT_ROWS:
-        return load_sample(conn, dataset, feature_set, spec, FIT_ROWS, end=train_until), int(period_rows), train_from
+        return (load_sample(conn, dataset, feature_set, spec, FIT_ROWS, end=train_until, seed=seed), int(period_rows),
+                train_from)
     return load_frame(conn, dataset, feature_set, spec, end=train_until), int(period_rows), train_from
 
 
@@ -234,9 +236,10 @@ def score_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: F
     """Every transaction's tx_row and score, in tx_row order, reading the features a chunk at a
     time (`pipeline.stream_frames`): memory holds one chunk and the scores, at any size."""
     tx_rows, scores, done = [], [], 0
-    total = max(dataset.row_count, 1)
+    progress(0.0, f"Reading the features of {dataset.row_count:,} rows")  # the first chunk waits for DuckDB's sort
     for chunk in stream_frames(conn, dataset, feature_set, model.spec, SCORE_CHUNK):
-        progress(min(done / total, 1.0), f"Scoring rows {done + 1:,}-{done + len(chunk):,} of {dataset.row_count:,}")
+        total = max(dataset.row_count, done + len(chunk))  # rows may have arrived since `dataset` was read
+        progress(done / total, f"Scoring rows {done + 1:,}-{done + len(chunk):,} of {total:,}")
         tx_rows.append(chunk["tx_row"].to_numpy(dtype=np.int64))
         scores.append(np.asarray(model.decision_function(chunk), dtype=np.float64))
         done += len(chunk)
