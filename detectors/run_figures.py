@@ -21,7 +21,7 @@ import pandas as pd
 
 from data.datasets import Dataset, labels_version
 from data.db import fetch_records
-from detectors.evaluation import curves, known_compromised_cards, labelled_frame, ranking_metrics
+from detectors.evaluation import known_compromised_cards, labelled_frame, ranking_metrics_and_curves
 from detectors.runs import Run
 
 DEFAULT_K = 100  # what the Detect page shows
@@ -39,8 +39,7 @@ def compute(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run, k: int 
     frame, when the caller has it)."""
     if frame is None:
         frame = labelled_frame(conn, dataset, run.id, run.train_until)
-    known = known_compromised_cards(conn, dataset, run.train_until)
-    return ranking_metrics(frame, k, known), curves(frame)
+    return ranking_metrics_and_curves(frame, k, known_compromised_cards(conn, dataset, run.train_until))
 
 
 def _encode(figures: Figures) -> str:

@@ -22,6 +22,7 @@ from detectors.evaluation import (
     card_precision_at_k_handbook,
     labelled_frame,
     precision_at_k,
+    ranking_metrics,
     threshold_counts,
     threshold_metrics,
 )
@@ -224,6 +225,23 @@ def test_rescoring_an_ensemble_is_refused_before_loading_rows_when_a_member_does
     with pytest.raises(UserError, match="LOF \\(PyOD\\) does not scale"):
         app_runs.rescore(as_user(conn), small_dataset, run.id)
     assert digest(conn) == before
+
+
+def test_ranking_metrics_from_one_pair_of_curves_equal_scikit_learns_scores():
+    """AP and ROC AUC taken from the precision-recall and ROC curves the run's figures draw are
+    scikit-learn's own numbers, ties and unlabelled rows included."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    frame = pd.DataFrame({"score": rng.integers(0, 300, n) / 300,  # many ties
+                          "y": np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < 0.03).astype(float)),
+                          "scenario": None, "card": None, "day": "d1"})
+    labelled = frame[frame["y"].notna()]
+    got = ranking_metrics(frame)
+    assert got["average_precision"] == average_precision_score(labelled["y"].astype(int), labelled["score"])
+    assert got["roc_auc"] == roc_auc_score(labelled["y"].astype(int), labelled["score"])
+    assert ranking_metrics(frame.assign(y=0.0))["average_precision"] is None  # one class: undefined
 
 
 def test_handbook_card_precision_at_k_by_hand():
