@@ -1,12 +1,13 @@
 """How long pages take to show a large dataset in a real browser.
 
 Generates N transactions (default 1,000,000) with features and a default detector run into a
-fresh database, serves the app with `streamlit run`, and times in headless Chromium:
+fresh database (or opens `--database`), serves the app as `make run` does, and times in headless Chromium:
 - the Data page, from signing in until the row count is on screen (cold), and on a reload (signed in by the cookie);
 - the Detect & tune page's threshold tab, until the alert count is on screen;
 - a threshold move: one key press on the contamination slider until the new alert count shows;
 - the alert queue until its first page shows, the top case until its SHAP chart shows, the map,
-  the KPI overview, the Models page and its drift tab.
+  the KPI overview, the Models page and its drift tab;
+- filtering the queue (amount from 100 PEN) and switching Geo & time's heatmap to the alert rate.
 Saves 1280x800 screenshots to docs/screenshots/. Run: `make bench-pages`.
 """
 
@@ -147,6 +148,30 @@ def time_pages(db: Path, name: str) -> tuple[list[tuple[str, Any]], float]:
                   page.get_by_role("heading", name="Version #"))
             timed("Models, then the Drift tab until its PSI chart shows" + suffix, page.get_by_role("tab", name="Drift"),
                   page.get_by_text("Population stability index: training period"))
+        # Filtering the queue: amount from 100 PEN, from the Apply click until the filtered count shows.
+        page.get_by_role("link", name="Alert queue").click()
+        page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for(timeout=120_000)
+        unfiltered = metric_value(page, "Alerts matching")
+        page.get_by_test_id("stExpander").filter(has_text="Filters").locator("summary").click()
+        page.get_by_label("Amount from (PEN)").fill("100")
+        started = time.perf_counter()
+        page.get_by_role("button", name="Apply filters").click()
+        page.get_by_text("Filtered by").first.wait_for(timeout=120_000)
+        page.get_by_test_id("stDataFrame").first.wait_for()
+        timings.append(("filter the queue (amount from 100 PEN) until the filtered count shows",
+                        time.perf_counter() - started))
+        assert metric_value(page, "Alerts matching") != unfiltered
+        page.get_by_role("button", name="Clear filters").click()
+        page.get_by_text("Filtered by").first.wait_for(state="detached", timeout=120_000)
+        # A time view's filter: Geo & time's Time tab, from alerts to the alert rate.
+        page.get_by_role("link", name="Geo & time").click()
+        page.get_by_text("Where alerts happen").wait_for(timeout=120_000)
+        page.get_by_role("tab", name="Time").click()
+        page.get_by_text("Alerts by hour and weekday").first.wait_for(timeout=120_000)
+        started = time.perf_counter()
+        page.get_by_test_id("stRadio").get_by_text("Alert rate", exact=True).click()
+        page.get_by_text("Alert rate by hour and weekday").first.wait_for(timeout=120_000)
+        timings.append(("Geo & time, Time tab: show the alert rate until the heatmap redraws", time.perf_counter() - started))
         threshold_tab("Detect & tune, threshold tab (again)")
         return timings, server_peak_gb(server.pid)
 

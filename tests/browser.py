@@ -128,3 +128,37 @@ def sign_in(page, user: str = ADMIN, password: str = ADMIN_PASSWORD, attempts: i
         except PlaywrightTimeoutError:
             if attempt == attempts - 1:
                 raise
+
+
+def download(page, button: str, attempts: int = 3) -> Path:
+    """Click a download button and return the downloaded file. The file is made when clicked
+    (Streamlit's deferred `data=callable`: a rerun, then the download); in a full suite on two busy
+    cores a click that landed during another rerun was once lost, so, as a user would, the button
+    is clicked again after 30 s."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    for attempt in range(attempts):
+        try:
+            with page.expect_download(timeout=30_000) as started:
+                page.get_by_role("button", name=button).click()
+            return Path(started.value.path())
+        except PlaywrightTimeoutError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def pick_option(page, combobox, name: str, attempts: int = 10) -> None:
+    """Open a select box and click its option `name`. A rerun that lands while the list is open
+    redraws the widget closed (seen in a full suite), so it is opened until the option shows."""
+    option = page.get_by_role("option", name=name, exact=True)
+    for _ in range(attempts):
+        if not option.is_visible():
+            combobox.click()
+        try:
+            option.wait_for(timeout=3_000)
+            option.click(timeout=3_000)
+            return
+        except Exception:  # closed again by a rerun: open it once more
+            page.wait_for_timeout(500)
+    raise AssertionError(f"option {name!r} never showed")

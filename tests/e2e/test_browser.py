@@ -12,7 +12,7 @@ from data.datasets import get_dataset
 from data.db import connect
 from data.demo import DEFAULT_DEMO_ROWS, DEMO_NAME
 from detectors.supervised import DEFAULT_MODEL
-from tests.browser import SCREENSHOTS, admin_env, chromium_page, metric_value, sign_in, streamlit_server
+from tests.browser import SCREENSHOTS, admin_env, chromium_page, download, metric_value, sign_in, streamlit_server
 from tests.conftest import as_user
 from tests.samples import write_shape
 
@@ -214,9 +214,7 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_role("heading", name="Models").scroll_into_view_if_needed()
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "models.png"))
-        with page.expect_download() as download:
-            page.get_by_role("button", name="Download the registry (CSV)").click()
-        registry = pd.read_csv(download.value.path()).set_index("version")
+        registry = pd.read_csv(download(page, "Download the registry (CSV)")).set_index("version")
         assert list(registry.index) == [2, 1]
         assert bool(registry.loc[2, "active"]) and registry.loc[2, "kind"] == "supervised"
         assert registry.loc[2, "created_by"] == "mia" and registry.loc[2, "promoted_by"] == "mia"
@@ -237,9 +235,7 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.get_by_text("The trail is append-only.").wait_for()
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "audit.png"))
-        with page.expect_download() as download:
-            page.get_by_role("button", name="Download the audit trail (CSV)").click()
-        trail = pd.read_csv(download.value.path())
+        trail = pd.read_csv(download(page, "Download the audit trail (CSV)"))
         mine = trail[trail["actor"] == "mia"]
         assert {"login", "label", "retrain", "promote"} <= set(mine["action"]), trail[["actor", "action"]]
         assert set(trail.loc[trail["action"] == "generate", "actor"]) == {"demo"}
@@ -280,9 +276,7 @@ def test_a_manager_sees_kpis_with_masked_customers_and_no_queue(tmp_path):
             assert page.get_by_role("link", name=hidden, exact=True).count() == 0, hidden
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "manager.png"))
-        with page.expect_download() as download:
-            page.get_by_role("button", name="Download confirmed fraud (CSV)").click()
-        confirmed = pd.read_csv(download.value.path())
+        confirmed = pd.read_csv(download(page, "Download confirmed fraud (CSV)"))
         assert len(confirmed) == 3 and confirmed["customer"].str.startswith("••••").all()
         assert not set(confirmed["customer"]) & {c for _, c in top}  # no raw identifier reaches a manager
 

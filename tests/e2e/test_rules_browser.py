@@ -12,7 +12,7 @@ from application import runs as app_runs
 from data.db import connect
 from data.synthetic import SyntheticConfig
 from detectors.runs import default_split
-from tests.browser import SCREENSHOTS, admin_env, chromium_page, metric_value, sign_in, streamlit_server
+from tests.browser import SCREENSHOTS, admin_env, chromium_page, metric_value, pick_option, sign_in, streamlit_server
 from tests.conftest import as_user
 
 pytestmark = pytest.mark.browser
@@ -54,8 +54,7 @@ def test_write_backtest_activate_queue_block_label_and_kpi(tmp_path):
         page.get_by_test_id("stMetric").filter(has_text="Alerts matching").wait_for()
         page.get_by_text("Besides the model: 1 alert rule(s) in force.").wait_for()
         page.get_by_test_id("stExpander").filter(has_text="Filters").locator("summary").click()
-        page.locator("[class*='st-key-qf-source'] [role=combobox]").click()
-        page.get_by_role("option", name=NAME, exact=True).click()
+        pick_option(page, page.locator("[class*='st-key-qf-source'] [role=combobox]"), NAME)
         page.get_by_role("button", name="Apply filters").click()
         page.get_by_text(f"raised by {NAME}").wait_for()
         assert metric_value(page, "Alerts matching") == f"{hits:,}"
