@@ -77,17 +77,10 @@ def _sorted_scores(db: str, run_id: int, feature_version: str | None) -> np.ndar
 
 def run_alert_count(run: Run, contamination: float) -> tuple[float, int]:
     """`detectors.runs.alert_count` on the run's stored scores, from their sorted copy (kept once
-    per process): an index and a binary search per slider move instead of a quantile pass."""
-    from detectors.base import check_contamination
+    per process)."""
+    from detectors.runs import alert_count_sorted
 
-    check_contamination(contamination)
-    ordered = _sorted_scores(_db(), run.id, run.feature_version)
-    if not len(ordered):
-        return float("nan"), 0
-    # np.quantile(method="higher")'s own index arithmetic, so the threshold is the same value
-    # (scores are never NaN: the column is NOT NULL and detectors map NaN to the lowest score)
-    threshold = float(ordered[int(np.ceil((1 - contamination) * (len(ordered) - 1)))])
-    return threshold, int(len(ordered) - np.searchsorted(ordered, threshold, side="left"))
+    return alert_count_sorted(_sorted_scores(_db(), run.id, run.feature_version), contamination)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

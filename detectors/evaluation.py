@@ -198,12 +198,7 @@ def ranking_metrics_and_curves(frame: pd.DataFrame, k: int = 100, known_compromi
     lines: dict[str, pd.DataFrame] = {}
     roc_auc = average_precision = None
     if both_classes:
-        precision, recall, _ = precision_recall_curve(y, scores)
-        fpr, tpr, _ = roc_curve(y, scores)
-        average_precision = float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))  # as average_precision_score
-        roc_auc = float(auc(fpr, tpr))  # as roc_auc_score
-        lines = {"pr": _thin(recall, precision, ("recall", "precision"), max_points),
-                 "roc": _thin(fpr, tpr, ("fpr", "tpr"), max_points)}
+        average_precision, roc_auc, lines = _curves(y, scores, max_points)
     cards = frame["card"].notna().any()
     return {
         "rows": int(len(frame)),
@@ -216,6 +211,17 @@ def ranking_metrics_and_curves(frame: pd.DataFrame, k: int = 100, known_compromi
         "card_precision_at_k": card_precision_at_k(frame, k) if cards else None,
         "card_precision_at_k_handbook": card_precision_at_k_handbook(frame, k, known_compromised) if cards else None,
     }, lines
+
+
+def _curves(y: np.ndarray, scores: np.ndarray, max_points: int) -> tuple[float, float, dict[str, pd.DataFrame]]:
+    """Average precision, ROC AUC and the thinned PR and ROC curves of labelled rows with both
+    classes, from one precision-recall and one ROC curve (AP and AUC as scikit-learn computes them)."""
+    precision, recall, _ = precision_recall_curve(y, scores)
+    fpr, tpr, _ = roc_curve(y, scores)
+    average_precision = float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))  # as average_precision_score
+    roc_auc = float(auc(fpr, tpr))  # as roc_auc_score
+    return average_precision, roc_auc, {"pr": _thin(recall, precision, ("recall", "precision"), max_points),
+                                        "roc": _thin(fpr, tpr, ("fpr", "tpr"), max_points)}
 
 
 def _thin(a: np.ndarray, b: np.ndarray, names: tuple[str, str], max_points: int) -> pd.DataFrame:
@@ -272,7 +278,4 @@ def curves(frame: pd.DataFrame, max_points: int = 300) -> dict[str, pd.DataFrame
     y, scores = labelled["y"].to_numpy(dtype=int), labelled["score"].to_numpy(dtype=float)
     if not 0 < y.sum() < len(y):
         return {}
-    precision, recall, _ = precision_recall_curve(y, scores)
-    fpr, tpr, _ = roc_curve(y, scores)
-    return {"pr": _thin(recall, precision, ("recall", "precision"), max_points),
-            "roc": _thin(fpr, tpr, ("fpr", "tpr"), max_points)}
+    return _curves(y, scores, max_points)[2]

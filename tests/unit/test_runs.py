@@ -244,6 +244,21 @@ def test_ranking_metrics_from_one_pair_of_curves_equal_scikit_learns_scores():
     assert ranking_metrics(frame.assign(y=0.0))["average_precision"] is None  # one class: undefined
 
 
+def test_alert_count_on_sorted_scores_equals_the_quantile_and_count():
+    """The slider's index-and-binary-search gives alert_count's threshold and count, ties included."""
+    from detectors.runs import alert_count_sorted
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 1_000, 12_345):
+        scores = rng.integers(0, max(n // 3, 1), n).astype(float)  # many ties
+        ordered = np.sort(scores)
+        for contamination in np.round(np.arange(0.001, 0.5, 0.007), 3):
+            assert alert_count_sorted(ordered, contamination) == alert_count(scores, contamination), (n, contamination)
+    assert alert_count_sorted(np.empty(0), 0.01)[1] == 0
+    with pytest.raises(UserError):
+        alert_count_sorted(ordered, 0.9)
+
+
 def test_handbook_card_precision_at_k_by_hand():
     """Day 1: cards ranked a (0.9, fraud), b (0.8, fraud), c (0.7): top 2 = a, b -> 2/2, both now known.
     Day 2: a and b leave the ranking (known), so the top 2 are c (0.5, fraud) and d (0.4) -> 1/2, not
