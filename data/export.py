@@ -28,5 +28,11 @@ def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def safe_csv(frame: pd.DataFrame) -> bytes:
-    """`frame` as UTF-8 CSV (with a BOM so Excel reads accents), formulas neutralized."""
+    """`frame` as UTF-8 CSV (with a BOM so Excel reads accents), formulas neutralized.
+
+    Pages hand these bytes to `st.download_button`, not a callable: Streamlit 1.67's deferred
+    download (`data=callable`) left 2 of 7 clicks spinning with no file, in a bare three-button app
+    in Chromium as well (the response to the browser's request never came), while the same buttons
+    with bytes downloaded 7 of 7; the frames the pages download are the ones they show, so making
+    the CSV on every run costs milliseconds."""
     return neutralize_formulas(frame).to_csv(index=False).encode("utf-8-sig")

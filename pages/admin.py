@@ -108,7 +108,7 @@ with tab_audit:
     st.caption(f"{len(log):,} entr{'y' if len(log) == 1 else 'ies'}, newest first" +
                (" (the newest 5,000)" if len(log) == 5_000 else "") + ". The trail is append-only.")
     st.dataframe(log, hide_index=True)
-    st.download_button("Download the audit trail (CSV)", lambda frame=log: safe_csv(frame), file_name="centinela-audit.csv",
+    st.download_button("Download the audit trail (CSV)", safe_csv(log), file_name="centinela-audit.csv",
                        icon=":material/download:")
 
 with tab_sessions:

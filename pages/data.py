@@ -112,7 +112,7 @@ with overview:
         page = st.number_input(f"Page (of {pages:,}, {PAGE_ROWS} rows each, in time order)", 1, pages, 1)
         rows = sample_rows(conn, dataset, PAGE_ROWS, (page - 1) * PAGE_ROWS)
         st.dataframe(rows, hide_index=True, height=300)
-        st.download_button("Download this page as CSV", lambda frame=rows: safe_csv(frame),
+        st.download_button("Download this page as CSV", safe_csv(rows),
                            file_name=f"{dataset.name}-page-{page}.csv", mime="text/csv")
 
         left, right = st.columns(2)

@@ -154,7 +154,7 @@ with tab_compare:
                 pr[run.label] = curve["pr"]
         table = pd.DataFrame(rows)
         st.dataframe(table, hide_index=True)
-        st.download_button("Download comparison (CSV)", lambda frame=table: safe_csv(frame), file_name=f"{dataset.name}-runs.csv")
+        st.download_button("Download comparison (CSV)", safe_csv(table), file_name=f"{dataset.name}-runs.csv")
         if pr:
             st.plotly_chart(charts.pr_curves(pr), key="compare-pr")
 

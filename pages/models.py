@@ -64,7 +64,7 @@ with tab_versions:
         "detector_average_precision": st.column_config.NumberColumn("its detector's AP", format="%.3f",
                                                                     help="The detector run it builds on, on the same labels"),
     })
-    st.download_button("Download the registry (CSV)", lambda frame=shown: safe_csv(frame), file_name=f"{dataset.name}-models.csv",
+    st.download_button("Download the registry (CSV)", safe_csv(shown), file_name=f"{dataset.name}-models.csv",
                        icon=":material/download:")
     st.caption("Metrics as measured when each version was made: a detector run on the period after its training, "
                "a learned version on its newest labels (validation), beside the detector it builds on.")
@@ -220,5 +220,5 @@ with tab_drift:
         st.plotly_chart(charts.psi_bars(report.table, PSI_MODERATE, PSI_WARNING), key="drift-chart")
         st.dataframe(report.table, hide_index=True,
                      column_config={"psi": st.column_config.NumberColumn("PSI", format="%.3f")})
-        st.download_button("Download drift (CSV)", lambda frame=report.table: safe_csv(frame), icon=":material/download:",
+        st.download_button("Download drift (CSV)", safe_csv(report.table), icon=":material/download:",
                            file_name=f"{dataset.name}-run-{int(drift_id)}-drift.csv")

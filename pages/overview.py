@@ -72,7 +72,7 @@ st.dataframe(shown, hide_index=True, column_config={
 })
 if view not in ("day", "week") and len(table) == BREAKDOWN_ROWS:
     st.caption(f"The {BREAKDOWN_ROWS} with the most transactions.")
-st.download_button("Download this table (CSV)", lambda frame=shown: safe_csv(frame), icon=":material/download:",
+st.download_button("Download this table (CSV)", safe_csv(shown), icon=":material/download:",
                    file_name=f"{dataset.name}-kpi-by-{view}-{start}-{end}.csv")
 
 st.subheader("Rules")
@@ -101,7 +101,7 @@ if cases.empty:
 else:
     st.caption("Latest first; customer identifiers are masked.")
     st.dataframe(cases, hide_index=True, column_config={"amount": st.column_config.NumberColumn("amount (PEN)", format="%.2f")})
-    st.download_button("Download confirmed fraud (CSV)", lambda frame=cases: safe_csv(frame), icon=":material/download:",
+    st.download_button("Download confirmed fraud (CSV)", safe_csv(cases), icon=":material/download:",
                        file_name=f"{dataset.name}-confirmed-fraud-{start}-{end}.csv")
 with st.expander("How these figures are counted"):
     st.markdown(

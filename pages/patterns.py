@@ -58,7 +58,7 @@ with tab_map:
             "alert_rate": st.column_config.NumberColumn("alert rate", format="percent"),
             "amount": st.column_config.NumberColumn("amount", format="S/ %.0f"),
             "lat": None, "lon": None})
-        st.download_button("Download (CSV)", lambda frame=table: safe_csv(frame), file_name=f"{dataset.name}-alerts-by-city.csv",
+        st.download_button("Download (CSV)", safe_csv(table), file_name=f"{dataset.name}-alerts-by-city.csv",
                            icon=":material/download:")
 
 with tab_time:
@@ -98,7 +98,7 @@ with tab_time:
     total_tx, total_alerts = int(trend["transactions"].sum()), int(trend["alerts"].sum())
     st.caption(f"{fmt_int(total_alerts)} alerts among {fmt_int(total_tx)} transactions "
                f"({fmt_pct(total_alerts / total_tx if total_tx else None)}).")
-    st.download_button("Download daily figures (CSV)", lambda frame=trend: safe_csv(frame), file_name=f"{dataset.name}-daily.csv",
+    st.download_button("Download daily figures (CSV)", safe_csv(trend), file_name=f"{dataset.name}-daily.csv",
                        icon=":material/download:")
 
 with tab_drivers:

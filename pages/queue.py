@@ -117,7 +117,7 @@ for name, reason in in_force.skipped.items():
 
 def labelled_download() -> None:
     done = labelled(ctx, dataset)
-    st.download_button(f"Download all {len(done):,} labelled cases (CSV)", lambda frame=done: safe_csv(frame),
+    st.download_button(f"Download all {len(done):,} labelled cases (CSV)", safe_csv(done),
                        file_name=f"{dataset.name}-labelled-cases.csv", icon=":material/download:",
                        disabled=done.empty, key="queue-labelled-download",
                        help="Current label, analyst, note, case status and score of every labelled transaction. "
@@ -151,7 +151,7 @@ table = st.dataframe(
 )
 picked = [shown.iloc[i]["transaction_id"] for i in table.selection.rows] if table and table.selection else []
 # CSVs are made when the button is clicked (deferred), not on every rerun of the page.
-st.download_button("Download this page (CSV)", lambda frame=shown: safe_csv(frame), file_name=f"{dataset.name}-alerts-page-{page_number}.csv",
+st.download_button("Download this page (CSV)", safe_csv(shown), file_name=f"{dataset.name}-alerts-page-{page_number}.csv",
                    icon=":material/download:")
 
 # --- open one case ------------------------------------------------------------------------

@@ -131,10 +131,9 @@ def sign_in(page, user: str = ADMIN, password: str = ADMIN_PASSWORD, attempts: i
 
 
 def download(page, button: str, attempts: int = 3) -> Path:
-    """Click a download button and return the downloaded file. The file is made when clicked
-    (Streamlit's deferred `data=callable`: a rerun, then the download); in a full suite on two busy
-    cores a click that landed during another rerun was once lost, so, as a user would, the button
-    is clicked again after 30 s."""
+    """Click a download button and return the downloaded file. In a full suite on two busy cores a
+    click that landed during another rerun was once lost, so, as a user would, the button is clicked
+    again after 30 s (`attempts=1` where a test checks that every click downloads)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     for attempt in range(attempts):

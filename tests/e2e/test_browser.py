@@ -236,6 +236,9 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
         page.wait_for_timeout(800)
         page.screenshot(path=str(SCREENSHOTS / "audit.png"))
         trail = pd.read_csv(download(page, "Download the audit trail (CSV)"))
+        # Every click downloads, at once (Streamlit's deferred downloads hung on about 2 clicks in 7).
+        for _ in range(4):
+            assert pd.read_csv(download(page, "Download the audit trail (CSV)", attempts=1)).equals(trail)
         mine = trail[trail["actor"] == "mia"]
         assert {"login", "label", "retrain", "promote"} <= set(mine["action"]), trail[["actor", "action"]]
         assert set(trail.loc[trail["action"] == "generate", "actor"]) == {"demo"}
