@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale clean
+.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-spark.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -r requirements-spark.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,12 +30,12 @@ run: install
 	$(BIN)/centinela users first-admin
 	$(BIN)/uvicorn serve:app --host $(HOST) --port $(PORT)
 
-## Install test dependencies (Debian's chromium, buildah and debootstrap, the test OpenID provider, if
-## missing), then run the whole suite, the slow Docker-image test included.
-test: install-dev chromium idp image-tools
+## Install test dependencies (Debian's chromium, buildah and debootstrap, a Java 17 runtime for Spark, the
+## test OpenID provider, if missing), then run the whole suite, the slow Docker-image and Spark tests included.
+test: install-dev chromium idp image-tools java
 	$(BIN)/python -m pytest
 
-## Everything but the tests marked slow (the Docker image built and run with buildah).
+## Everything but the tests marked slow (the Docker image built and run with buildah, Spark in local mode).
 test-fast: install-dev chromium idp
 	$(BIN)/python -m pytest -m "not slow"
 
@@ -70,6 +70,10 @@ image:
 	elif command -v podman >/dev/null; then set -x; podman build --format docker $$args; \
 	elif command -v buildah >/dev/null; then set -x; buildah build --isolation chroot --format docker $$args; \
 	else echo "no Docker engine, podman or buildah here (make image-tools installs buildah)" >&2; exit 1; fi
+
+## Java 17 for Spark's local mode (tests/spark), from Debian.
+java:
+	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless; }
 
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }

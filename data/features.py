@@ -55,6 +55,18 @@ def _per_merchant(expr: str) -> str:
     return f"CASE WHEN merchant_id IS NOT NULL THEN {expr} END"
 
 
+# The customer's "other transactions in the last hour/day/..." windows include the current row and
+# take it out again here, rather than with a frame's EXCLUDE CURRENT ROW: Spark SQL has no frame
+# exclusion, and one declaration has to read the same on both engines (data/spark_sql.py).
+def _others_count(window: str) -> str:
+    return f"(count(*) OVER {window} - 1)"
+
+
+def _others_mean(column: str, window: str) -> str:
+    return (f"(sum({column}) OVER {window} - coalesce({column}, 0)) / "
+            f"nullif(count({column}) OVER {window} - CAST({column} IS NOT NULL AS INTEGER), 0)")
+
+
 # The merchant (terminal) windows of the fraud-detection handbook's baseline: counts and fraud risk
 # over the last 1, 7 and 30 days *before the label delay*, so no label a team would not have yet is used.
 MERCHANT_WINDOWS_DAYS = (1, 7, 30)
@@ -84,17 +96,17 @@ CATALOGUE: tuple[Feature, ...] = (
     Feature("secs_since_prev", "Seconds since the customer's previous transaction", "s",
             _per_customer("epoch(ts) - epoch(lag(ts) OVER cust)"), ("customer_id",)),
     Feature("cust_count_1h", "Customer's other transactions in the hour up to this one", "count",
-            _per_customer("count(*) OVER cust_1h"), ("customer_id",)),
+            _per_customer(_others_count("cust_1h")), ("customer_id",)),
     Feature("cust_count_24h", "Customer's other transactions in the 24 h up to this one", "count",
-            _per_customer("count(*) OVER cust_24h"), ("customer_id",)),
+            _per_customer(_others_count("cust_24h")), ("customer_id",)),
     Feature("cust_count_7d", "Customer's other transactions in the 7 days up to this one", "count",
-            _per_customer("count(*) OVER cust_7d"), ("customer_id",)),
+            _per_customer(_others_count("cust_7d")), ("customer_id",)),
     Feature("cust_mean_amount_1h", "Customer's mean purchase amount over the previous hour (refunds left out)", "PEN",
-            _per_customer("avg(purchase) OVER cust_1h"), ("customer_id",)),
+            _per_customer(_others_mean("purchase", "cust_1h")), ("customer_id",)),
     Feature("cust_mean_amount_24h", "Customer's mean purchase amount over the previous 24 h (refunds left out)", "PEN",
-            _per_customer("avg(purchase) OVER cust_24h"), ("customer_id",)),
+            _per_customer(_others_mean("purchase", "cust_24h")), ("customer_id",)),
     Feature("cust_mean_amount_7d", "Customer's mean purchase amount over the previous 7 days (refunds left out)", "PEN",
-            _per_customer("avg(purchase) OVER cust_7d"), ("customer_id",)),
+            _per_customer(_others_mean("purchase", "cust_7d")), ("customer_id",)),
     Feature("cust_history_count", "Customer's transactions before this one", "count",
             _per_customer("count(*) OVER cust_before"), ("customer_id",)),
     Feature("amount_ratio_customer", "Purchase amount divided by the customer's mean of earlier purchases (empty for a refund)",
@@ -122,9 +134,9 @@ CATALOGUE: tuple[Feature, ...] = (
             "CASE WHEN merchant_id IS NOT NULL THEN avg(known_fraud) OVER merch_labels END",
             ("merchant_id", "labels")),
     Feature("cust_count_30d", "Customer's other transactions in the 30 days up to this one", "count",
-            _per_customer("count(*) OVER cust_30d"), ("customer_id",)),
+            _per_customer(_others_count("cust_30d")), ("customer_id",)),
     Feature("cust_mean_amount_30d", "Customer's mean purchase amount over the previous 30 days (refunds left out)", "PEN",
-            _per_customer("avg(purchase) OVER cust_30d"), ("customer_id",)),
+            _per_customer(_others_mean("purchase", "cust_30d")), ("customer_id",)),
     Feature("is_new_merchant", "First time this customer pays this merchant (after earlier transactions)", "0/1",
             "CASE WHEN customer_id IS NOT NULL AND merchant_id IS NOT NULL THEN "
             "CAST(row_number() OVER cust_merchant = 1 AND row_number() OVER cust > 1 AS INTEGER) END",
@@ -142,19 +154,19 @@ WINDOWS = """
 WINDOW
   cust AS (PARTITION BY customer_id ORDER BY ts, tx_row),
   cust_before AS (PARTITION BY customer_id ORDER BY ts, tx_row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-  cust_1h AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
-  cust_24h AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 24 HOUR PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
-  cust_7d AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 7 DAY PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
+  cust_1h AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 1 HOUR PRECEDING AND CURRENT ROW),
+  cust_24h AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 24 HOUR PRECEDING AND CURRENT ROW),
+  cust_7d AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 7 DAY PRECEDING AND CURRENT ROW),
   cust_device AS (PARTITION BY customer_id, device_id ORDER BY ts, tx_row),
   merch_before AS (PARTITION BY merchant_id ORDER BY ts, tx_row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
   merch_labels AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
-      to_days(CAST($window_start AS INTEGER)) PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING),
-  cust_30d AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 30 DAY PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW),
+      INTERVAL ($window_start) DAY PRECEDING AND INTERVAL ($window_end) DAY PRECEDING),
+  cust_30d AS (PARTITION BY customer_id ORDER BY ts RANGE BETWEEN INTERVAL 30 DAY PRECEDING AND CURRENT ROW),
   cust_merchant AS (PARTITION BY customer_id, merchant_id ORDER BY ts, tx_row),
 """ + "".join(f"""  merch_delay_{d}d AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
-      to_days(CAST($window_end AS INTEGER) + {d}) PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING),
+      INTERVAL ($window_end_plus_{d}) DAY PRECEDING AND INTERVAL ($window_end) DAY PRECEDING),
 """ for d in MERCHANT_WINDOWS_DAYS) + """  merch_known AS (PARTITION BY merchant_id ORDER BY ts RANGE BETWEEN
-      UNBOUNDED PRECEDING AND to_days(CAST($window_end AS INTEGER)) PRECEDING)
+      UNBOUNDED PRECEDING AND INTERVAL ($window_end) DAY PRECEDING)
 """
 
 
@@ -258,8 +270,10 @@ def compute_features(
     return load_feature_set(conn, dataset)  # type: ignore[return-value]
 
 
-def feature_query(dataset: Dataset, chosen: list[Feature], restrict: str | None = None) -> str:
-    """The catalogue's SQL for `chosen` features over the dataset's rows: `SELECT tx_row, <features>`.
+def feature_query(dataset: Dataset, chosen: list[Feature], restrict: str | None = None,
+                  keys: tuple[str, ...] = ("tx_row",)) -> str:
+    """The catalogue's SQL for `chosen` features over the dataset's rows: `SELECT <keys>, <features>`
+    (keys: columns of `base`; Spark's copy of this query also keeps `transaction_id` and `ts`).
 
     `restrict` is a condition over the dataset table `t` that keeps whole partitions (every row
     of the customers and merchants involved), so live scoring can compute the features of new
@@ -269,7 +283,7 @@ def feature_query(dataset: Dataset, chosen: list[Feature], restrict: str | None 
 
     base = base_query(dataset, any("labels" in f.needs for f in chosen), restrict)
     select = ", ".join(f"CAST({f.sql} AS DOUBLE) AS {quote_ident(f.name)}" for f in chosen)
-    return f"{base} SELECT tx_row, {select} FROM base {WINDOWS}"
+    return f"{base} SELECT {', '.join(keys)}, {select} FROM base {WINDOWS}"
 
 
 def base_query(dataset: Dataset, reads_labels: bool, restrict: str | None = None) -> str:
@@ -302,7 +316,8 @@ def base_query(dataset: Dataset, reads_labels: bool, restrict: str | None = None
 
 def query_params(dataset: Dataset, delay: int) -> dict[str, Any]:
     """The named parameters of `feature_query`."""
-    return {"dataset": dataset.id, "window_start": delay + MERCHANT_RATE_WINDOW_DAYS, "window_end": delay}
+    return {"dataset": dataset.id, "window_start": delay + MERCHANT_RATE_WINDOW_DAYS, "window_end": delay,
+            **{f"window_end_plus_{d}": delay + d for d in MERCHANT_WINDOWS_DAYS}}
 
 
 def catalogue_features(names: list[str]) -> list[Feature]:

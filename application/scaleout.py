@@ -1,0 +1,102 @@
+"""Batch work on Spark with the workbench's features and models (the `centinela spark` commands).
+
+The workbench stays the place where features are declared and models trained, explained and
+promoted; Spark computes the same features and applies the same model over a data lake, and
+writes what it decided as Parquet. Each action is audited here like any other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from application.context import Context
+from application.datasets import DatasetRef
+from application.runs import require_active
+from data.audit import record
+from data.errors import InvalidInput
+from data.features import load_feature_set
+from detectors import runs as run_store
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass(frozen=True)
+class SparkScored:
+    rows: int
+    alerts: int
+    run_id: int
+    threshold: float
+    feature_set_version: str
+    decisions: str  # where the decisions were written (Parquet, partitioned by day)
+    alerts_path: str  # the alerted rows with their columns, features and scores
+    seconds: float
+
+
+def _chain(ctx: Context, run: run_store.Run) -> list:
+    from scaleout.score import ChainLink
+
+    chain = []
+    while True:
+        chain.insert(0, ChainLink(run.id, run_store.load_model(ctx.conn, run), run.spec.base_run_id is not None))
+        if run.spec.base_run_id is None:
+            return chain
+        run = run_store.get_run(ctx.conn, run.spec.base_run_id)
+
+
+def spark_features(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], spark: SparkSession) -> DataFrame:
+    """The dataset's feature set computed on Spark over Parquet `inputs` (lazily: a DataFrame)."""
+    from scaleout import features as spark_feats
+
+    target = ctx.dataset(dataset)
+    feature_set = load_feature_set(ctx.conn, target)
+    if feature_set is None:
+        raise InvalidInput(f"dataset {target.name!r} has no features yet: they are declared and chosen in the "
+                           "workbench first.", hint=f"centinela features {target.name!r}")
+    return spark_feats.features(spark, ctx.conn, target, feature_set, list(inputs))
+
+
+def spark_score(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], output: str | Path, spark: SparkSession,
+                run_id: int | None = None) -> SparkScored:
+    """Score every row of the Parquet `inputs` on Spark with the dataset's active model (or run
+    `run_id`) and its threshold; write the decisions (`output`/decisions) and the alerted rows
+    with their features (`output`/alerts), both partitioned by day, and audit it."""
+    from pyspark import StorageLevel
+
+    from scaleout.score import DECISION_COLUMNS, scored_frame
+
+    started = time.perf_counter()
+    target = ctx.dataset(dataset)
+    active = require_active(ctx, target)
+    run = active.run if run_id is None else run_store.run_of(ctx.conn, target, run_id)
+    threshold = active.threshold if run.id == active.run.id else (
+        run.threshold if run.threshold is not None else run_store.stored_threshold(ctx.conn, run.id, run.contamination))
+    feature_set = load_feature_set(ctx.conn, target)
+    features = spark_features(ctx, target, inputs, spark)
+    chain = _chain(ctx, run)
+    categorical = sorted({c for link in chain for c in link.model.spec.categorical})
+    ctx.progress(0.1, f"Scoring {', '.join(inputs)} on Spark with run #{run.id}")
+    scored = scored_frame(spark, features, chain, threshold=threshold, model_label=f"#{run.id} {run.detector}",
+                          feature_set_version=feature_set.version or "", categorical=categorical)
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        out = Path(output)
+        decisions, alerts = str(out / "decisions"), str(out / "alerts")
+        keys = ["transaction_id", "ts", *(c for c, _ in DECISION_COLUMNS), "day"]
+        scored.select(*keys).write.mode("overwrite").partitionBy("day").parquet(decisions)
+        scored.where("alert").write.mode("overwrite").partitionBy("day").parquet(alerts)
+        counts = scored.selectExpr("count(*) AS n", "count_if(alert) AS alerts").first()
+    finally:
+        scored.unpersist()
+    result = SparkScored(int(counts["n"]), int(counts["alerts"]), run.id, float(threshold), feature_set.version or "",
+                         decisions, alerts, time.perf_counter() - started)
+    with ctx.unit_of_work() as conn:
+        record(conn, ctx.actor, "spark_score", dataset_id=target.id, target=f"run #{run.id}",
+               after={"inputs": list(inputs), "output": str(out), "rows": result.rows, "alerts": result.alerts,
+                      "threshold": result.threshold, "feature_set_version": result.feature_set_version})
+    ctx.progress(1.0, f"Scored {result.rows:,} rows on Spark: {result.alerts:,} alerts")
+    return result

@@ -1,0 +1,55 @@
+"""`centinela spark ...`: the dataset's features and active model on Apache Spark (pyspark needed:
+`pip install -r requirements-spark.txt`, and a Java 17 runtime)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+from application import scaleout
+from application.context import Context
+from data.errors import InvalidInput
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    spark = commands.add_parser("spark", help="compute features and score a data lake's Parquet on Apache Spark")
+    sub = spark.add_subparsers(dest="spark_command", required=True, metavar="COMMAND")
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--input", action="append", required=True, metavar="PATH",
+                            help="Parquet file, folder (partitioned or not) or glob; repeatable")
+        parser.add_argument("--dataset", required=True, help="the workbench dataset whose mapping, features and model apply")
+        parser.add_argument("--output", required=True, help="folder to write (replaced if it exists)")
+        parser.add_argument("--master", help="Spark master URL (default: the one spark-submit was given, else local[*])")
+
+    score = sub.add_parser("score", help="score every row with the dataset's active model; decisions and alerts as Parquet by day")
+    common(score)
+    score.add_argument("--model", type=int, metavar="VERSION", help="a run or model version (default: the active one)")
+    score.set_defaults(func=score_)
+
+    feats = sub.add_parser("features", help="write the dataset's features of every input row as Parquet")
+    common(feats)
+    feats.set_defaults(func=features_)
+
+
+def _session(master: str | None):
+    if importlib.util.find_spec("pyspark") is None:
+        raise InvalidInput("pyspark is not installed.", hint="pip install -r requirements-spark.txt (and a Java 17 runtime)")
+    from scaleout.features import session
+
+    return session(master)
+
+
+def score_(args: argparse.Namespace, ctx: Context) -> int:
+    done = scaleout.spark_score(ctx, args.dataset, args.input, args.output, _session(args.master), run_id=args.model)
+    print(f"scored {done.rows:,} rows with run #{done.run_id} (threshold {done.threshold:.4f}, feature set "
+          f"{done.feature_set_version}): {done.alerts:,} alerts in {done.seconds:.1f} s")
+    print(f"decisions: {done.decisions}\nalerts: {done.alerts_path}")
+    return 0
+
+
+def features_(args: argparse.Namespace, ctx: Context) -> int:
+    frame = scaleout.spark_features(ctx, args.dataset, args.input, _session(args.master))
+    frame.drop("tx_row").write.mode("overwrite").parquet(args.output)
+    print(f"features of {args.dataset!r} written to {args.output}")
+    return 0
