@@ -11,14 +11,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from application.context import Context
 from application.datasets import DatasetRef
 from application.runs import require_active
+from data import import_folder, spark_alerts
 from data.audit import record
 from data.errors import InvalidInput
 from data.features import load_feature_set
+from data.live import update_counts
 from detectors import runs as run_store
 
 if TYPE_CHECKING:
@@ -100,3 +102,80 @@ def spark_score(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], output
                       "threshold": result.threshold, "feature_set_version": result.feature_set_version})
     ctx.progress(1.0, f"Scored {result.rows:,} rows on Spark: {result.alerts:,} alerts")
     return result
+
+
+@dataclass(frozen=True)
+class AlertsImported:
+    alerts: int  # alerted rows in the output
+    imported: int  # appended to the dataset
+    already_stored: int  # transaction ids the dataset held already (left as they are)
+    runs: list[int]
+    seconds: float
+
+
+def import_spark_alerts(ctx: Context, dataset: DatasetRef, path: str | Path) -> AlertsImported:
+    """Bring the alerts of a `spark score` output into the dataset: their rows, features and
+    scores, so the queue, the case view and retraining treat them as any other row. Ids the
+    dataset holds are skipped (importing the same output twice adds nothing); all or nothing."""
+    started = time.perf_counter()
+    target = ctx.dataset(dataset)
+    feature_set = load_feature_set(ctx.conn, target)
+    if feature_set is None:
+        raise InvalidInput(f"dataset {target.name!r} has no features yet.", hint=f"centinela features {target.name!r}")
+    source = spark_alerts.alert_files(path)
+    runs = {run.id for run in run_store.list_runs(ctx.conn, target)}
+    ctx.progress(0.1, f"Reading the alerts in {source.display}")
+    with ctx.unit_of_work() as conn:
+        read = spark_alerts.stage(conn, target, feature_set, source, runs)
+        if read["new"]:
+            bounds = spark_alerts.append_staged(conn, target, feature_set)
+            update_counts(conn, target, read["new"], bounds)
+        else:
+            conn.execute(f"DROP TABLE IF EXISTS {spark_alerts.STAGED}")
+        record(conn, ctx.actor, "spark_import", dataset_id=target.id, target=source.display,
+               after={"alerts": read["alerts"], "imported": read["new"], "already_stored": read["already_stored"],
+                      "runs": read["runs"]})
+    ctx.progress(1.0, f"Imported {read['new']:,} alerts ({read['already_stored']:,} already stored)")
+    return AlertsImported(read["alerts"], read["new"], read["already_stored"], read["runs"], time.perf_counter() - started)
+
+
+def import_spark_alerts_from_server(ctx: Context, dataset: DatasetRef, name: str) -> AlertsImported:
+    """`import_spark_alerts` of a `spark score` output in the server's import folder (the Data
+    page): the folder is resolved, links and `..` too, and refused outside the import folder."""
+    return import_spark_alerts(ctx, dataset, import_folder.resolve_spark_output(name))
+
+
+@dataclass(frozen=True)
+class Sampled:
+    created: Any  # application.datasets.Created: the new dataset, its features and import report
+    lake_rows: int
+    sample_rows: int
+    rate: float
+    kept_whole: int
+    unit: str
+
+
+def spark_sample(ctx: Context, inputs: Sequence[str], name: str, rows: int, spark: SparkSession, *,
+                 stratify: bool = False, seed: int = 0) -> Sampled:
+    """Draw a time-respecting sample of about `rows` rows from the Parquet `inputs` on Spark
+    (scaleout/sample.py) and import it as the new dataset `name`, through the same import
+    checks, mapping guess, features and audit as a file."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from application.datasets import import_dataset
+    from data.datasets import check_new_name
+    from data.mapping import guess_mapping
+    from scaleout.sample import draw, input_columns
+
+    check_new_name(ctx.conn, name)  # before minutes of Spark work
+    mapping = guess_mapping(input_columns(spark, inputs))
+    ctx.progress(0.05, f"Drawing about {rows:,} rows from {', '.join(inputs)} on Spark")
+    drawn = draw(spark, inputs, mapping, rows, stratify=stratify, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="centinela-sample-") as folder:
+        local = Path(folder) / f"{name}-sample.parquet"
+        pq.write_table(drawn.frame.toArrow(), local)  # through the driver: the sample is what fits one machine
+        ctx.progress(0.5, f"Importing the sample's {drawn.sample_rows:,} rows as {name!r}")
+        created = import_dataset(ctx, local, name, display_name=f"spark sample of {', '.join(inputs)}")
+    return Sampled(created, drawn.lake_rows, drawn.sample_rows, drawn.rate, drawn.kept_whole, drawn.unit)

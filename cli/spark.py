@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 
 from application import scaleout
 from application.context import Context
@@ -26,6 +27,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     common(score)
     score.add_argument("--model", type=int, metavar="VERSION", help="a run or model version (default: the active one)")
     score.set_defaults(func=score_)
+
+    imp = sub.add_parser("import-alerts", help="bring a `spark score` output's alerts into the dataset's queue (idempotent)")
+    imp.add_argument("path", help="the --output folder of `spark score`, or its alerts/ folder")
+    imp.add_argument("--dataset", required=True)
+    imp.add_argument("--json", action="store_true", help="print JSON")
+    imp.set_defaults(func=import_alerts)
+
+    smp = sub.add_parser("sample", help="draw a time-respecting training sample (whole customers) into a new dataset")
+    smp.add_argument("--input", action="append", required=True, metavar="PATH", help="Parquet file, folder or glob; repeatable")
+    smp.add_argument("--dataset", required=True, help="the new dataset the sample becomes")
+    smp.add_argument("--rows", type=int, required=True, help="about this many rows")
+    smp.add_argument("--stratify-labels", action="store_true",
+                     help="keep every customer with a labelled fraud; draw the others (weights in sample_weight)")
+    smp.add_argument("--seed", type=int, default=0, help="the same seed draws the same sample")
+    smp.add_argument("--master", help="Spark master URL (default: the one spark-submit was given, else local[*])")
+    smp.set_defaults(func=sample_)
 
     feats = sub.add_parser("features", help="write the dataset's features of every input row as Parquet")
     common(feats)
@@ -52,4 +69,26 @@ def features_(args: argparse.Namespace, ctx: Context) -> int:
     frame = scaleout.spark_features(ctx, args.dataset, args.input, _session(args.master))
     frame.drop("tx_row").write.mode("overwrite").parquet(args.output)
     print(f"features of {args.dataset!r} written to {args.output}")
+    return 0
+
+
+def import_alerts(args: argparse.Namespace, ctx: Context) -> int:
+    done = scaleout.import_spark_alerts(ctx, args.dataset, args.path)
+    if args.json:
+        print(json.dumps(done.__dict__))
+    else:
+        print(f"{done.imported:,} alerts imported into {args.dataset!r} ({done.already_stored:,} of the "
+              f"{done.alerts:,} already stored; scored by run {', '.join(f'#{r}' for r in done.runs) or '-'})")
+    return 0
+
+
+def sample_(args: argparse.Namespace, ctx: Context) -> int:
+    done = scaleout.spark_sample(ctx, args.input, args.dataset, args.rows, _session(args.master),
+                                 stratify=args.stratify_labels, seed=args.seed)
+    whole = f", {done.kept_whole:,} customers kept whole for their fraud" if args.stratify_labels else ""
+    print(f"dataset {done.created.dataset.name!r}: {done.sample_rows:,} of {done.lake_rows:,} rows, drawn by {done.unit} "
+          f"at rate {done.rate:.4g}{whole}; weights in sample_weight")
+    if done.sample_rows > args.rows and done.rate == 0:
+        print(f"note: the customers with a labelled fraud alone hold {done.sample_rows:,} rows, more than the "
+              f"{args.rows:,} asked; no other customer was drawn.")
     return 0

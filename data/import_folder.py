@@ -78,3 +78,36 @@ def resolve(name: str, folder: Path | None = None) -> Path:
     if real.suffix.lower() not in SUFFIXES:
         raise InvalidInput(f"{name[:200]!r} is not a file the import reads ({', '.join(SUFFIXES)}).", field="path")
     return real
+
+
+def list_spark_outputs(folder: Path | None = None) -> list[str]:
+    """Folders of the import folder that hold a `centinela spark score` output (an `alerts/`
+    folder), by name relative to it; none reached through a link out of the folder."""
+    folder = (folder or import_dir()).resolve()
+    if not folder.is_dir():
+        return []
+    found = []
+    for alerts in sorted(folder.rglob("alerts")):
+        output = alerts.parent
+        if alerts.is_dir() and _inside(alerts.resolve(), folder) and not any(
+                part.startswith(".") for part in output.relative_to(folder).parts):
+            found.append(output.relative_to(folder).as_posix() or ".")
+        if len(found) >= MAX_LISTED:
+            break
+    return found
+
+
+def resolve_spark_output(name: str, folder: Path | None = None) -> Path:
+    """The `spark score` output folder `name` inside the import folder (symlinks and `..`
+    resolved), refused outside it, NotFound when it holds no alerts."""
+    folder = (folder or import_dir()).resolve()
+    if not name or "\x00" in name:
+        raise InvalidInput("choose a folder from the import folder.", field="path")
+    real = (folder / name).resolve()
+    if not _inside(real, folder) or not _inside((real / "alerts").resolve(), folder):
+        raise InvalidInput(f"{name[:200]!r} is outside the import folder {folder}.", field="path",
+                           hint=f"Write the Spark output into {folder} (set {IMPORT_DIR_ENV} to use another folder).")
+    if not (real / "alerts").is_dir():
+        raise NotFound(f"there is no `spark score` output (an alerts/ folder) at {name[:200]!r} in {folder}.",
+                       field="path")
+    return real

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from application import datasets as actions
+from application import scaleout as scaleout_actions
 from dashboard.actions import act, page_context
 from dashboard.cached import overview_of
 from dashboard.formatting import fmt_bytes, fmt_int, fmt_pct, fmt_ts
@@ -21,7 +22,7 @@ from data.datasets import list_datasets, sample_rows
 from data.errors import UserError
 from data.export import safe_csv
 from data.features import DEFAULT_LABEL_DELAY_DAYS, feature_catalogue
-from data.import_folder import import_dir
+from data.import_folder import import_dir, list_spark_outputs
 from data.import_folder import list_files as list_server_files
 from data.import_folder import resolve as resolve_server_file
 from data.ingest import ENCODINGS, detect_conventions, inspect_file
@@ -265,6 +266,26 @@ with manager:
         st.session_state.pop("undo_delete")
         act(lambda c: actions.restore(c, undo_id), lambda restored: f"Restored '{restored.name}'.",
             then=lambda restored: set_active_dataset(restored.name))
+
+    spark_target = active_dataset(conn)
+    if spark_target is not None:
+        st.subheader("Alerts scored on Spark")
+        outputs = list_spark_outputs()
+        st.caption(f"Bring the alerts of a `centinela spark score` output into **{spark_target.name}**: its queue, "
+                   "cases and retraining then treat them as any other row. Only alerts come in, with the features "
+                   "and scores Spark computed; transactions the dataset holds already are left as they are, so "
+                   f"importing the same output again adds nothing. Outputs are read from the import folder "
+                   f"`{import_dir()}`.")
+        if outputs:
+            chosen = st.selectbox("Spark output", outputs, index=None, key="spark-output",
+                                  placeholder="Choose a folder with an alerts/ folder")
+            if st.button("Import the alerts", disabled=chosen is None, key="spark-import"):
+                act(lambda c: scaleout_actions.import_spark_alerts_from_server(c, spark_target, chosen),
+                    lambda done: f"Imported {done.imported:,} alerts into '{spark_target.name}' "
+                                 f"({done.already_stored:,} of {done.alerts:,} were already there).",
+                    status="Importing the alerts")
+        else:
+            st.info("No Spark output in the import folder yet: write `centinela spark score --output` there.")
 
     trash = list_datasets(conn, deleted=True)
     if trash:

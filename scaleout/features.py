@@ -38,12 +38,16 @@ def session(master: str | None = None, app: str = "centinela", conf: dict[str, s
     # Python workers run this interpreter (its packages: the models' libraries) unless the
     # cluster's own is named, as spark-submit does with PYSPARK_PYTHON and an archived environment.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    defaults = {"spark.ui.showConsoleProgress": "false"}
-    if master is not None and master.startswith("local"):  # one machine: a few shuffle partitions, not a cluster's 200
-        defaults["spark.sql.shuffle.partitions"] = "4"
-    for key, value in {**defaults, **(conf or {})}.items():
+    for key, value in {"spark.ui.showConsoleProgress": "false", **(conf or {})}.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    if master is not None and master.startswith("local"):  # the driver on loopback, not the host's first address
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+    spark = builder.getOrCreate()
+    configured = spark.sparkContext.getConf().contains("spark.sql.shuffle.partitions")  # by --conf or `conf`
+    if spark.sparkContext.master.startswith("local") and not configured:
+        spark.conf.set("spark.sql.shuffle.partitions", "4")  # one machine: a few shuffle partitions, not a cluster's 200
+    return spark
 
 
 def read_transactions(spark: SparkSession, dataset: Dataset, paths: Sequence[str]) -> DataFrame:

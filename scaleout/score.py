@@ -21,9 +21,12 @@ from data.spark_sql import TRANSACTIONS_VIEW
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-# Stamped on every scored row, beside the score.
+# Stamped on every scored row, beside the score. A learned version's rows also carry the score of
+# the detector run it reads (`base_score`, `base_run_id`): the workbench needs both to explain and
+# retrain on them once they are imported.
 DECISION_COLUMNS = (("score", "double"), ("alert", "boolean"), ("threshold", "double"), ("run_id", "integer"),
-                    ("model", "string"), ("feature_set_version", "string"))
+                    ("model", "string"), ("feature_set_version", "string"), ("base_score", "double"),
+                    ("base_run_id", "integer"))
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,19 @@ def scored_frame(spark: SparkSession, features: DataFrame, chain: list[ChainLink
         links: list[ChainLink] = joblib.load(io.BytesIO(shipped.value))
         for batch in batches:
             frame = batch.to_pandas()
-            score = None
+            scores: list = []
             for link in links:
                 if link.reads_base_score:
-                    frame["anomaly_score"] = score
-                score = link.model.decision_function(frame)
-            n = batch.num_rows
+                    frame["anomaly_score"] = scores[-1]
+                scores.append(link.model.decision_function(frame))
+            n, score = batch.num_rows, scores[-1]
+            base = (pa.array(scores[0], pa.float64()), pa.array([links[0].run_id] * n, pa.int32())) if len(links) > 1 \
+                else (pa.nulls(n, pa.float64()), pa.nulls(n, pa.int32()))
             columns = [*batch.columns, pa.array(score, pa.float64()), pa.array(score >= threshold),
-                       pa.array([threshold] * n, pa.float64()), pa.array([chain[-1].run_id] * n, pa.int32()),
-                       pa.array([model_label] * n, pa.string()), pa.array([feature_set_version] * n, pa.string())]
+                       pa.array([threshold] * n, pa.float64()), pa.array([links[-1].run_id] * n, pa.int32()),
+                       pa.array([model_label] * n, pa.string()), pa.array([feature_set_version] * n, pa.string()), *base]
             yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, *(c for c, _ in DECISION_COLUMNS)])
 
-    return joined.mapInArrow(apply, schema).withColumn("day", F.to_date("ts"))
+    # Written back as the input's wall-clock time (no zone), as the workbench stores it.
+    return joined.mapInArrow(apply, schema).withColumn("ts", F.col("ts").cast("timestamp_ntz")) \
+        .withColumn("day", F.to_date("ts"))

@@ -135,3 +135,44 @@ def test_compute_features_button(conn, small_dataset):
     assert "Computed" in texts(at)
     assert conn.execute("SELECT params FROM feature_sets").fetchall()[0][0] == '{"label_delay_days": 3}'
 
+
+
+def test_spark_alerts_come_in_from_the_import_folder_once(conn, small_dataset, tmp_path, monkeypatch):
+    """A `spark score` output (here written by DuckDB in its layout: alerts/day=.../*.parquet with
+    rows, features and scores) in the import folder; the Data page brings its alerts in, once."""
+    from application import datasets as app_datasets
+    from application import runs as app_runs
+    from data.db import sql_string
+    from data.features import load_feature_set
+    from tests.conftest import as_user
+
+    ctx = as_user(conn)
+    app_datasets.compute_features(ctx, small_dataset)
+    run = app_runs.fit(ctx, small_dataset, ["isolation_forest"])
+    feature_set = load_feature_set(conn, small_dataset)
+    day = tmp_path / "imports" / "lake-run" / "alerts" / "day=2026-01-01"
+    day.mkdir(parents=True)
+    conn.execute(
+        f"COPY (SELECT 'SPARK-' || t.transaction_id AS transaction_id, t.* EXCLUDE (tx_row, transaction_id), "
+        f"f.* EXCLUDE (tx_row, amount), s.score, true AS alert, s.run_id, ? AS feature_set_version "
+        f"FROM {small_dataset.table} t JOIN {feature_set.table} f USING (tx_row) JOIN scores s USING (tx_row) "
+        f"WHERE s.run_id = ? ORDER BY s.score DESC LIMIT 5) TO {sql_string(str(day / 'part-0.parquet'))} (FORMAT parquet)",
+        [feature_set.version, run.id])
+    monkeypatch.setenv("CENTINELA_IMPORT_DIR", str(tmp_path / "imports"))
+    at = app().run()
+    one(at.selectbox, "Spark output").set_value("lake-run")
+    at.run()
+    one(at.button, "Import the alerts").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Imported 5 alerts into 'small' (0 of 5 were already there)." in texts(at)
+    assert get_dataset(conn, "small").row_count == small_dataset.row_count + 5
+    stored = conn.execute("SELECT count(*) FROM scores s JOIN tx_1 t USING (tx_row) WHERE s.run_id = ? AND "
+                          "t.transaction_id LIKE 'SPARK-%'", [run.id]).fetchone()[0]
+    assert stored == 5
+    before = digest(conn)
+    one(at.button, "Import the alerts").click()
+    at.run()
+    assert "Imported 0 alerts into 'small' (5 of 5 were already there)." in texts(at)
+    after = digest(conn)
+    assert {t: v for t, v in after.items() if t != "audit"} == {t: v for t, v in before.items() if t != "audit"}

@@ -1,11 +1,17 @@
 """Spark in local mode (`local[2]`, Debian's Java 17) against the workbench, on 200,000 generated
 rows exported as Parquet: every feature Spark computes equals DuckDB's to 1e-9 with NULLs in the
 same places (through `centinela spark features`, as a user runs it), and every score Spark gives
-equals the workbench's own, for the default detector and for a learned version."""
+equals the workbench's own, for the default detector and for a learned version. The features are
+computed by `spark-submit scaleout/submit.py spark features ...`, the README's cluster command
+in local mode."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +25,7 @@ from application import scaleout
 from data.datasets import get_dataset
 from data.features import load_feature_set
 from data.synthetic import SyntheticConfig
-from tests.conftest import as_user, run_cli
+from tests.conftest import ROOT, as_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark,
               pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java (make test installs it)")]
@@ -48,15 +54,6 @@ def lake(tmp_path_factory):
     conn.close()
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from scaleout.features import session
-
-    spark = session("local[2]")
-    yield spark
-    spark.stop()
-
-
 def _by_id(conn, dataset, sql: str, params=()) -> pd.DataFrame:
     return conn.execute(sql, list(params)).df().set_index("transaction_id").sort_index()
 
@@ -75,8 +72,7 @@ def test_spark_features_equal_duckdb_features(lake):
     conn.execute("CHECKPOINT")
     conn.close()  # the command opens the database itself, as a user's would
     try:
-        result = run_cli("spark", "features", "--input", str(parquet), "--dataset", "lake", "--output", str(out),
-                         "--master", "local[2]", db=db)
+        result = _spark_submit(db, "spark", "features", "--input", str(parquet), "--dataset", "lake", "--output", str(out))
     finally:
         from data.db import connect
 
@@ -90,6 +86,16 @@ def test_spark_features_equal_duckdb_features(lake):
     assert len(spark_rows) == len(batch) == ROWS and (spark_rows.index == batch.index).all()
     for name in feature_set.computed:
         _assert_close(spark_rows[name].to_numpy(float), batch[name].to_numpy(float), name)
+
+
+def _spark_submit(db, *args: str) -> subprocess.CompletedProcess:
+    """`spark-submit scaleout/submit.py ARGS` in local mode, the driver on loopback, as a user runs it."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    env = {**os.environ, "CENTINELA_DB": str(db), "PYTHONPATH": str(ROOT), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.run([str(spark_submit), "--master", "local[2]", "--conf", "spark.driver.bindAddress=127.0.0.1",
+                           "--conf", "spark.driver.host=127.0.0.1", str(ROOT / "scaleout" / "submit.py"), *args],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def _reconnected(lake):

@@ -1,0 +1,113 @@
+"""Alerts scored on Spark (`centinela spark score`'s `alerts/` folder) brought into a dataset.
+
+The alerted rows are appended to the dataset's table with the features and scores Spark wrote,
+so the queue ranks them, a case explains them and a label on them trains the next version as
+for any other row. Only alerts are brought in, never every scored row; a transaction id the
+dataset already holds is left as it is, so importing the same output again adds nothing.
+Everything is checked before the first write, and the caller's one transaction writes it all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from data.datasets import Dataset
+from data.db import fetch_one, fetch_records, quote_ident
+from data.errors import InvalidInput
+from data.features import FeatureSet
+
+STAGED = "_spark_alerts"  # the checked new rows, a temporary table of the caller's transaction
+REQUIRED = ("transaction_id", "ts", "amount", "score", "alert", "run_id")
+
+
+@dataclass(frozen=True)
+class AlertFiles:
+    display: str  # the path as given, for messages
+    files: list[str]
+
+
+def alert_files(path: str | Path) -> AlertFiles:
+    """The Parquet files of a `spark score` output folder (its `alerts/`), an alerts folder or a file."""
+    root = Path(path)
+    if root.is_dir() and (root / "alerts").is_dir():
+        root = root / "alerts"
+    files = [str(root)] if root.is_file() else sorted(str(f) for f in root.rglob("*.parquet")) if root.is_dir() else []
+    if not files:
+        raise InvalidInput("no Parquet files here.", file=str(path),
+                           hint="Give the --output folder of `centinela spark score`, or its alerts/ folder.")
+    return AlertFiles(str(path), files)
+
+
+def stage(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, source: AlertFiles,
+          runs_of_dataset: set[int]) -> dict[str, Any]:
+    """Read and check the alerts; stage the ones the dataset does not hold yet in `STAGED`.
+    Returns what was read: rows, new rows, already stored, the runs that scored them."""
+    reader = "read_parquet($files, hive_partitioning = true, union_by_name = true)"
+    try:
+        described = conn.execute(f"DESCRIBE SELECT * FROM {reader}", {"files": source.files}).fetchall()
+    except duckdb.Error as exc:
+        raise InvalidInput(f"cannot be read as Parquet ({exc}).", file=source.display) from None
+    present = {row[0] for row in described}
+    for column in (*REQUIRED, *feature_set.computed):
+        if column not in present:
+            raise InvalidInput("has no such column: the alerts must come from `centinela spark score` with this "
+                               "dataset's feature set.", file=source.display, column=column)
+    runs_sql = f"SELECT DISTINCT run_id FROM {reader}"
+    if "base_run_id" in present:
+        runs_sql += f" UNION SELECT DISTINCT base_run_id FROM {reader} WHERE base_run_id IS NOT NULL"
+    found = fetch_records(conn, runs_sql, {"files": source.files})
+    run_ids = sorted(int(r["run_id"]) for r in found if r["run_id"] is not None)
+    foreign = [r for r in run_ids if r not in runs_of_dataset]
+    if foreign:
+        raise InvalidInput(f"scored by run #{foreign[0]}, which is not a run of dataset {dataset.name!r}.",
+                           file=source.display, column="run_id", hint="Import alerts into the dataset that scored them.")
+    duplicate = fetch_one(conn, f"SELECT transaction_id FROM {reader} WHERE alert GROUP BY 1 HAVING count(*) > 1 LIMIT 1",
+                          {"files": source.files})
+    if duplicate:
+        raise InvalidInput(f"transaction {duplicate[0]!r} is in the alerts more than once.", file=source.display,
+                           column="transaction_id")
+    missing_id = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert AND (transaction_id IS NULL OR ts IS NULL "
+                                 "OR amount IS NULL OR score IS NULL)", {"files": source.files})[0]
+    if missing_id:
+        raise InvalidInput(f"{missing_id:,} alerted rows lack a transaction id, time, amount or score.",
+                           file=source.display)
+    types = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+                              [dataset.table_name]).fetchall())
+    stored = [c.name for c in dataset.columns if c.name != "tx_row"]
+    columns = [f"TRY_CAST({quote_ident(c)} AS {types[c]}) AS {quote_ident(c)}" if c in present
+               else f"CAST(NULL AS {types[c]}) AS {quote_ident(c)}" for c in stored]
+    features = [f"CAST({quote_ident(f)} AS DOUBLE) AS {quote_ident('f_' + f)}" for f in feature_set.computed]
+    base = ", base_score, base_run_id" if "base_run_id" in present else ", NULL::DOUBLE AS base_score, NULL::INTEGER AS base_run_id"
+    conn.execute(f"DROP TABLE IF EXISTS {STAGED}")
+    conn.execute(
+        f"CREATE TEMP TABLE {STAGED} AS SELECT {', '.join(columns)}, {', '.join(features)}, score, run_id{base} "
+        f"FROM {reader} a WHERE alert AND NOT EXISTS (SELECT 1 FROM {dataset.table} t "
+        f"WHERE t.transaction_id = CAST(a.transaction_id AS VARCHAR))", {"files": source.files})
+    total = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert", {"files": source.files})[0]
+    new = fetch_one(conn, f"SELECT count(*) FROM {STAGED}")[0]
+    return {"alerts": int(total), "new": int(new), "already_stored": int(total - new), "runs": run_ids}
+
+
+def append_staged(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet) -> tuple[Any, Any]:
+    """Append the staged rows to the dataset (numbered after its rows, in time order), their
+    features and scores; returns the earliest and latest time appended."""
+    first = int(fetch_one(conn, f"SELECT coalesce(max(tx_row), -1) + 1 FROM {dataset.table}")[0])
+    stored = [quote_ident(c.name) for c in dataset.columns if c.name != "tx_row"]
+    numbered = f"(SELECT *, {first} + row_number() OVER (ORDER BY ts, transaction_id) - 1 AS _tx_row FROM {STAGED})"
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _spark_numbered AS SELECT * FROM {numbered}")
+    conn.execute(f"INSERT INTO {dataset.table} (tx_row, {', '.join(stored)}) SELECT _tx_row, {', '.join(stored)} "
+                 "FROM _spark_numbered")
+    names = [quote_ident(f) for f in feature_set.computed]
+    conn.execute(f"INSERT INTO {feature_set.table} (tx_row, {', '.join(names)}) SELECT _tx_row, "
+                 f"{', '.join(quote_ident('f_' + f) for f in feature_set.computed)} FROM _spark_numbered")
+    conn.execute("INSERT INTO scores (run_id, tx_row, score) SELECT run_id, _tx_row, score FROM _spark_numbered")
+    conn.execute("INSERT INTO scores (run_id, tx_row, score) SELECT base_run_id, _tx_row, base_score "
+                 "FROM _spark_numbered WHERE base_run_id IS NOT NULL")
+    bounds = fetch_one(conn, "SELECT min(ts), max(ts) FROM _spark_numbered")
+    conn.execute("DROP TABLE _spark_numbered")
+    conn.execute(f"DROP TABLE {STAGED}")
+    return bounds[0], bounds[1]
