@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale clean
+.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale bench-spark clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,9 +71,9 @@ image:
 	elif command -v buildah >/dev/null; then set -x; buildah build --isolation chroot --format docker $$args; \
 	else echo "no Docker engine, podman or buildah here (make image-tools installs buildah)" >&2; exit 1; fi
 
-## Java 17 for Spark's local mode (tests/spark), from Debian.
+## Java 17 or later for Spark's local mode (tests/spark), from Debian where missing or older.
 java:
-	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless; }
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless; }
 
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
@@ -135,6 +135,10 @@ bench-path: install
 ## Ten million rows: generate, export, import CSV and Parquet, fit, then every page in Chromium, with peak memory.
 bench-scale: install-dev chromium
 	$(BIN)/python -m benchmarks.bench_scale
+
+## Spark local mode beside DuckDB on the same features and scores, at 1M and 10M rows (ROWS=N for one size).
+bench-spark: install-dev java
+	$(BIN)/python -m benchmarks.bench_spark $(if $(ROWS),--rows $(ROWS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -19,7 +19,7 @@ from application.runs import require_active
 from data import import_folder, spark_alerts
 from data.audit import record
 from data.errors import InvalidInput
-from data.features import load_feature_set
+from data.features import FeatureSet, catalogue_features, feature_version, labels_snapshot, load_feature_set
 from data.live import update_counts
 from detectors import runs as run_store
 
@@ -50,16 +50,42 @@ def _chain(ctx: Context, run: run_store.Run) -> list:
         run = run_store.get_run(ctx.conn, run.spec.base_run_id)
 
 
-def spark_features(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], spark: SparkSession) -> DataFrame:
-    """The dataset's feature set computed on Spark over Parquet `inputs` (lazily: a DataFrame)."""
-    from scaleout import features as spark_feats
+def refuse_existing_output(spark: SparkSession, output: str | Path) -> None:
+    """Spark's output folder must be new: an earlier run's decisions are never replaced unasked."""
+    from scaleout.features import output_exists
 
-    target = ctx.dataset(dataset)
+    if output_exists(spark, str(output)):
+        raise InvalidInput("already exists; nothing was written.", file=str(output),
+                           hint="Choose a new --output folder, or remove the old one first.")
+
+
+def _feature_set(ctx: Context, target) -> FeatureSet:
     feature_set = load_feature_set(ctx.conn, target)
     if feature_set is None:
         raise InvalidInput(f"dataset {target.name!r} has no features yet: they are declared and chosen in the "
                            "workbench first.", hint=f"centinela features {target.name!r}")
-    return spark_feats.features(spark, ctx.conn, target, feature_set, list(inputs))
+    return feature_set
+
+
+def spark_version(ctx: Context, target, feature_set: FeatureSet) -> str:
+    """The version of the features Spark computes now: the set's definitions and parameters with
+    the labels as they are now (Spark reads the current labels, which may be newer than the
+    ones the workbench's stored features read)."""
+    snapshot = labels_snapshot(ctx.conn, target) if feature_set.labels_snapshot is not None else None
+    return feature_version(catalogue_features(feature_set.computed), feature_set.params, snapshot)
+
+
+def spark_features(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], spark: SparkSession,
+                   needed: Sequence[str] = ()) -> DataFrame:
+    """The dataset's feature set computed on Spark over Parquet `inputs` (lazily: a DataFrame)."""
+    from scaleout import features as spark_feats
+
+    target = ctx.dataset(dataset)
+    return spark_feats.features(spark, ctx.conn, target, _feature_set(ctx, target), list(inputs), needed)
+
+
+def _threshold(ctx: Context, run: run_store.Run) -> float:
+    return run.threshold if run.threshold is not None else run_store.stored_threshold(ctx.conn, run.id, run.contamination)
 
 
 def spark_score(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], output: str | Path, spark: SparkSession,
@@ -73,32 +99,37 @@ def spark_score(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], output
 
     started = time.perf_counter()
     target = ctx.dataset(dataset)
-    active = require_active(ctx, target)
-    run = active.run if run_id is None else run_store.run_of(ctx.conn, target, run_id)
-    threshold = active.threshold if run.id == active.run.id else (
-        run.threshold if run.threshold is not None else run_store.stored_threshold(ctx.conn, run.id, run.contamination))
-    feature_set = load_feature_set(ctx.conn, target)
-    features = spark_features(ctx, target, inputs, spark)
+    if run_id is None:
+        active = require_active(ctx, target)
+        run, threshold = active.run, active.threshold
+    else:
+        run = run_store.run_of(ctx.conn, target, run_id)
+        threshold = _threshold(ctx, run)
+    # A URI (hdfs://, s3a://) as text: pathlib would fold its '//'.
+    out = str(output).rstrip("/") or "/"
+    refuse_existing_output(spark, out)
+    feature_set = _feature_set(ctx, target)
+    version = spark_version(ctx, target, feature_set)
     chain = _chain(ctx, run)
     categorical = sorted({c for link in chain for c in link.model.spec.categorical})
+    features = spark_features(ctx, target, inputs, spark, needed=categorical)
     ctx.progress(0.1, f"Scoring {', '.join(inputs)} on Spark with run #{run.id}")
     scored = scored_frame(spark, features, chain, threshold=threshold, model_label=f"#{run.id} {run.detector}",
-                          feature_set_version=feature_set.version or "", categorical=categorical)
+                          feature_set_version=version, categorical=categorical)
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        out = Path(output)
-        decisions, alerts = str(out / "decisions"), str(out / "alerts")
+        decisions, alerts = f"{out}/decisions", f"{out}/alerts"
         keys = ["transaction_id", "ts", *(c for c, _ in DECISION_COLUMNS), "day"]
-        scored.select(*keys).write.mode("overwrite").partitionBy("day").parquet(decisions)
-        scored.where("alert").write.mode("overwrite").partitionBy("day").parquet(alerts)
+        scored.select(*keys).write.mode("errorifexists").partitionBy("day").parquet(decisions)
+        scored.where("alert").write.mode("errorifexists").partitionBy("day").parquet(alerts)
         counts = scored.selectExpr("count(*) AS n", "count_if(alert) AS alerts").first()
     finally:
         scored.unpersist()
-    result = SparkScored(int(counts["n"]), int(counts["alerts"]), run.id, float(threshold), feature_set.version or "",
+    result = SparkScored(int(counts["n"]), int(counts["alerts"]), run.id, float(threshold), version,
                          decisions, alerts, time.perf_counter() - started)
     with ctx.unit_of_work() as conn:
         record(conn, ctx.actor, "spark_score", dataset_id=target.id, target=f"run #{run.id}",
-               after={"inputs": list(inputs), "output": str(out), "rows": result.rows, "alerts": result.alerts,
+               after={"inputs": list(inputs), "output": out, "rows": result.rows, "alerts": result.alerts,
                       "threshold": result.threshold, "feature_set_version": result.feature_set_version})
     ctx.progress(1.0, f"Scored {result.rows:,} rows on Spark: {result.alerts:,} alerts")
     return result
@@ -111,38 +142,42 @@ class AlertsImported:
     already_stored: int  # transaction ids the dataset held already (left as they are)
     runs: list[int]
     seconds: float
+    feature_set_versions: list[str]  # what Spark stamped on the rows
+    current_version: str | None  # the dataset's feature set now (differs when its definitions or labels changed)
 
 
-def import_spark_alerts(ctx: Context, dataset: DatasetRef, path: str | Path) -> AlertsImported:
+def import_spark_alerts(ctx: Context, dataset: DatasetRef, path: str | Path,
+                        confine: Path | None = None) -> AlertsImported:
     """Bring the alerts of a `spark score` output into the dataset: their rows, features and
     scores, so the queue, the case view and retraining treat them as any other row. Ids the
     dataset holds are skipped (importing the same output twice adds nothing); all or nothing."""
     started = time.perf_counter()
     target = ctx.dataset(dataset)
-    feature_set = load_feature_set(ctx.conn, target)
-    if feature_set is None:
-        raise InvalidInput(f"dataset {target.name!r} has no features yet.", hint=f"centinela features {target.name!r}")
-    source = spark_alerts.alert_files(path)
-    runs = {run.id for run in run_store.list_runs(ctx.conn, target)}
+    feature_set = _feature_set(ctx, target)
+    source = spark_alerts.alert_files(path, confine)
+    active = require_active(ctx, target)
+    # Alerts of the run that ranks the queue (and of the detector run a learned version reads):
+    # another run's alerts would be stored but never shown.
+    ranked = {active.run.id} | ({active.run.spec.base_run_id} if active.run.spec.base_run_id is not None else set())
     ctx.progress(0.1, f"Reading the alerts in {source.display}")
     with ctx.unit_of_work() as conn:
-        read = spark_alerts.stage(conn, target, feature_set, source, runs)
+        read = spark_alerts.stage(conn, target, feature_set, source, ranked, active.run.id)
         if read["new"]:
             bounds = spark_alerts.append_staged(conn, target, feature_set)
             update_counts(conn, target, read["new"], bounds)
-        else:
-            conn.execute(f"DROP TABLE IF EXISTS {spark_alerts.STAGED}")
+        conn.execute(f"DROP TABLE IF EXISTS {spark_alerts.STAGED}")
         record(conn, ctx.actor, "spark_import", dataset_id=target.id, target=source.display,
                after={"alerts": read["alerts"], "imported": read["new"], "already_stored": read["already_stored"],
-                      "runs": read["runs"]})
+                      "runs": read["runs"], "feature_set_versions": read["feature_set_versions"]})
     ctx.progress(1.0, f"Imported {read['new']:,} alerts ({read['already_stored']:,} already stored)")
-    return AlertsImported(read["alerts"], read["new"], read["already_stored"], read["runs"], time.perf_counter() - started)
+    return AlertsImported(read["alerts"], read["new"], read["already_stored"], read["runs"], time.perf_counter() - started,
+                          read["feature_set_versions"], spark_version(ctx, target, feature_set))
 
 
 def import_spark_alerts_from_server(ctx: Context, dataset: DatasetRef, name: str) -> AlertsImported:
     """`import_spark_alerts` of a `spark score` output in the server's import folder (the Data
     page): the folder is resolved, links and `..` too, and refused outside the import folder."""
-    return import_spark_alerts(ctx, dataset, import_folder.resolve_spark_output(name))
+    return import_spark_alerts(ctx, dataset, import_folder.resolve_spark_output(name), confine=import_folder.import_dir())
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         conn = connect()
     except DatabaseInUseError as exc:  # the app holds the file: the command runs through it
+        if not getattr(args, "forwardable", True):  # Spark jobs: never inside the web server's process
+            print(f"error: {exc}", file=sys.stderr)
+            print(f"hint: {args.in_use_hint}", file=sys.stderr)
+            return EXIT_DATABASE_IN_USE
         return remote.forward(argv, exc, getattr(args, "in_use_hint", None))
     try:
         return execute(args, Context(conn, OPERATOR, Progress(args.quiet)))

@@ -11,16 +11,22 @@ from application import scaleout
 from application.context import Context
 from data.errors import InvalidInput
 
+IN_USE_HINT = ("`centinela spark` runs Spark jobs in their own driver, not inside the app: stop the app "
+               "(or run the job on a copy of the database: `centinela backup`), then run it again.")
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     spark = commands.add_parser("spark", help="compute features and score a data lake's Parquet on Apache Spark")
+    # A Spark job runs in its own driver, not in the app's process: with the app running on the
+    # same database, the job waits for it to stop (the database has one writing process).
+    spark.set_defaults(forwardable=False, in_use_hint=IN_USE_HINT)
     sub = spark.add_subparsers(dest="spark_command", required=True, metavar="COMMAND")
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--input", action="append", required=True, metavar="PATH",
                             help="Parquet file, folder (partitioned or not) or glob; repeatable")
         parser.add_argument("--dataset", required=True, help="the workbench dataset whose mapping, features and model apply")
-        parser.add_argument("--output", required=True, help="folder to write (replaced if it exists)")
+        parser.add_argument("--output", required=True, help="a new folder to write (refused if it exists)")
         parser.add_argument("--master", help="Spark master URL (default: the one spark-submit was given, else local[*])")
 
     score = sub.add_parser("score", help="score every row with the dataset's active model; decisions and alerts as Parquet by day")
@@ -32,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     imp.add_argument("path", help="the --output folder of `spark score`, or its alerts/ folder")
     imp.add_argument("--dataset", required=True)
     imp.add_argument("--json", action="store_true", help="print JSON")
-    imp.set_defaults(func=import_alerts)
+    imp.set_defaults(func=import_alerts, forwardable=True)  # no Spark: the app can run it for the command line
 
     smp = sub.add_parser("sample", help="draw a time-respecting training sample (whole customers) into a new dataset")
     smp.add_argument("--input", action="append", required=True, metavar="PATH", help="Parquet file, folder or glob; repeatable")
@@ -66,8 +72,10 @@ def score_(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def features_(args: argparse.Namespace, ctx: Context) -> int:
-    frame = scaleout.spark_features(ctx, args.dataset, args.input, _session(args.master))
-    frame.drop("tx_row").write.mode("overwrite").parquet(args.output)
+    spark = _session(args.master)
+    scaleout.refuse_existing_output(spark, args.output)
+    frame = scaleout.spark_features(ctx, args.dataset, args.input, spark)
+    frame.drop("tx_row").write.mode("errorifexists").parquet(args.output)
     print(f"features of {args.dataset!r} written to {args.output}")
     return 0
 
@@ -76,9 +84,13 @@ def import_alerts(args: argparse.Namespace, ctx: Context) -> int:
     done = scaleout.import_spark_alerts(ctx, args.dataset, args.path)
     if args.json:
         print(json.dumps(done.__dict__))
-    else:
-        print(f"{done.imported:,} alerts imported into {args.dataset!r} ({done.already_stored:,} of the "
-              f"{done.alerts:,} already stored; scored by run {', '.join(f'#{r}' for r in done.runs) or '-'})")
+        return 0
+    print(f"{done.imported:,} alerts imported into {args.dataset!r} ({done.already_stored:,} of the "
+          f"{done.alerts:,} already stored; scored by run {', '.join(f'#{r}' for r in done.runs) or '-'})")
+    stale = [v for v in done.feature_set_versions if v != done.current_version]
+    if stale:
+        print(f"note: Spark computed feature set {', '.join(stale)}; the dataset's is now {done.current_version} "
+              "(its definitions or labels changed since): the imported features are Spark's, as scored.")
     return 0
 
 

@@ -82,19 +82,22 @@ def resolve(name: str, folder: Path | None = None) -> Path:
 
 def list_spark_outputs(folder: Path | None = None) -> list[str]:
     """Folders of the import folder that hold a `centinela spark score` output (an `alerts/`
-    folder), by name relative to it; none reached through a link out of the folder."""
+    folder), by name relative to it; not hidden ones, none reached through a link out of it, and
+    without walking into the outputs' own day folders."""
     folder = (folder or import_dir()).resolve()
+    found: list[str] = []
     if not folder.is_dir():
-        return []
-    found = []
-    for alerts in sorted(folder.rglob("alerts")):
-        output = alerts.parent
-        if alerts.is_dir() and _inside(alerts.resolve(), folder) and not any(
-                part.startswith(".") for part in output.relative_to(folder).parts):
-            found.append(output.relative_to(folder).as_posix() or ".")
-        if len(found) >= MAX_LISTED:
-            break
-    return found
+        return found
+    for root, dirs, _ in os.walk(folder):
+        here = Path(root)
+        if "alerts" in dirs and _inside((here / "alerts").resolve(), folder):
+            found.append(here.relative_to(folder).as_posix() or ".")
+            dirs[:] = []  # an output's alerts/ and decisions/ hold only Spark's day folders
+            if len(found) >= MAX_LISTED:
+                break
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _inside((here / d).resolve(), folder))
+    return sorted(found)
 
 
 def resolve_spark_output(name: str, folder: Path | None = None) -> Path:

@@ -30,66 +30,93 @@ class AlertFiles:
     files: list[str]
 
 
-def alert_files(path: str | Path) -> AlertFiles:
-    """The Parquet files of a `spark score` output folder (its `alerts/`), an alerts folder or a file."""
+def alert_files(path: str | Path, confine: Path | None = None) -> AlertFiles:
+    """The Parquet files of a `spark score` output folder (its `alerts/`), an alerts folder or a
+    file; with `confine`, each file must lie inside that folder once links are followed. An
+    output with no alert holds no file, only Spark's `_SUCCESS` mark: no files, no error."""
     root = Path(path)
     if root.is_dir() and (root / "alerts").is_dir():
         root = root / "alerts"
-    files = [str(root)] if root.is_file() else sorted(str(f) for f in root.rglob("*.parquet")) if root.is_dir() else []
-    if not files:
+    files = [root] if root.is_file() else sorted(root.rglob("*.parquet")) if root.is_dir() else []
+    if confine is not None:
+        outside = next((f for f in files if not f.resolve().is_relative_to(confine.resolve())), None)
+        if outside is not None:
+            raise InvalidInput(f"{outside.name!r} leads outside the import folder {confine}.", file=str(path))
+    if not files and not (root / "_SUCCESS").is_file():
         raise InvalidInput("no Parquet files here.", file=str(path),
                            hint="Give the --output folder of `centinela spark score`, or its alerts/ folder.")
-    return AlertFiles(str(path), files)
+    return AlertFiles(str(path), [str(f) for f in files])
 
 
 def stage(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet, source: AlertFiles,
-          runs_of_dataset: set[int]) -> dict[str, Any]:
+          ranked: set[int], active_run: int) -> dict[str, Any]:
     """Read and check the alerts; stage the ones the dataset does not hold yet in `STAGED`.
-    Returns what was read: rows, new rows, already stored, the runs that scored them."""
+    `ranked`: the runs whose scores the queue reads (the active run, and the detector run a
+    learned version reads); alerts of any other run are refused. Returns what was read."""
+    conn.execute(f"DROP TABLE IF EXISTS {STAGED}")
+    if not source.files:
+        return {"alerts": 0, "new": 0, "already_stored": 0, "runs": [], "feature_set_versions": []}
     reader = "read_parquet($files, hive_partitioning = true, union_by_name = true)"
+    files = {"files": source.files}
     try:
-        described = conn.execute(f"DESCRIBE SELECT * FROM {reader}", {"files": source.files}).fetchall()
+        described = conn.execute(f"DESCRIBE SELECT * FROM {reader}", files).fetchall()
     except duckdb.Error as exc:
         raise InvalidInput(f"cannot be read as Parquet ({exc}).", file=source.display) from None
-    present = {row[0] for row in described}
+    present = {row[0]: row[1] for row in described}
     for column in (*REQUIRED, *feature_set.computed):
         if column not in present:
             raise InvalidInput("has no such column: the alerts must come from `centinela spark score` with this "
                                "dataset's feature set.", file=source.display, column=column)
-    runs_sql = f"SELECT DISTINCT run_id FROM {reader}"
+    top = fetch_records(conn, f"SELECT DISTINCT run_id FROM {reader}", files)
+    run_ids = sorted(int(r["run_id"]) for r in top if r["run_id"] is not None)
+    if run_ids != [active_run]:
+        other = next((r for r in run_ids if r != active_run), None)
+        raise InvalidInput(f"scored by run #{other}, but dataset {dataset.name!r} ranks its queue by run "
+                           f"#{active_run}: alerts of another run would be stored and never shown.",
+                           file=source.display, column="run_id",
+                           hint=f"Score with the active model, or activate run #{other} first (if it is this dataset's).")
     if "base_run_id" in present:
-        runs_sql += f" UNION SELECT DISTINCT base_run_id FROM {reader} WHERE base_run_id IS NOT NULL"
-    found = fetch_records(conn, runs_sql, {"files": source.files})
-    run_ids = sorted(int(r["run_id"]) for r in found if r["run_id"] is not None)
-    foreign = [r for r in run_ids if r not in runs_of_dataset]
-    if foreign:
-        raise InvalidInput(f"scored by run #{foreign[0]}, which is not a run of dataset {dataset.name!r}.",
-                           file=source.display, column="run_id", hint="Import alerts into the dataset that scored them.")
+        bases = fetch_records(conn, f"SELECT DISTINCT base_run_id FROM {reader} WHERE base_run_id IS NOT NULL", files)
+        stray = [int(r["base_run_id"]) for r in bases if int(r["base_run_id"]) not in ranked]
+        if stray:
+            raise InvalidInput(f"carries the scores of run #{stray[0]}, which the active version does not read.",
+                               file=source.display, column="base_run_id")
     duplicate = fetch_one(conn, f"SELECT transaction_id FROM {reader} WHERE alert GROUP BY 1 HAVING count(*) > 1 LIMIT 1",
-                          {"files": source.files})
+                          files)
     if duplicate:
         raise InvalidInput(f"transaction {duplicate[0]!r} is in the alerts more than once.", file=source.display,
                            column="transaction_id")
-    missing_id = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert AND (transaction_id IS NULL OR ts IS NULL "
-                                 "OR amount IS NULL OR score IS NULL)", {"files": source.files})[0]
-    if missing_id:
-        raise InvalidInput(f"{missing_id:,} alerted rows lack a transaction id, time, amount or score.",
-                           file=source.display)
+    missing = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert AND (transaction_id IS NULL OR ts IS NULL "
+                              "OR amount IS NULL OR score IS NULL)", files)[0]
+    if missing:
+        raise InvalidInput(f"{missing:,} alerted rows lack a transaction id, time, amount or score.", file=source.display)
     types = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
                               [dataset.table_name]).fetchall())
     stored = [c.name for c in dataset.columns if c.name != "tx_row"]
-    columns = [f"TRY_CAST({quote_ident(c)} AS {types[c]}) AS {quote_ident(c)}" if c in present
+    wanted = {**{c: types[c] for c in stored if c in present}, **{f: "DOUBLE" for f in feature_set.computed}}
+    # A value that does not convert to the stored type is refused, naming the column, not made NULL.
+    lost = fetch_one(conn, "SELECT " + ", ".join(
+        f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND TRY_CAST({quote_ident(c)} AS {t}) IS NULL)"
+        for c, t in wanted.items()) + f" FROM {reader} WHERE alert", files)
+    bad = next(((c, n) for (c, _), n in zip(wanted.items(), lost, strict=True) if n), None)
+    if bad:
+        raise InvalidInput(f"{bad[1]:,} alerted rows hold values that are not {wanted[bad[0]]} ({present[bad[0]]} in "
+                           "the file).", file=source.display, column=bad[0])
+    columns = [f"CAST({quote_ident(c)} AS {types[c]}) AS {quote_ident(c)}" if c in present
                else f"CAST(NULL AS {types[c]}) AS {quote_ident(c)}" for c in stored]
     features = [f"CAST({quote_ident(f)} AS DOUBLE) AS {quote_ident('f_' + f)}" for f in feature_set.computed]
     base = ", base_score, base_run_id" if "base_run_id" in present else ", NULL::DOUBLE AS base_score, NULL::INTEGER AS base_run_id"
-    conn.execute(f"DROP TABLE IF EXISTS {STAGED}")
     conn.execute(
         f"CREATE TEMP TABLE {STAGED} AS SELECT {', '.join(columns)}, {', '.join(features)}, score, run_id{base} "
         f"FROM {reader} a WHERE alert AND NOT EXISTS (SELECT 1 FROM {dataset.table} t "
-        f"WHERE t.transaction_id = CAST(a.transaction_id AS VARCHAR))", {"files": source.files})
-    total = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert", {"files": source.files})[0]
+        f"WHERE t.transaction_id = CAST(a.transaction_id AS VARCHAR))", files)
+    total = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert", files)[0]
     new = fetch_one(conn, f"SELECT count(*) FROM {STAGED}")[0]
-    return {"alerts": int(total), "new": int(new), "already_stored": int(total - new), "runs": run_ids}
+    versions = []
+    if "feature_set_version" in present:
+        versions = [r["v"] for r in fetch_records(conn, f"SELECT DISTINCT feature_set_version AS v FROM {reader}", files)]
+    return {"alerts": int(total), "new": int(new), "already_stored": int(total - new), "runs": run_ids,
+            "feature_set_versions": sorted(v for v in versions if v)}
 
 
 def append_staged(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet) -> tuple[Any, Any]:
@@ -109,5 +136,4 @@ def append_staged(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set
                  "FROM _spark_numbered WHERE base_run_id IS NOT NULL")
     bounds = fetch_one(conn, "SELECT min(ts), max(ts) FROM _spark_numbered")
     conn.execute("DROP TABLE _spark_numbered")
-    conn.execute(f"DROP TABLE {STAGED}")
     return bounds[0], bounds[1]

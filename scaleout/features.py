@@ -18,8 +18,14 @@ from data.spark_sql import LABELS_VIEW, TRANSACTIONS_VIEW, spark_feature_query
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-# The stored type of each role's column, as Spark types (data.mapping.ROLES holds the DuckDB ones).
+# The stored type of each role's column, as Spark types (data.mapping.ROLES holds the DuckDB ones),
+# and the input types each can be read from without a value turning into something else.
 SPARK_TYPES = {"VARCHAR": "STRING", "TIMESTAMP": "TIMESTAMP", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN"}
+_NUMBERS = ("tinyint", "smallint", "int", "bigint", "float", "double", "decimal")
+READABLE = {"VARCHAR": ("string", "tinyint", "smallint", "int", "bigint"), "DOUBLE": _NUMBERS,
+            "TIMESTAMP": ("timestamp", "timestamp_ntz", "date"), "BOOLEAN": ("boolean", "tinyint", "smallint", "int", "bigint")}
+WANTED = {"VARCHAR": "text or whole numbers", "DOUBLE": "numbers", "TIMESTAMP": "timestamps or dates",
+          "BOOLEAN": "true/false or 1/0"}
 
 
 def session(master: str | None = None, app: str = "centinela", conf: dict[str, str] | None = None) -> SparkSession:
@@ -43,6 +49,8 @@ def session(master: str | None = None, app: str = "centinela", conf: dict[str, s
     if master is not None and master.startswith("local"):  # the driver on loopback, not the host's first address
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+        if "spark.driver.memory" not in (conf or {}):  # local mode: the executors live in the driver's heap (1 GB by default)
+            builder = builder.config("spark.driver.memory", os.environ.get("CENTINELA_SPARK_DRIVER_MEMORY", "4g"))
     spark = builder.getOrCreate()
     configured = spark.sparkContext.getConf().contains("spark.sql.shuffle.partitions")  # by --conf or `conf`
     if spark.sparkContext.master.startswith("local") and not configured:
@@ -50,34 +58,65 @@ def session(master: str | None = None, app: str = "centinela", conf: dict[str, s
     return spark
 
 
-def read_transactions(spark: SparkSession, dataset: Dataset, paths: Sequence[str]) -> DataFrame:
+def read_transactions(spark: SparkSession, dataset: Dataset, paths: Sequence[str],
+                      needed: Sequence[str] = ()) -> DataFrame:
     """The dataset's columns from Parquet `paths` (files, folders or globs), by the file's column
-    name (the mapping's source) or the stored name, cast to the stored types. `tx_row` orders
-    rows of one customer at the same instant as the workbench does (file order): a file path and
-    the row's position in it."""
+    name (the mapping's source) or the stored name, in the stored types, as the workbench's import
+    stores them: times as wall-clock time in the dataset's zone (a zoned timestamp converted to
+    it, a zoneless one read as it is). `tx_row` orders rows of one customer at the same instant as
+    the workbench does (file order): a file path and the row's position in it.
+
+    Every column the dataset maps from its files must be there (`needed`: extra columns a model
+    reads), except the ground truth: new transactions come without it. Values Spark would have
+    to reinterpret (text amounts, epoch numbers, label words) are refused: convert them first,
+    or import the files into the workbench, whose import reads those conventions."""
     from pyspark.sql import functions as F
 
     from data.mapping import ROLE_BY_NAME
 
-    frame = spark.read.parquet(*paths)
-    present = set(frame.columns)
+    where = ", ".join(paths)
+    try:
+        frame = spark.read.parquet(*paths)
+    except Exception as exc:  # pyspark's AnalysisException: no such path, not Parquet
+        raise InvalidInput(f"cannot be read as Parquet ({str(exc).splitlines()[0][:300]}).", file=where) from None
+    input_types = {f.name: f.dataType.simpleString().split("(")[0] for f in frame.schema.fields}
     stored_types = {role.column: role.sql_type for role in ROLE_BY_NAME.values()}
+    derived = [c.name for c in dataset.columns if c.name in ("lat", "lon") and c.source is None]
     columns = [F.struct(F.col("_metadata.file_path").alias("file"), F.col("_metadata.row_index").alias("row"))
                .alias("tx_row")]
     for column in dataset.columns:
         if column.name == "tx_row":
             continue
-        found = next((name for name in (column.source, column.name) if name and name in present), None)
-        if found is None:
-            if column.role in ("timestamp", "amount") or (column.role == "transaction_id" and column.source):
-                raise InvalidInput(f"the input has no column {column.source or column.name!r} "
-                                   f"(the dataset's {column.role}).", file=", ".join(paths), column=column.name)
-            found_expr = F.lit(None)
-        else:
-            found_expr = F.col(f"`{found}`")
+        found = next((name for name in (column.source, column.name) if name and name in input_types), None)
+        optional = column.role in ("label", "fraud_scenario") or (
+            column.role in ("categorical", "numeric") and column.name not in needed)
+        if found is None and column.name in derived:
+            raise InvalidInput(f"the dataset's {column.name} comes from place names, and Spark reads coordinates "
+                               "only as columns.", file=where, column=column.name,
+                               hint="Add lat/lon columns to the lake, or compute features without coordinates.")
+        if found is None and not optional:
+            raise InvalidInput(f"no such column: the dataset maps {column.source or column.name!r} as its "
+                               f"{column.role}.", file=where, column=column.source or column.name)
         sql_type = stored_types.get(column.name) or ("DOUBLE" if column.role == "numeric" else "VARCHAR")
-        columns.append(found_expr.cast(SPARK_TYPES[sql_type]).alias(column.name))
+        if found is None:
+            columns.append(F.lit(None).cast(SPARK_TYPES[sql_type]).alias(column.name))
+            continue
+        kind = input_types[found]
+        if kind not in READABLE[sql_type]:
+            raise InvalidInput(f"holds {kind} values; the dataset's {column.role} needs {WANTED[sql_type]}.",
+                               file=where, column=found)
+        value = F.col("`" + found.replace("`", "``") + "`")
+        if kind == "timestamp":  # an instant (zoned in the file): the dataset's wall-clock time
+            value = F.from_utc_timestamp(value, dataset.timezone)
+        columns.append(value.cast(SPARK_TYPES[sql_type]).alias(column.name))
     return frame.select(*columns)
+
+
+def output_exists(spark: SparkSession, path: str) -> bool:
+    """Whether `path` exists, on whatever file system Spark writes it to (local, HDFS, object store)."""
+    jvm = spark.sparkContext._jvm
+    target = jvm.org.apache.hadoop.fs.Path(str(path))
+    return bool(target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(target))
 
 
 def labels_frame(spark: SparkSession, conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> DataFrame:
@@ -88,11 +127,11 @@ def labels_frame(spark: SparkSession, conn: duckdb.DuckDBPyConnection, dataset: 
 
 
 def features(spark: SparkSession, conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: FeatureSet,
-             paths: Sequence[str]) -> DataFrame:
+             paths: Sequence[str], needed: Sequence[str] = ()) -> DataFrame:
     """The feature set's features over the Parquet input, on Spark: `tx_row, transaction_id, ts` and
     one column per feature. The same features the workbench computed (a feature it skipped stays
     skipped) with the same label delay."""
-    read_transactions(spark, dataset, paths).createOrReplaceTempView(TRANSACTIONS_VIEW)
+    read_transactions(spark, dataset, paths, needed).createOrReplaceTempView(TRANSACTIONS_VIEW)
     labels_frame(spark, conn, dataset).createOrReplaceTempView(LABELS_VIEW)
     delay = int(feature_set.params.get("label_delay_days", 7))
     return spark.sql(spark_feature_query(dataset, catalogue_features(feature_set.computed), delay))

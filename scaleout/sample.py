@@ -62,8 +62,10 @@ def draw(spark: SparkSession, paths: Sequence[str], mapping: ColumnMapping, rows
                            column=WEIGHT)
     lake = lake.select("*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row"))
     unit = "customer" if customer else "row"
-    key = F.col(f"`{customer}`").cast("string") if customer else F.concat_ws(":", "_file", "_row")
-    fraud = (F.lower(F.trim(F.col(f"`{label}`").cast("string"))).isin(TRUE_WORDS)) if label else F.lit(False)
+    row_key = F.concat_ws(":", "_file", "_row")  # a row without a customer is its own unit
+    key = F.coalesce(F.col("`" + customer.replace("`", "``") + "`").cast("string"), row_key) if customer else row_key
+    fraud = F.lower(F.trim(F.col("`" + label.replace("`", "``") + "`").cast("string"))).isin(TRUE_WORDS) \
+        if label else F.lit(False)
     units = lake.groupBy(key.alias("_unit")).agg(F.count(F.lit(1)).alias("_n"), F.max(fraud.cast("int")).alias("_fraud"))
     totals = units.agg(F.sum("_n").alias("rows"), F.sum(F.when(F.col("_fraud") == 1, F.col("_n"))).alias("fraud_rows"),
                        F.sum(F.when(F.col("_fraud") == 1, 1)).alias("fraud_units")).first()
@@ -72,14 +74,14 @@ def draw(spark: SparkSession, paths: Sequence[str], mapping: ColumnMapping, rows
     kept_whole = int(totals["fraud_units"] or 0) if stratify else 0
     others = lake_rows - fraud_rows
     rate = 1.0 if others == 0 else min(1.0, max(0, rows - fraud_rows) / others)
-    drawn = F.abs(F.xxhash64(F.col("_unit"), F.lit(int(seed)))) % _DRAWS < F.lit(int(round(rate * _DRAWS)))
+    drawn = F.pmod(F.xxhash64(F.col("_unit"), F.lit(int(seed))), F.lit(_DRAWS)) < F.lit(int(round(rate * _DRAWS)))
     whole = (F.col("_fraud") == 1) if stratify else F.lit(False)
     chosen = units.where(whole | drawn).select(
         "_unit", F.when(whole, F.lit(1.0)).otherwise(F.lit(1.0 / rate if rate > 0 else 0.0)).alias(WEIGHT))
     sample = lake.join(chosen, key == F.col("_unit"))
-    ordered = sample.repartition(1).sortWithinPartitions(F.col(f"`{timestamp}`"), "_file", "_row")
+    ordered = sample.repartition(1).sortWithinPartitions(F.col("`" + timestamp.replace("`", "``") + "`"), "_file", "_row")
     columns = [c for c in lake.columns if c not in ("_file", "_row")]
-    frame = ordered.select(*[F.col(f"`{c}`") for c in columns], WEIGHT)
+    frame = ordered.select(*[F.col("`" + c.replace("`", "``") + "`") for c in columns], WEIGHT)
     return Drawn(frame, lake_rows, frame.count(), rate, kept_whole, unit)
 
 

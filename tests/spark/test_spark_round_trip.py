@@ -9,6 +9,7 @@ import json
 import shutil
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from application import cases as app_cases
@@ -20,7 +21,8 @@ from application import scaleout
 from application.queue import queue_page
 from data.datasets import get_dataset
 from data.db import connect, sql_string
-from data.errors import InvalidInput
+from data.errors import InvalidInput, UserError
+from data.features import load_feature_set
 from data.synthetic import SyntheticConfig
 from detectors.explain import explainer_for_run
 from tests.conftest import as_user, digest, run_cli
@@ -97,16 +99,56 @@ def test_spark_alerts_come_back_to_the_queue_explained_labelled_and_retrained_on
     conn.close()
 
 
-def test_an_input_without_a_mapped_column_is_refused_before_anything_runs(tmp_path, spark):
+@pytest.mark.parametrize("case", ["missing column", "wrong type", "unknown model", "output exists", "not parquet"])
+def test_bad_input_is_refused_naming_it_and_nothing_is_written(tmp_path, spark, case):
     conn = connect(tmp_path / "centinela.duckdb")
     ctx = as_user(conn, "ana")
     app_datasets.generate(ctx, "bank", SyntheticConfig(rows=3_000, seed=2, days=20))
     app_runs.fit(ctx, "bank", ["isolation_forest"])
-    lake = tmp_path / "no-amount.parquet"
-    conn.execute(f"COPY (SELECT * EXCLUDE (tx_row, amount) FROM tx_1) TO {sql_string(str(lake))} (FORMAT parquet)")
+    lake, out, model = tmp_path / "lake.parquet", tmp_path / "out", None
+    select = {"missing column": "* EXCLUDE (tx_row, amount)",
+              "wrong type": "* EXCLUDE (tx_row, amount), CAST(amount AS VARCHAR) || ' PEN' AS amount"}.get(case, "* EXCLUDE (tx_row)")
+    conn.execute(f"COPY (SELECT {select} FROM tx_1) TO {sql_string(str(lake))} (FORMAT parquet)")
+    if case == "unknown model":
+        model = 999
+    if case == "output exists":
+        out.mkdir()
+        (out / "earlier.txt").write_text("an earlier run")
+    if case == "not parquet":
+        lake = tmp_path / "notes.txt"
+        lake.write_text("not a Parquet file")
     before = digest(conn)
-    with pytest.raises(InvalidInput) as refused:
-        scaleout.spark_score(ctx, "bank", [str(lake)], tmp_path / "out", spark)
-    assert "column 'amount'" in str(refused.value) and str(lake) in str(refused.value)
-    assert digest(conn) == before and not (tmp_path / "out").exists()
+    with pytest.raises(UserError) as refused:
+        scaleout.spark_score(ctx, "bank", [str(lake)], out, spark, run_id=model)
+    message = str(refused.value)
+    expected = {"missing column": [str(lake), "column 'amount'"], "wrong type": [str(lake), "column 'amount'", "string"],
+                "unknown model": ["999"], "output exists": [str(out), "already exists"],
+                "not parquet": [str(lake), "Parquet"]}[case]
+    assert all(part in message for part in expected), message
+    assert digest(conn) == before
+    assert (not out.exists()) if case != "output exists" else [p.name for p in out.iterdir()] == ["earlier.txt"]
+    conn.close()
+
+
+def test_a_lake_with_zoned_timestamps_gets_the_workbench_features(tmp_path, spark):
+    """The workbench stores wall-clock time in the dataset's zone (America/Lima); a lake that holds
+    instants (Parquet timestamps adjusted to UTC, as most writers make them) is read in that zone."""
+    conn = connect(tmp_path / "centinela.duckdb")
+    ctx = as_user(conn, "ana")
+    dataset = app_datasets.generate(ctx, "bank", SyntheticConfig(rows=5_000, seed=4, days=20)).dataset
+    lake = tmp_path / "zoned.parquet"
+    conn.execute(f"COPY (SELECT * EXCLUDE (tx_row, ts), timezone('America/Lima', ts) AS ts FROM tx_1 ORDER BY tx_row) "
+                 f"TO {sql_string(str(lake))} (FORMAT parquet)")
+    assert conn.execute(f"SELECT typeof(ts) FROM read_parquet({sql_string(str(lake))}) LIMIT 1").fetchone()[0] == \
+        "TIMESTAMP WITH TIME ZONE"
+    feature_set = load_feature_set(conn, dataset)
+    got = scaleout.spark_features(ctx, "bank", [str(lake)], spark).drop("tx_row").toArrow().to_pandas()
+    got = got.set_index("transaction_id").sort_index()
+    stored = conn.execute(f"SELECT t.transaction_id, t.ts, f.* EXCLUDE (tx_row) FROM {feature_set.table} f "
+                          f"JOIN {dataset.table} t USING (tx_row)").df().set_index("transaction_id").sort_index()
+    assert (got["ts"].to_numpy() == stored["ts"].to_numpy()).all()  # the same wall-clock times
+    for name in feature_set.computed:
+        a, b = got[name].to_numpy(float), stored[name].to_numpy(float)
+        assert (np.isnan(a) == np.isnan(b)).all(), name
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
     conn.close()
