@@ -146,7 +146,9 @@ def test_a_lake_with_zoned_timestamps_gets_the_workbench_features(tmp_path, spar
     got = got.set_index("transaction_id").sort_index()
     stored = conn.execute(f"SELECT t.transaction_id, t.ts, f.* EXCLUDE (tx_row) FROM {feature_set.table} f "
                           f"JOIN {dataset.table} t USING (tx_row)").df().set_index("transaction_id").sort_index()
-    assert (got["ts"].to_numpy() == stored["ts"].to_numpy()).all()  # the same wall-clock times
+    # The same wall-clock times (Arrow hands Spark's timestamps over as UTC instants: the session's zone).
+    wall = got["ts"].dt.tz_convert("UTC").dt.tz_localize(None)
+    assert (wall.to_numpy() == stored["ts"].to_numpy()).all()
     for name in feature_set.computed:
         a, b = got[name].to_numpy(float), stored[name].to_numpy(float)
         assert (np.isnan(a) == np.isnan(b)).all(), name
