@@ -93,5 +93,8 @@ _DUCKDB_TYPES = {"string": "VARCHAR", "double": "DOUBLE", "float": "DOUBLE", "in
 
 def input_columns(spark: SparkSession, paths: Sequence[str]) -> list[tuple[str, str]]:
     """The input's columns as (name, DuckDB type), for the import's mapping guess."""
-    schema = spark.read.parquet(*paths).schema
+    try:
+        schema = spark.read.parquet(*paths).schema
+    except Exception as exc:  # pyspark's AnalysisException: no such path, not Parquet
+        raise InvalidInput(f"cannot be read as Parquet ({str(exc).splitlines()[0][:300]}).", file=", ".join(paths)) from None
     return [(f.name, _DUCKDB_TYPES.get(f.dataType.simpleString().split("(")[0], "VARCHAR")) for f in schema.fields]

@@ -13,7 +13,7 @@ from application import runs as app_runs
 from application import scaleout
 from data.datasets import get_dataset
 from data.db import connect, sql_string
-from data.errors import Conflict
+from data.errors import Conflict, InvalidInput
 from data.synthetic import SyntheticConfig
 from tests.conftest import as_user, digest
 
@@ -59,4 +59,9 @@ def test_a_stratified_sample_keeps_whole_customers_and_every_fraud(tmp_path, spa
     with pytest.raises(Conflict, match="already exists"):
         scaleout.spark_sample(ctx, [str(lake)], "sample", 15_000, spark)  # the name is taken: refused before Spark runs
     assert digest(conn) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a Parquet file")
+    with pytest.raises(InvalidInput, match="cannot be read as Parquet") as refused:
+        scaleout.spark_sample(ctx, [str(notes)], "sample-3", 100, spark)
+    assert str(notes) in str(refused.value) and digest(conn) == before
     conn.close()
