@@ -131,7 +131,7 @@ def active(ctx: Context, dataset: DatasetRef) -> ActiveRun | None:
     run = run_store.active_run(ctx.conn, dataset if isinstance(dataset, Dataset) else ctx.dataset(dataset))
     if run is None:
         return None
-    threshold = run.threshold if run.threshold is not None else run_store.stored_threshold(ctx.conn, run.id, run.contamination)
+    threshold = run_store.run_threshold(ctx.conn, run)
     return ActiveRun(run, threshold)
 
 

@@ -84,8 +84,14 @@ def spark_features(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], spa
     return spark_feats.features(spark, ctx.conn, target, _feature_set(ctx, target), list(inputs), needed)
 
 
-def _threshold(ctx: Context, run: run_store.Run) -> float:
-    return run.threshold if run.threshold is not None else run_store.stored_threshold(ctx.conn, run.id, run.contamination)
+def write_spark_features(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], output: str | Path,
+                         spark: SparkSession) -> str:
+    """Write the dataset's features of every input row, computed on Spark, as Parquet to the new
+    folder `output` (refused if it exists); returns where."""
+    out = str(output).rstrip("/") or "/"  # a URI (hdfs://, s3a://) as text: pathlib would fold its '//'
+    refuse_existing_output(spark, out)
+    spark_features(ctx, dataset, inputs, spark).drop("tx_row").write.mode("errorifexists").parquet(out)
+    return out
 
 
 def spark_score(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], output: str | Path, spark: SparkSession,
@@ -104,7 +110,7 @@ def spark_score(ctx: Context, dataset: DatasetRef, inputs: Sequence[str], output
         run, threshold = active.run, active.threshold
     else:
         run = run_store.run_of(ctx.conn, target, run_id)
-        threshold = _threshold(ctx, run)
+        threshold = run_store.run_threshold(ctx.conn, run)
     # A URI (hdfs://, s3a://) as text: pathlib would fold its '//'.
     out = str(output).rstrip("/") or "/"
     refuse_existing_output(spark, out)

@@ -72,11 +72,8 @@ def score_(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def features_(args: argparse.Namespace, ctx: Context) -> int:
-    spark = _session(args.master)
-    scaleout.refuse_existing_output(spark, args.output)
-    frame = scaleout.spark_features(ctx, args.dataset, args.input, spark)
-    frame.drop("tx_row").write.mode("errorifexists").parquet(args.output)
-    print(f"features of {args.dataset!r} written to {args.output}")
+    out = scaleout.write_spark_features(ctx, args.dataset, args.input, args.output, _session(args.master))
+    print(f"features of {args.dataset!r} written to {out}")
     return 0
 
 

@@ -21,6 +21,7 @@ from data.errors import InvalidInput
 from data.features import FeatureSet
 
 STAGED = "_spark_alerts"  # the checked new rows, a temporary table of the caller's transaction
+READ = "_spark_alerts_read"  # the files' rows as read, once
 REQUIRED = ("transaction_id", "ts", "amount", "score", "alert", "run_id")
 
 
@@ -67,7 +68,9 @@ def stage(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: Featur
         if column not in present:
             raise InvalidInput("has no such column: the alerts must come from `centinela spark score` with this "
                                "dataset's feature set.", file=source.display, column=column)
-    top = fetch_records(conn, f"SELECT DISTINCT run_id FROM {reader}", files)
+    # One read of the files; every check and the staging below query this copy.
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {READ} AS SELECT * FROM {reader}", files)
+    top = fetch_records(conn, f"SELECT DISTINCT run_id FROM {READ}")
     run_ids = sorted(int(r["run_id"]) for r in top if r["run_id"] is not None)
     if run_ids != [active_run]:
         other = next((r for r in run_ids if r != active_run), None)
@@ -76,18 +79,17 @@ def stage(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: Featur
                            file=source.display, column="run_id",
                            hint=f"Score with the active model, or activate run #{other} first (if it is this dataset's).")
     if "base_run_id" in present:
-        bases = fetch_records(conn, f"SELECT DISTINCT base_run_id FROM {reader} WHERE base_run_id IS NOT NULL", files)
+        bases = fetch_records(conn, f"SELECT DISTINCT base_run_id FROM {READ} WHERE base_run_id IS NOT NULL")
         stray = [int(r["base_run_id"]) for r in bases if int(r["base_run_id"]) not in ranked]
         if stray:
             raise InvalidInput(f"carries the scores of run #{stray[0]}, which the active version does not read.",
                                file=source.display, column="base_run_id")
-    duplicate = fetch_one(conn, f"SELECT transaction_id FROM {reader} WHERE alert GROUP BY 1 HAVING count(*) > 1 LIMIT 1",
-                          files)
+    duplicate = fetch_one(conn, f"SELECT transaction_id FROM {READ} WHERE alert GROUP BY 1 HAVING count(*) > 1 LIMIT 1")
     if duplicate:
         raise InvalidInput(f"transaction {duplicate[0]!r} is in the alerts more than once.", file=source.display,
                            column="transaction_id")
-    missing = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert AND (transaction_id IS NULL OR ts IS NULL "
-                              "OR amount IS NULL OR score IS NULL)", files)[0]
+    missing = fetch_one(conn, f"SELECT count(*) FROM {READ} WHERE alert AND (transaction_id IS NULL OR ts IS NULL "
+                              "OR amount IS NULL OR score IS NULL)")[0]
     if missing:
         raise InvalidInput(f"{missing:,} alerted rows lack a transaction id, time, amount or score.", file=source.display)
     types = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
@@ -97,7 +99,7 @@ def stage(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: Featur
     # A value that does not convert to the stored type is refused, naming the column, not made NULL.
     lost = fetch_one(conn, "SELECT " + ", ".join(
         f"count(*) FILTER (WHERE {quote_ident(c)} IS NOT NULL AND TRY_CAST({quote_ident(c)} AS {t}) IS NULL)"
-        for c, t in wanted.items()) + f" FROM {reader} WHERE alert", files)
+        for c, t in wanted.items()) + f" FROM {READ} WHERE alert")
     bad = next(((c, n) for (c, _), n in zip(wanted.items(), lost, strict=True) if n), None)
     if bad:
         raise InvalidInput(f"{bad[1]:,} alerted rows hold values that are not {wanted[bad[0]]} ({present[bad[0]]} in "
@@ -108,13 +110,14 @@ def stage(conn: duckdb.DuckDBPyConnection, dataset: Dataset, feature_set: Featur
     base = ", base_score, base_run_id" if "base_run_id" in present else ", NULL::DOUBLE AS base_score, NULL::INTEGER AS base_run_id"
     conn.execute(
         f"CREATE TEMP TABLE {STAGED} AS SELECT {', '.join(columns)}, {', '.join(features)}, score, run_id{base} "
-        f"FROM {reader} a WHERE alert AND NOT EXISTS (SELECT 1 FROM {dataset.table} t "
-        f"WHERE t.transaction_id = CAST(a.transaction_id AS VARCHAR))", files)
-    total = fetch_one(conn, f"SELECT count(*) FROM {reader} WHERE alert", files)[0]
+        f"FROM {READ} a WHERE alert AND NOT EXISTS (SELECT 1 FROM {dataset.table} t "
+        f"WHERE t.transaction_id = CAST(a.transaction_id AS VARCHAR))")
+    total = fetch_one(conn, f"SELECT count(*) FROM {READ} WHERE alert")[0]
     new = fetch_one(conn, f"SELECT count(*) FROM {STAGED}")[0]
     versions = []
     if "feature_set_version" in present:
-        versions = [r["v"] for r in fetch_records(conn, f"SELECT DISTINCT feature_set_version AS v FROM {reader}", files)]
+        versions = [r["v"] for r in fetch_records(conn, f"SELECT DISTINCT feature_set_version AS v FROM {READ}")]
+    conn.execute(f"DROP TABLE {READ}")
     return {"alerts": int(total), "new": int(new), "already_stored": int(total - new), "runs": run_ids,
             "feature_set_versions": sorted(v for v in versions if v)}
 

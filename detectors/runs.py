@@ -393,6 +393,11 @@ def alert_count_sorted(ordered: np.ndarray, contamination: float) -> tuple[float
     return threshold, int(len(ordered) - np.searchsorted(ordered, threshold, side="left"))
 
 
+def run_threshold(conn: duckdb.DuckDBPyConnection, run: Run) -> float:
+    """A run's alert threshold: the one stored with it, else computed from its stored scores (older runs)."""
+    return run.threshold if run.threshold is not None else stored_threshold(conn, run.id, run.contamination)
+
+
 def stored_threshold(conn: duckdb.DuckDBPyConnection, run_id: int, contamination: float) -> float:
     """`threshold_for` computed in DuckDB over a run's stored scores, without loading them: NumPy's
     'higher' quantile is the value at ascending index ceil((n - 1) * (1 - c))."""
