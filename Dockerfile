@@ -21,6 +21,7 @@ COPY cli/ cli/
 COPY dashboard/ dashboard/
 COPY data/ data/
 COPY detectors/ detectors/
+COPY integrations/ integrations/
 COPY scaleout/ scaleout/
 COPY serve.py ./
 RUN pip wheel --find-links /wheelhouse --wheel-dir /wheelhouse -r requirements.txt \

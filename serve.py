@@ -7,6 +7,8 @@ under `streamlit run serve.py` every keep-alive response waits about 44 ms on Na
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -15,9 +17,21 @@ from starlette.routing import Mount, Route
 from api.app import create_api
 from api.metrics import metrics_endpoint
 from api.sessions import routes as session_routes
+from integrations import kafka
 
 ROOT = Path(__file__).resolve().parent
 
+
+@asynccontextmanager
+async def lifespan(app: st.App) -> AsyncIterator[None]:
+    """The Kafka consumers run in this process, the one that owns the database."""
+    kafka.start()
+    try:
+        yield
+    finally:
+        kafka.stop()
+
+
 # /session/start and /session/end set and clear the signed-in browser's HttpOnly cookie (api/sessions.py).
 app = st.App(str(ROOT / "app.py"), routes=[Mount("/api", app=create_api()), Route("/metrics", metrics_endpoint),
-                                           *session_routes])
+                                           *session_routes], lifespan=lifespan)

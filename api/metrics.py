@@ -61,6 +61,43 @@ class ActiveModels(Collector):
 
 REGISTRY.register(ActiveModels())
 
+KAFKA_CONSUMED = Counter("centinela_kafka_messages_consumed", "Kafka messages consumed (offsets committed)",
+                         ["dataset", "topic"], registry=REGISTRY)
+KAFKA_DEAD = Counter("centinela_kafka_messages_dead_lettered", "Kafka messages sent to the dead-letter topic",
+                     ["dataset", "topic"], registry=REGISTRY)
+KAFKA_PUBLISHED = Counter("centinela_kafka_decisions_published", "Decisions published to the decisions topic",
+                          ["dataset", "topic"], registry=REGISTRY)
+
+
+class KafkaLag(Collector):
+    """Each running consumer's lag (messages behind the topic's end), as last measured by it."""
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from integrations import kafka
+
+        family = self._family()
+        for status in kafka.statuses():
+            if status.lag is not None:
+                family.add_metric([status.dataset, status.topic], status.lag)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("centinela_kafka_consumer_lag", "Messages on the topic not yet consumed",
+                                 labels=["dataset", "topic"])
+
+
+REGISTRY.register(KafkaLag())
+
+
+def observe_kafka(dataset: str, topic: str, consumed: int, dead_lettered: int, published: int) -> None:
+    KAFKA_CONSUMED.labels(dataset, topic).inc(consumed)
+    KAFKA_DEAD.labels(dataset, topic).inc(dead_lettered)
+    KAFKA_PUBLISHED.labels(dataset, topic).inc(published)
+
 
 def observe_scored(dataset: str, scores: list[float], alerts: int) -> None:
     SCORED.labels(dataset).inc(len(scores))

@@ -18,7 +18,8 @@ ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit"
            "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change", "key_create",
            "key_revoke", "score", "api_read", "rule_add", "rule_edit", "rule_status", "rule_restore", "list_create",
            "list_add", "list_remove", "list_import", "session_end",
-           "setting_change", "backup", "backup_restore", "rescore", "spark_score", "spark_import")
+           "setting_change", "backup", "backup_restore", "rescore", "spark_score", "spark_import",
+           "kafka_consumer_set", "kafka_consumer_stop")
 
 
 def _json(value: Any) -> str | None:

@@ -361,6 +361,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, k)
         )""",
     ),
+    (
+        # 12: a Kafka consumer per dataset, run by the server process (integrations/kafka.py);
+        # kept when stopped (enabled false), so the page shows what was configured.
+        """CREATE TABLE kafka_consumers (
+            dataset_id INTEGER PRIMARY KEY,
+            bootstrap VARCHAR NOT NULL,
+            topic VARCHAR NOT NULL,
+            group_id VARCHAR NOT NULL,
+            decisions_topic VARCHAR,
+            dead_letter_topic VARCHAR NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            updated_by VARCHAR NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,5 +1,5 @@
 """Users & audit (admins): who may sign in with which role, API keys for other systems, the audit
-trail, browser sessions (end one, set how long they last) and backups."""
+trail, browser sessions (end one, set how long they last), backups and Kafka consumers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import streamlit as st
 from application import backups as backup_actions
 from application import keys as key_actions
 from application import sessions as session_actions
+from application import streams as stream_actions
 from application import users as user_actions
 from dashboard.actions import act, page_context
 from dashboard.shell import page_setup
@@ -18,13 +19,14 @@ from data.datasets import list_datasets
 from data.export import safe_csv
 from data.keys import SCOPES
 from data.users import ROLE_TITLES, ROLES, list_users
+from integrations import kafka
 
 page_setup()
 conn = page_context().conn
 st.title("Users & audit")
 show_flashes()
-tab_users, tab_keys, tab_audit, tab_sessions, tab_backups = st.tabs(
-    ["Users", "API keys", "Audit trail", "Sessions", "Backups"])
+tab_users, tab_keys, tab_audit, tab_sessions, tab_backups, tab_kafka = st.tabs(
+    ["Users", "API keys", "Audit trail", "Sessions", "Backups", "Kafka"])
 
 with tab_users:
     users = list_users(conn)
@@ -165,3 +167,49 @@ with tab_backups:
                                    for path, manifest in found]), hide_index=True)
     else:
         st.info("No backup in that folder yet.")
+
+with tab_kafka:
+    st.caption("A consumer reads a dataset's transactions from a Kafka topic (JSON, one per message, with the API's "
+               "fields), scores them exactly as the API does, publishes each decision to the decisions topic and "
+               "refused messages, with the reason, to the dead-letter topic. It runs in this server; offsets are "
+               "committed only once the decisions are stored.")
+    consumers = stream_actions.list_consumers(page_context())
+    running = {status.dataset: status for status in kafka.statuses()}
+    if consumers:
+        st.dataframe(pd.DataFrame([{
+            **c.as_dict(), "state": running[c.dataset].state if c.dataset in running else
+            ("waiting for the server" if c.enabled else "stopped"),
+            "consumed": running[c.dataset].consumed if c.dataset in running else None,
+            "dead-lettered": running[c.dataset].dead_lettered if c.dataset in running else None,
+            "lag": running[c.dataset].lag if c.dataset in running else None,
+            "last error": running[c.dataset].last_error if c.dataset in running else None} for c in consumers]),
+            hide_index=True)
+    else:
+        st.info("No Kafka consumer yet. Set one below, or: centinela consume DATASET --bootstrap HOST:PORT --topic T")
+    set_left, stop_right = st.columns(2)
+    with set_left, st.form("kafka-set", enter_to_submit=False):
+        st.markdown("**Set a consumer**")
+        names = [d.name for d in list_datasets(conn)]
+        kafka_dataset = st.selectbox("Dataset", names, index=None, key="kafka-dataset", placeholder="choose a dataset")
+        bootstrap = st.text_input("Brokers (HOST:PORT, comma-separated)", key="kafka-bootstrap")
+        topic = st.text_input("Topic of transactions", key="kafka-topic")
+        group = st.text_input("Consumer group (default centinela-DATASET)", key="kafka-group")
+        decisions_topic = st.text_input("Decisions topic (optional)", key="kafka-decisions")
+        dead_topic = st.text_input("Dead-letter topic (default TOPIC.dead-letter)", key="kafka-dead")
+        if st.form_submit_button("Save and start", type="primary"):
+            if not kafka_dataset:
+                st.error("Choose a dataset first.")
+            else:
+                act(lambda c: stream_actions.configure_consumer(c, kafka_dataset, bootstrap, topic, group or None,
+                                                                decisions_topic or None, dead_topic or None),
+                    lambda saved: f"Dataset {saved.dataset} now reads {saved.topic}; the consumer starts within seconds.")
+    with stop_right, st.form("kafka-stop", enter_to_submit=False):
+        st.markdown("**Stop a consumer**")
+        enabled = [c.dataset for c in consumers if c.enabled]
+        which = st.selectbox("Dataset", enabled, index=None, key="kafka-stop-dataset", placeholder="choose a dataset")
+        if st.form_submit_button("Stop"):
+            if not which:
+                st.error("Choose a dataset first.")
+            else:
+                act(lambda c: stream_actions.stop_consumer(c, which),
+                    lambda stopped: f"Stopped the consumer of {stopped.dataset}; its settings are kept.")

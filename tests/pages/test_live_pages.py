@@ -77,3 +77,32 @@ def test_queue_shows_new_api_alerts_and_the_case_says_how_it_arrived(conn, fitte
     at.switch_page("pages/case.py").run()
     assert not at.exception, at.exception
     assert "Arrived through the API with key **core-banking**" in texts(at)
+
+
+def test_admin_sets_and_stops_a_kafka_consumer(conn, fitted):
+    at = app("boss", "admin")
+    at.run()
+    at.switch_page("pages/admin.py").run()
+    assert any("No Kafka consumer yet" in i.value for i in at.info)
+    at.selectbox(key="kafka-dataset").set_value(fitted.name)
+    at.text_input(key="kafka-bootstrap").input("not a broker")
+    at.text_input(key="kafka-topic").input("card-tx")
+    one(at.button, "Save and start").click()
+    at.run()
+    assert "is not HOST:PORT" in texts(at) and "Nothing was changed" in texts(at)
+    assert conn.execute("SELECT count(*) FROM kafka_consumers").fetchall() == [(0,)]
+    at.text_input(key="kafka-bootstrap").input("127.0.0.1:9092")
+    at.text_input(key="kafka-decisions").input("card-decisions")
+    one(at.button, "Save and start").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert conn.execute("SELECT topic, decisions_topic, dead_letter_topic, enabled, updated_by FROM kafka_consumers"
+                        ).fetchall() == [("card-tx", "card-decisions", "card-tx.dead-letter", True, "boss")]
+    (table,) = [d.value for d in at.dataframe if "topic" in d.value.columns]
+    assert table["state"].tolist() == ["waiting for the server"]  # no supervisor runs in this test's process
+    at.selectbox(key="kafka-stop-dataset").set_value(fitted.name)
+    one(at.button, "Stop").click()
+    at.run()
+    assert conn.execute("SELECT enabled FROM kafka_consumers").fetchall() == [(False,)]
+    assert conn.execute("SELECT actor FROM audit WHERE action LIKE 'kafka%' ORDER BY id").fetchall() == [
+        ("boss",), ("boss",)]

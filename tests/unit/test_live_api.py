@@ -128,6 +128,7 @@ def _corpus(rows: list[dict]) -> list[tuple[str, object, int, int | None, str | 
         ("missing timestamp", batch(0, timestamp=KeyError), 422, 0, "timestamp", "scorer"),
         ("missing transaction id", batch(1, transaction_id=KeyError), 422, 1, "transaction_id", "scorer"),
         ("amount as text", batch(1, amount="lots"), 422, 1, "amount", "scorer"),
+        ("amount as true", batch(1, amount=True), 422, 1, "amount", "scorer"),
         ("amount NaN", b'{"transactions": [{"transaction_id": "H1", "timestamp": "2024-01-01T10:00:00", "amount": NaN}]}',
          422, 0, "amount", "scorer"),
         ("amount Infinity", b'{"transactions": [{"transaction_id": "H1", "timestamp": "2024-01-01T10:00:00", '

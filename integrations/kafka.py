@@ -1,0 +1,253 @@
+"""Kafka consumers inside the server process (the one that owns the database).
+
+One thread per configured dataset polls its topic with a consumer group (confluent-kafka),
+scores each polled batch through `application.streams.score_messages` (the HTTP API's own path),
+publishes every decision to the decisions topic and every refused message to the dead-letter
+topic with its reason, waits until the broker has them all, and only then commits the offsets.
+A crash anywhere before that commit makes the broker hand the messages out again; the retried
+transaction ids then return their stored decisions (stored once, published again: at least once
+on the topics, exactly once in the database).
+
+A supervisor thread reads the settings every few seconds, so a consumer configured on a page or
+from the command line starts (or stops) without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.schemas import transaction_item
+from application import streams
+from application.context import Context
+from data.db import database_path, thread_cursor
+from data.kafka_consumers import ConsumerSettings, list_consumers
+
+LOG = logging.getLogger(__name__)
+POLL_MESSAGES = 1_000  # per poll: one unit of work scores up to this many (the API's batches go to 10,000)
+POLL_SECONDS = 0.05  # how long a poll waits for its first message: the latency a quiet topic adds
+RECONCILE_SECONDS = 2.0
+PAUSE_SECONDS = 5.0  # after a problem that is not a message's (the model, the broker), before trying again
+FLUSH_SECONDS = 30.0
+LAG_SECONDS = 2.0
+
+
+@dataclass
+class ConsumerStatus:
+    """What /metrics and the page show of one consumer (updated by its thread)."""
+
+    dataset: str
+    topic: str
+    consumed: int = 0
+    dead_lettered: int = 0
+    published: int = 0
+    stored: int = 0
+    lag: int | None = None
+    state: str = "starting"
+    last_error: str | None = None
+    last_batch_at: float | None = None
+    partitions: dict[int, int] = field(default_factory=dict)  # partition -> lag
+
+
+def _client_settings(settings: ConsumerSettings) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.bootstrap, "client.id": f"centinela-{settings.dataset}"}
+
+
+def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
+    return {**_client_settings(settings), "group.id": settings.group_id, "auto.offset.reset": "earliest",
+            # Offsets are committed by hand, after the decisions are stored and published.
+            "enable.auto.commit": False, "enable.auto.offset.store": False,
+            # A killed server's partitions go to its successor within seconds, not after the 45 s default.
+            "session.timeout.ms": 6_000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 20,
+            "max.poll.interval.ms": 300_000}
+
+
+def producer_config(settings: ConsumerSettings) -> dict[str, Any]:
+    return {**_client_settings(settings), "linger.ms": 2, "enable.idempotence": False, "acks": "all"}
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, default=str, separators=(",", ":")).encode()
+
+
+class ConsumerWorker(threading.Thread):
+    """One dataset's consumer; `stop()` ends it after the batch in hand."""
+
+    def __init__(self, settings: ConsumerSettings, database: str):
+        super().__init__(name=f"kafka-{settings.dataset}", daemon=True)
+        self.settings, self.database = settings, database
+        self.status = ConsumerStatus(settings.dataset, settings.topic)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        while not self._stop.is_set():
+            consumer = producer = None
+            try:
+                consumer, producer = Consumer(consumer_config(self.settings)), Producer(producer_config(self.settings))
+                consumer.subscribe([self.settings.topic])
+                self.status.state, lag_at = "running", 0.0
+                while not self._stop.is_set():
+                    messages = consumer.consume(POLL_MESSAGES, POLL_SECONDS)
+                    if messages:
+                        self._handle(consumer, producer, messages)
+                    if time.monotonic() - lag_at > LAG_SECONDS:
+                        self._measure_lag(consumer)
+                        lag_at = time.monotonic()
+            except Exception as exc:  # a broker, model or database problem: said, then tried again
+                LOG.exception("Kafka consumer of dataset %r: %s", self.settings.dataset, exc)
+                self.status.state, self.status.last_error = "paused", str(exc)[:500]
+                self._stop.wait(PAUSE_SECONDS)
+            finally:
+                if consumer is not None:
+                    consumer.close()  # leaves the group; nothing uncommitted is committed
+        self.status.state = "stopped"
+
+    def _handle(self, consumer, producer, messages) -> None:
+        from confluent_kafka import KafkaException
+
+        records = [m for m in messages if m.error() is None]
+        for m in messages:
+            if m.error() is not None and not m.error().retriable():
+                LOG.warning("Kafka consumer of dataset %r: %s", self.settings.dataset, m.error())
+        if not records:
+            return
+        ctx = Context(thread_cursor(), f"kafka:{self.settings.topic}", database=self.database)
+        try:
+            scored = streams.score_messages(ctx, self.settings.dataset_id, [m.value() for m in records],
+                                            source=f"kafka:{self.settings.topic}", check=transaction_item)
+        except Exception:
+            self._rewind(consumer, records)  # not consumed: handed out again after the pause
+            raise
+        from api import metrics  # the server's metrics registry (imported here: the API imports this module)
+
+        if self.settings.decisions_topic:
+            for decision in scored.decisions.values():
+                producer.produce(self.settings.decisions_topic, key=str(decision["transaction_id"]).encode(),
+                                 value=_json({"dataset": self.settings.dataset, **decision}))
+                producer.poll(0)
+        for dead in scored.dead:
+            m = records[dead.index]
+            raw = m.value() or b""
+            producer.produce(self.settings.dead_letter_topic, key=m.key(), value=_json({
+                "reason": dead.reason, "field": dead.field, "dataset": self.settings.dataset,
+                "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
+                "value": raw[:streams.MAX_MESSAGE].decode("utf-8", errors="replace")}),
+                headers={"centinela-reason": dead.reason[:500].encode()})
+            producer.poll(0)
+        left = producer.flush(FLUSH_SECONDS)
+        if left:
+            self._rewind(consumer, records)
+            raise KafkaException(f"{left} messages were not acknowledged by the broker in {FLUSH_SECONDS:.0f} s")
+        for m in records:
+            consumer.store_offsets(m)
+        consumer.commit(asynchronous=False)
+        published = len(scored.decisions) if self.settings.decisions_topic else 0
+        self.status.consumed += len(records)
+        self.status.dead_lettered += len(scored.dead)
+        self.status.published += published
+        self.status.stored += scored.stored
+        self.status.last_batch_at, self.status.last_error = time.time(), None
+        metrics.observe_scored(self.settings.dataset, scored.new_scores, scored.alerts)
+        metrics.observe_kafka(self.settings.dataset, self.settings.topic, len(records), len(scored.dead), published)
+
+    @staticmethod
+    def _rewind(consumer, records) -> None:
+        from confluent_kafka import TopicPartition
+
+        first: dict[tuple[str, int], int] = {}
+        for m in records:
+            first[(m.topic(), m.partition())] = min(first.get((m.topic(), m.partition()), m.offset()), m.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except Exception:  # not assigned any more: its next owner starts from the committed offset
+                LOG.info("could not rewind %s[%d]", topic, partition)
+
+    def _measure_lag(self, consumer) -> None:
+        total, lags = 0, {}
+        try:
+            assigned = consumer.assignment()
+            for tp in consumer.position(assigned) if assigned else []:
+                _, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                lags[tp.partition] = max(0, high - tp.offset) if tp.offset >= 0 else max(0, high)
+                total += lags[tp.partition]
+        except Exception as exc:
+            LOG.debug("lag of %r not measured: %s", self.settings.topic, exc)
+            return
+        self.status.lag, self.status.partitions = total, lags
+
+
+class Supervisor(threading.Thread):
+    """Keeps one running worker per enabled consumer setting, started and stopped as they change."""
+
+    def __init__(self, database: str | None = None):
+        super().__init__(name="kafka-supervisor", daemon=True)
+        self.database = database or str(database_path().resolve())
+        self.workers: dict[int, ConsumerWorker] = {}
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reconcile()
+            except Exception:
+                LOG.exception("Kafka supervisor: the consumers' settings could not be read")
+            self._stop.wait(RECONCILE_SECONDS)
+        for worker in self.workers.values():
+            worker.stop()
+        for worker in self.workers.values():
+            worker.join(timeout=FLUSH_SECONDS)
+
+    def reconcile(self) -> None:
+        wanted = {s.dataset_id: s for s in list_consumers(thread_cursor()) if s.enabled}
+        for dataset_id, worker in list(self.workers.items()):
+            if wanted.get(dataset_id) != worker.settings or not worker.is_alive():
+                worker.stop()
+                worker.join(timeout=FLUSH_SECONDS)
+                del self.workers[dataset_id]
+        for dataset_id, settings in wanted.items():
+            if dataset_id not in self.workers:
+                worker = self.workers[dataset_id] = ConsumerWorker(settings, self.database)
+                worker.start()
+                LOG.info("Kafka consumer of dataset %r started on %s/%s", settings.dataset, settings.bootstrap,
+                         settings.topic)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def statuses(self) -> list[ConsumerStatus]:
+        return [w.status for w in list(self.workers.values())]
+
+
+_SUPERVISOR: Supervisor | None = None
+
+
+def start() -> Supervisor:
+    """Start the process's supervisor (once)."""
+    global _SUPERVISOR
+    if _SUPERVISOR is None or not _SUPERVISOR.is_alive():
+        _SUPERVISOR = Supervisor()
+        _SUPERVISOR.start()
+    return _SUPERVISOR
+
+
+def stop() -> None:
+    global _SUPERVISOR
+    if _SUPERVISOR is not None:
+        _SUPERVISOR.stop()
+        _SUPERVISOR.join(timeout=FLUSH_SECONDS + 5)
+        _SUPERVISOR = None
+
+
+def statuses() -> list[ConsumerStatus]:
+    """The running consumers' figures (none when the supervisor is not running here)."""
+    return _SUPERVISOR.statuses() if _SUPERVISOR is not None else []
