@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale bench-spark clean
+.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale bench-spark bench-kafka clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -139,6 +139,10 @@ bench-scale: install-dev chromium
 ## Spark local mode beside DuckDB on the same features and scores, at 1M and 10M rows (ROWS=N for one size).
 bench-spark: install-dev java
 	$(BIN)/python -m benchmarks.bench_spark $(if $(ROWS),--rows $(ROWS))
+
+## Kafka in and out at 1M stored transactions: sustained tx/s and produce-to-decision latency, then capacity.
+bench-kafka: install-dev
+	$(BIN)/python -m benchmarks.bench_kafka $(if $(ROWS),--rows $(ROWS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

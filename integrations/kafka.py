@@ -29,7 +29,7 @@ from data.kafka_consumers import ConsumerSettings, list_consumers
 
 LOG = logging.getLogger(__name__)
 POLL_MESSAGES = 1_000  # per poll: one unit of work scores up to this many (the API's batches go to 10,000)
-POLL_SECONDS = 0.05  # how long a poll waits for its first message: the latency a quiet topic adds
+POLL_SECONDS = 0.25  # how long a poll waits for a first message (then takes what else is there, without waiting)
 RECONCILE_SECONDS = 2.0
 PAUSE_SECONDS = 5.0  # after a problem that is not a message's (the model, the broker), before trying again
 FLUSH_SECONDS = 30.0
@@ -62,7 +62,10 @@ def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
             # Offsets are committed by hand, after the decisions are stored and published.
             "enable.auto.commit": False, "enable.auto.offset.store": False,
             # A killed server's partitions go to its successor within seconds, not after the 45 s default.
-            "session.timeout.ms": 6_000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 20,
+            "session.timeout.ms": 6_000, "heartbeat.interval.ms": 500,
+            # Some brokers (tansu, measured) hold every fetch this long even when data is there: it
+            # adds up to this much latency (500 ms by default); 10 ms costs 100 idle fetches a second.
+            "fetch.wait.max.ms": 10,
             "max.poll.interval.ms": 300_000}
 
 
@@ -96,7 +99,12 @@ class ConsumerWorker(threading.Thread):
                 consumer.subscribe([self.settings.topic])
                 self.status.state, lag_at = "running", 0.0
                 while not self._stop.is_set():
-                    messages = consumer.consume(POLL_MESSAGES, POLL_SECONDS)
+                    # Wait for one message, then take what else has arrived without waiting: a
+                    # batch is what came while the last one was scored (consume(N, t) would wait
+                    # out t whenever fewer than N are there: 50 ms of latency for nothing).
+                    messages = consumer.consume(1, POLL_SECONDS)
+                    if messages:
+                        messages += consumer.consume(POLL_MESSAGES - 1, 0)
                     if messages:
                         self._handle(consumer, producer, messages)
                     if time.monotonic() - lag_at > LAG_SECONDS:
