@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from data.cases import MAX_IDS, MAX_NOTE
 from data.errors import InvalidInput
 from data.live import MAX_BATCH, MAX_ID, MAX_TEXT
-
-
-def _not_a_bool(value: Any) -> Any:
-    # pydantic's lax mode reads true as 1.0: an amount of true is a sender's bug, not one sol.
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true or false")
-    return value
-
-
-Number = Annotated[float, BeforeValidator(_not_a_bool)]
 
 
 class TransactionIn(BaseModel):
@@ -33,13 +23,26 @@ class TransactionIn(BaseModel):
     transaction_id: str = Field(min_length=1, max_length=MAX_ID)
     timestamp: datetime = Field(description="ISO 8601; with an offset it is converted to the dataset's time zone, "
                                             "without one it is wall time there")
-    amount: Number = Field(allow_inf_nan=False, description="PEN; negative for a refund")
+    amount: float = Field(allow_inf_nan=False, description="PEN; negative for a refund")
     customer_id: str | None = Field(None, max_length=MAX_TEXT)
     merchant_id: str | None = Field(None, max_length=MAX_TEXT)
     device_id: str | None = Field(None, max_length=MAX_TEXT)
     city: str | None = Field(None, max_length=MAX_TEXT)
-    lat: Number | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
-    lon: Number | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+    lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
+    lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False)
+
+    @field_validator("amount", "lat", "lon", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        # pydantic's lax mode reads true as 1.0: an amount of true is a sender's bug, not one sol.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false")
+        return value
+
+
+def decision_json(decision: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A decision as the score route answers it (the Decision model, JSON types), plus `extra`."""
+    return {**extra, **Decision.model_validate(decision).model_dump(mode="json")}
 
 
 def transaction_item(raw: dict[str, Any]) -> dict[str, Any]:

@@ -47,11 +47,13 @@ def configure_consumer(ctx: Context, dataset: DatasetRef, bootstrap: str, topic:
         target.id, target.name, store.check_bootstrap(bootstrap), topic,
         store.check_topic(group or f"centinela-{target.name}", "group"),
         store.check_topic(decisions_topic, "decisions_topic") if decisions_topic else None,
-        store.check_topic(dead_letter_topic or f"{topic}.dead-letter", "dead_letter_topic"),
+        store.check_topic(dead_letter_topic or f"{topic[:237]}.dead-letter", "dead_letter_topic"),
         True, ctx.clock(), ctx.actor)
     if settings.dead_letter_topic == topic or settings.decisions_topic == topic:
         raise InvalidInput("the decisions and dead-letter topics must differ from the topic read.",
                            field="dead_letter_topic" if settings.dead_letter_topic == topic else "decisions_topic")
+    if settings.decisions_topic == settings.dead_letter_topic:
+        raise InvalidInput("the decisions topic and the dead-letter topic must differ.", field="dead_letter_topic")
     with ctx.unit_of_work() as conn:
         before = store.get_consumer(conn, target.id)
         store.save(conn, settings)
@@ -105,6 +107,7 @@ def _rounds(parsed: list[tuple[int, dict[str, Any]]]) -> list[list[tuple[int, di
     seen: dict[str, int] = {}
     for index, item in parsed:
         tx = item.get("transaction_id")
+        tx = tx.strip() if isinstance(tx, str) else tx  # as the checks read it
         k = seen.get(tx, 0) if isinstance(tx, str) else 0
         if isinstance(tx, str):
             seen[tx] = k + 1
@@ -129,21 +132,41 @@ def score_messages(ctx: Context, dataset: DatasetRef, values: list[bytes | None]
             parsed.append((index, check(parse_message(value))))
         except InvalidInput as exc:
             out.dead.append(DeadLetter(index, exc.problem, exc.field))
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. an integer of 5,000 digits
+            out.dead.append(DeadLetter(index, f"the message could not be read ({type(exc).__name__}: {str(exc)[:200]}).",
+                                       "value"))
     for batch in _rounds(parsed):
-        while batch:
-            try:
-                scored = live.score(ctx, dataset, [item for _, item in batch], api_key=source)
-            except UserError as exc:
-                if exc.item is None or not 0 <= exc.item < len(batch):
-                    raise
-                index, _ = batch.pop(exc.item)
-                out.dead.append(DeadLetter(index, exc.problem, exc.field or exc.column))
-                continue
-            for (index, _), decision in zip(batch, scored.decisions, strict=True):
-                out.decisions[index] = decision
-            out.stored += scored.stored
-            out.alerts += scored.alerts
-            out.new_scores += scored.new_scores
-            break
+        _score_round(ctx, dataset, batch, source, out)
     out.dead.sort(key=lambda d: d.index)
     return out
+
+
+def _score_round(ctx: Context, dataset: DatasetRef, batch: list[tuple[int, dict[str, Any]]], source: str,
+                 out: ScoredMessages) -> None:
+    """One round (no id twice) as one unit of work; each refused message out, the rest again."""
+    while batch:
+        try:
+            scored = live.score(ctx, dataset, [item for _, item in batch], api_key=source)
+        except UserError as exc:
+            if exc.item is None or not 0 <= exc.item < len(batch):
+                raise
+            index, _ = batch.pop(exc.item)
+            out.dead.append(DeadLetter(index, exc.problem, exc.field or exc.column))
+            continue
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            # A value the checks let through and scoring could not take (a bug to fix, but never a
+            # consumer stuck on one message): find it by scoring the round one message at a time.
+            # A database or broker problem is not caught here: it is raised, and nothing is consumed.
+            if len(batch) == 1:
+                out.dead.append(DeadLetter(batch[0][0], f"the transaction could not be scored ({type(exc).__name__}: "
+                                                        f"{str(exc)[:200]}).", None))
+                return
+            for single in batch:
+                _score_round(ctx, dataset, [single], source, out)
+            return
+        for (index, _), decision in zip(batch, scored.decisions, strict=True):
+            out.decisions[index] = decision
+        out.stored += scored.stored
+        out.alerts += scored.alerts
+        out.new_scores += scored.new_scores
+        return

@@ -129,6 +129,9 @@ def main() -> int:
                 sent = produce_paced(producer, paced, args.rate, args.seconds + 5)
                 complete = reader.wait_for(list(sent), 120)
                 got = [tx for tx in sent if tx in reader.arrived]
+                if not got:
+                    print("no decision came back: see the server's log (kept as bench-kafka-server.log)")
+                    return 1
                 latencies = [reader.arrived[tx] - sent[tx] for tx in got]
                 span = max(reader.arrived[tx] for tx in got) - t0
                 print(f"sustained at {args.rate:,.0f}/s for {args.seconds:.0f} s: "
@@ -140,7 +143,7 @@ def main() -> int:
                 sent = produce_paced(producer, backlog, 1e9, 60)
                 complete = reader.wait_for(list(sent), 300)
                 got = [tx for tx in sent if tx in reader.arrived]
-                span = max(reader.arrived[tx] for tx in got) - t0
+                span = max((reader.arrived[tx] for tx in got), default=time.monotonic()) - t0
                 print("capacity (a backlog produced at once): "
                       + json.dumps({"produced": len(sent), "decided": len(got), "complete": complete,
                                     "seconds": round(span, 2), "tx_per_s": round(len(got) / span, 1)}), flush=True)

@@ -204,6 +204,7 @@ def purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
     conn.execute("DELETE FROM active_runs WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM promotions WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM tuning_trials WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM kafka_consumers WHERE dataset_id = ?", [dataset_id])
     for table in ("rule_versions", "rule_events"):
         conn.execute(f"DELETE FROM {table} WHERE rule_id IN (SELECT id FROM rules WHERE dataset_id = ?)", [dataset_id])
     conn.execute("DELETE FROM list_entry_events WHERE list_id IN (SELECT id FROM lists WHERE dataset_id = ?)", [dataset_id])

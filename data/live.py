@@ -78,7 +78,10 @@ def _number(value: Any, item: int, name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(f"must be a number, not {type(value).__name__}.", item=item, field=name)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise InvalidInput("is too large a number.", item=item, field=name) from None
     if not math.isfinite(number):
         raise InvalidInput("must be a finite number (no NaN or Infinity).", item=item, field=name)
     return number

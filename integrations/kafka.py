@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.schemas import transaction_item
+from api.schemas import decision_json, transaction_item
 from application import streams
 from application.context import Context
 from data.db import database_path, thread_cursor
@@ -70,7 +70,10 @@ def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
 
 
 def producer_config(settings: ConsumerSettings) -> dict[str, Any]:
-    return {**_client_settings(settings), "linger.ms": 2, "enable.idempotence": False, "acks": "all"}
+    # A message the broker has not taken within 20 s fails (reported to on_delivery), inside the
+    # worker's 30 s flush: no offset is committed past a decision that was not published.
+    return {**_client_settings(settings), "linger.ms": 2, "enable.idempotence": False, "acks": "all",
+            "message.timeout.ms": 20_000}
 
 
 def _json(value: Any) -> bytes:
@@ -84,21 +87,26 @@ class ConsumerWorker(threading.Thread):
         super().__init__(name=f"kafka-{settings.dataset}", daemon=True)
         self.settings, self.database = settings, database
         self.status = ConsumerStatus(settings.dataset, settings.topic)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
+
+    def _client_error(self, error) -> None:
+        LOG.warning("Kafka consumer of dataset %r: %s", self.settings.dataset, error)
+        self.status.last_error = str(error)[:500]
 
     def run(self) -> None:
         from confluent_kafka import Consumer, Producer
 
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             consumer = producer = None
             try:
-                consumer, producer = Consumer(consumer_config(self.settings)), Producer(producer_config(self.settings))
+                consumer = Consumer({**consumer_config(self.settings), "error_cb": self._client_error})
+                producer = Producer({**producer_config(self.settings), "error_cb": self._client_error})
                 consumer.subscribe([self.settings.topic])
                 self.status.state, lag_at = "running", 0.0
-                while not self._stop.is_set():
+                while not self._halt.is_set():
                     # Wait for one message, then take what else has arrived without waiting: a
                     # batch is what came while the last one was scored (consume(N, t) would wait
                     # out t whenever fewer than N are there: 50 ms of latency for nothing).
@@ -113,34 +121,45 @@ class ConsumerWorker(threading.Thread):
             except Exception as exc:  # a broker, model or database problem: said, then tried again
                 LOG.exception("Kafka consumer of dataset %r: %s", self.settings.dataset, exc)
                 self.status.state, self.status.last_error = "paused", str(exc)[:500]
-                self._stop.wait(PAUSE_SECONDS)
+                self._halt.wait(PAUSE_SECONDS)
             finally:
                 if consumer is not None:
                     consumer.close()  # leaves the group; nothing uncommitted is committed
         self.status.state = "stopped"
 
     def _handle(self, consumer, producer, messages) -> None:
-        from confluent_kafka import KafkaException
+        """Score one poll, publish its decisions and dead letters, and commit only once the broker
+        has them all; anything failing on the way raises before the commit, and the worker starts
+        a fresh consumer, which is handed the uncommitted messages again."""
+        from confluent_kafka import KafkaException, TopicPartition
 
-        records = [m for m in messages if m.error() is None]
+        records = []
         for m in messages:
-            if m.error() is not None and not m.error().retriable():
-                LOG.warning("Kafka consumer of dataset %r: %s", self.settings.dataset, m.error())
+            error = m.error()
+            if error is None:
+                records.append(m)
+            elif error.fatal():
+                raise KafkaException(error)
+            else:  # partition end, a transient broker error: no message to score
+                LOG.info("Kafka consumer of dataset %r: %s", self.settings.dataset, error)
         if not records:
             return
         ctx = Context(thread_cursor(), f"kafka:{self.settings.topic}", database=self.database)
-        try:
-            scored = streams.score_messages(ctx, self.settings.dataset_id, [m.value() for m in records],
-                                            source=f"kafka:{self.settings.topic}", check=transaction_item)
-        except Exception:
-            self._rewind(consumer, records)  # not consumed: handed out again after the pause
-            raise
+        scored = streams.score_messages(ctx, self.settings.dataset, [m.value() for m in records],
+                                        source=f"kafka:{self.settings.topic}", check=transaction_item)
         from api import metrics  # the server's metrics registry (imported here: the API imports this module)
+
+        failed: list[str] = []
+
+        def delivered(error, _message) -> None:
+            if error is not None:
+                failed.append(str(error))
 
         if self.settings.decisions_topic:
             for decision in scored.decisions.values():
                 producer.produce(self.settings.decisions_topic, key=str(decision["transaction_id"]).encode(),
-                                 value=_json({"dataset": self.settings.dataset, **decision}))
+                                 value=_json(decision_json(decision, dataset=self.settings.dataset)),
+                                 on_delivery=delivered)
                 producer.poll(0)
         for dead in scored.dead:
             m = records[dead.index]
@@ -149,15 +168,24 @@ class ConsumerWorker(threading.Thread):
                 "reason": dead.reason, "field": dead.field, "dataset": self.settings.dataset,
                 "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
                 "value": raw[:streams.MAX_MESSAGE].decode("utf-8", errors="replace")}),
-                headers={"centinela-reason": dead.reason[:500].encode()})
+                headers={"centinela-reason": dead.reason[:500].encode()}, on_delivery=delivered)
             producer.poll(0)
         left = producer.flush(FLUSH_SECONDS)
-        if left:
-            self._rewind(consumer, records)
-            raise KafkaException(f"{left} messages were not acknowledged by the broker in {FLUSH_SECONDS:.0f} s")
+        if left or failed:
+            raise KafkaException(f"{left} messages were not acknowledged by the broker in {FLUSH_SECONDS:.0f} s"
+                                 if left else f"{len(failed)} messages were not published: {failed[0]}")
+        # The next offset to read, per partition still assigned (a partition revoked meanwhile is
+        # read again by its next owner: its transactions are retries there).
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        following: dict[tuple[str, int], int] = {}
         for m in records:
-            consumer.store_offsets(m)
-        consumer.commit(asynchronous=False)
+            where = (m.topic(), m.partition())
+            following[where] = max(following.get(where, 0), m.offset() + 1)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in following.items() if (t, p) in assigned]
+        if offsets:
+            for committed in consumer.commit(offsets=offsets, asynchronous=False) or []:
+                if committed.error is not None:
+                    raise KafkaException(committed.error)
         published = len(scored.decisions) if self.settings.decisions_topic else 0
         self.status.consumed += len(records)
         self.status.dead_lettered += len(scored.dead)
@@ -167,26 +195,16 @@ class ConsumerWorker(threading.Thread):
         metrics.observe_scored(self.settings.dataset, scored.new_scores, scored.alerts)
         metrics.observe_kafka(self.settings.dataset, self.settings.topic, len(records), len(scored.dead), published)
 
-    @staticmethod
-    def _rewind(consumer, records) -> None:
-        from confluent_kafka import TopicPartition
-
-        first: dict[tuple[str, int], int] = {}
-        for m in records:
-            first[(m.topic(), m.partition())] = min(first.get((m.topic(), m.partition()), m.offset()), m.offset())
-        for (topic, partition), offset in first.items():
-            try:
-                consumer.seek(TopicPartition(topic, partition, offset))
-            except Exception:  # not assigned any more: its next owner starts from the committed offset
-                LOG.info("could not rewind %s[%d]", topic, partition)
-
     def _measure_lag(self, consumer) -> None:
         total, lags = 0, {}
         try:
             assigned = consumer.assignment()
-            for tp in consumer.position(assigned) if assigned else []:
+            positions = consumer.position(assigned) if assigned else []
+            if any(tp.offset < 0 for tp in positions):
+                return  # not fetched yet (after a start or a rebalance): no figure rather than a wrong one
+            for tp in positions:
                 _, high = consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
-                lags[tp.partition] = max(0, high - tp.offset) if tp.offset >= 0 else max(0, high)
+                lags[tp.partition] = max(0, high - tp.offset)
                 total += lags[tp.partition]
         except Exception as exc:
             LOG.debug("lag of %r not measured: %s", self.settings.topic, exc)
@@ -201,15 +219,15 @@ class Supervisor(threading.Thread):
         super().__init__(name="kafka-supervisor", daemon=True)
         self.database = database or str(database_path().resolve())
         self.workers: dict[int, ConsumerWorker] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self.reconcile()
             except Exception:
                 LOG.exception("Kafka supervisor: the consumers' settings could not be read")
-            self._stop.wait(RECONCILE_SECONDS)
+            self._halt.wait(RECONCILE_SECONDS)
         for worker in self.workers.values():
             worker.stop()
         for worker in self.workers.values():
@@ -221,6 +239,8 @@ class Supervisor(threading.Thread):
             if wanted.get(dataset_id) != worker.settings or not worker.is_alive():
                 worker.stop()
                 worker.join(timeout=FLUSH_SECONDS)
+                if worker.is_alive():  # still finishing its batch: replaced at a later round, never beside it
+                    continue
                 del self.workers[dataset_id]
         for dataset_id, settings in wanted.items():
             if dataset_id not in self.workers:
@@ -230,7 +250,7 @@ class Supervisor(threading.Thread):
                          settings.topic)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def statuses(self) -> list[ConsumerStatus]:
         return [w.status for w in list(self.workers.values())]

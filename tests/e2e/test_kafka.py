@@ -33,6 +33,13 @@ def _metric(url: str, name: str) -> float:
                if line.startswith(name + "{") or line.startswith(name + " "))
 
 
+def _series(url: str, name: str) -> list[float]:
+    """Every value of metric `name` (one per label set); empty when it has none."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
+
+
 def _wait(condition, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -92,8 +99,10 @@ def test_consumer_killed_and_restarted_stores_everything_once(tmp_path):
 
         with live_server(db) as (url, process):
             _wait(lambda: _metric(url, "centinela_kafka_messages_consumed_total") >= 500, 120, "500 consumed")
+            at_kill = _metric(url, "centinela_kafka_messages_consumed_total")
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+        assert at_kill < len(first), "the first half was consumed before the kill: it did not land part-way"
         produce(bootstrap, TOPIC, second)  # while no consumer runs
 
         last = valid[-1]["transaction_id"]
@@ -108,9 +117,14 @@ def test_consumer_killed_and_restarted_stores_everything_once(tmp_path):
                     return False
 
             _wait(done, 180, "the last transaction to be stored")
-            _wait(lambda: _metric(url, "centinela_kafka_consumer_lag") == 0, 30, "the lag to reach 0")
-            assert _metric(url, "centinela_kafka_decisions_published_total") > 0
-            assert _metric(url, "centinela_kafka_messages_dead_lettered_total") >= 1
+            _wait(lambda: _series(url, "centinela_kafka_consumer_lag") == [0.0], 30, "the lag to be measured at 0")
+            # After the restart at least the second half (produced while it was down) was read again.
+            consumed = _metric(url, "centinela_kafka_messages_consumed_total")
+            assert consumed >= len(second) and consumed + at_kill >= len(messages)
+            assert _metric(url, "centinela_kafka_messages_dead_lettered_total") >= sum(
+                1 for p in bad_positions if p >= len(first))
+            assert _metric(url, "centinela_kafka_decisions_published_total") == consumed - _metric(
+                url, "centinela_kafka_messages_dead_lettered_total")
         decisions = read_topic(bootstrap, DECISIONS, len(valid) + 50)
         dead = read_topic(bootstrap, DEAD, 20)
 
@@ -154,3 +168,43 @@ def test_consumer_killed_and_restarted_stores_everything_once(tmp_path):
     assert any("not valid JSON" in r for _, r in reasons.values())
     assert any(f == "amount" for f, _ in reasons.values())
     assert sum("is already stored with another amount" in r for _, r in reasons.values()) == 2, reasons
+
+
+def test_a_consumer_set_changed_and_stopped_while_the_server_runs(tmp_path, monkeypatch):
+    """The supervisor in this process, as the server runs it: a consumer starts when set, is
+    replaced when its settings change (decisions go to the new topic), stops when stopped, and the
+    supervisor itself stops cleanly."""
+    from application import streams
+    from application.context import Context
+    from data.db import thread_cursor
+    from integrations import kafka
+
+    monkeypatch.setenv("CENTINELA_DB", str(tmp_path / "centinela.duckdb"))
+    conn = thread_cursor()
+    setup = prepare(conn, tmp_path, rows=3_000, days=20, live_days=4)
+    rows = items(read_transactions(str(setup.live_file)))
+    ctx = Context(conn, "cli:ops")
+    with broker(tmp_path) as bootstrap:
+        create_topics(bootstrap, TOPIC, "first-decisions", "second-decisions", DEAD)
+        streams.configure_consumer(ctx, DATASET, bootstrap, TOPIC, decisions_topic="first-decisions")
+        supervisor = kafka.Supervisor(str(tmp_path / "centinela.duckdb"))
+        supervisor.reconcile()
+        produce(bootstrap, TOPIC, [json.dumps(r).encode() for r in rows[:20]])
+        assert len(read_topic(bootstrap, "first-decisions", 20)) == 20
+        (worker,) = supervisor.workers.values()
+        streams.configure_consumer(ctx, DATASET, bootstrap, TOPIC, decisions_topic="second-decisions")
+        supervisor.reconcile()
+        (replacement,) = supervisor.workers.values()
+        assert replacement is not worker and not worker.is_alive()
+        produce(bootstrap, TOPIC, [json.dumps(r).encode() for r in rows[20:30]])
+        second = read_topic(bootstrap, "second-decisions", 10)
+        assert [d["transaction_id"] for d in second] == [r["transaction_id"] for r in rows[20:30]]
+        assert set(second[0]) >= {"dataset", "transaction_id", "score", "alert", "threshold", "model", "reasons"}
+        assert "tx_row" not in second[0] and "T" in second[0]["received_at"]
+        streams.stop_consumer(ctx, DATASET)
+        supervisor.reconcile()
+        assert not supervisor.workers and not replacement.is_alive()
+        supervisor.start()
+        supervisor.stop()
+        supervisor.join(timeout=30)
+        assert not supervisor.is_alive()

@@ -48,6 +48,18 @@ def test_a_batch_of_messages_is_scored_and_the_bad_ones_are_dead_letters(live):
         scored.decisions[i]["score"] for i in (0, 2, 8)]
 
 
+def test_messages_that_break_the_parser_are_dead_letters_not_poison(live):
+    conn, rows = live
+    ctx = Context(conn, "kafka:tx")
+    a = rows[40]
+    huge = ('{"transaction_id": "huge", "timestamp": "2026-01-01T00:00:00", "amount": ' + "1" * 5000 + "}").encode()
+    padded = dict(a, transaction_id=a["transaction_id"] + "  ")  # the checks strip it: a retry of `a`
+    scored = streams.score_messages(ctx, DATASET, [huge, *_encoded(a, padded)], source="kafka:tx",
+                                    check=transaction_item)
+    assert [d.index for d in scored.dead] == [0] and "could not be read" in scored.dead[0].reason
+    assert sorted(scored.decisions) == [1, 2] and scored.stored == 1
+
+
 def test_the_schema_is_the_apis(live):
     conn, rows = live
     before = digest(conn)
@@ -84,7 +96,8 @@ def test_consumer_settings_are_checked_audited_and_stopped(live):
     before = digest(conn)
     for kwargs, field in (({"bootstrap": "no port"}, "bootstrap"), ({"bootstrap": "h:70000"}, "bootstrap"),
                           ({"topic": "bad topic!"}, "topic"), ({"group": "x" * 300}, "group"),
-                          ({"decisions_topic": "card-tx"}, "decisions_topic")):
+                          ({"decisions_topic": "card-tx"}, "decisions_topic"),
+                          ({"decisions_topic": "out", "dead_letter_topic": "out"}, "dead_letter_topic")):
         args = {"bootstrap": "127.0.0.1:9092", "topic": "card-tx", **kwargs}
         with pytest.raises(InvalidInput) as refused:
             streams.configure_consumer(ctx, DATASET, **args)
