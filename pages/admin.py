@@ -176,13 +176,15 @@ with tab_kafka:
     consumers = stream_actions.list_consumers(page_context())
     running = {status.dataset: status for status in kafka.statuses()}
     if consumers:
+        # What a consumer is doing first (this server's figures since it started), then its settings.
         st.dataframe(pd.DataFrame([{
-            **c.as_dict(), "state": running[c.dataset].state if c.dataset in running else
+            "dataset": c.dataset, "state": running[c.dataset].state if c.dataset in running else
             ("waiting for the server" if c.enabled else "stopped"),
             "consumed": running[c.dataset].consumed if c.dataset in running else None,
             "dead-lettered": running[c.dataset].dead_lettered if c.dataset in running else None,
             "lag": running[c.dataset].lag if c.dataset in running else None,
-            "last error": running[c.dataset].last_error if c.dataset in running else None} for c in consumers]),
+            "last error": running[c.dataset].last_error if c.dataset in running else None,
+            **{k: v for k, v in c.as_dict().items() if k != "dataset"}} for c in consumers]),
             hide_index=True)
     else:
         st.info("No Kafka consumer yet. Set one below, or: centinela consume DATASET --bootstrap HOST:PORT --topic T")
