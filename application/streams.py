@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from application import live
@@ -70,8 +70,7 @@ def stop_consumer(ctx: Context, dataset: DatasetRef) -> store.ConsumerSettings:
         before = store.get_consumer(conn, target.id)
         if before is None or not before.enabled:
             raise Conflict(f"dataset {target.name!r} has no running Kafka consumer.", field="dataset")
-        stopped = store.ConsumerSettings(**{**before.__dict__, "enabled": False, "updated_at": ctx.clock(),
-                                            "updated_by": ctx.actor})
+        stopped = replace(before, enabled=False, updated_at=ctx.clock(), updated_by=ctx.actor)
         store.save(conn, stopped)
         record(conn, ctx.actor, "kafka_consumer_stop", dataset_id=target.id, target=before.topic,
                before=before.as_dict())

@@ -23,13 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-from application import datasets, runs, streams
-from application.context import Context
-from benchmarks.bench_live import new_transactions, percentiles
-from data.db import connect
-from data.synthetic import SyntheticConfig
-from detectors.base import DEFAULT_DETECTOR
-from detectors.runs import default_split
+from application import streams
+from benchmarks.bench_live import new_transactions, percentiles, scored_dataset
 from tests.browser import live_server
 from tests.kafka import broker, create_topics
 
@@ -104,11 +99,8 @@ def main() -> int:
     paced_count = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory(prefix="centinela-kafka-") as folder:
         db = Path(folder) / "kafka.duckdb"
-        conn = connect(db)
-        ctx = Context(conn, "cli:bench")
         started = time.perf_counter()
-        dataset = datasets.generate(ctx, "large", SyntheticConfig(rows=args.rows, seed=2)).dataset
-        run = runs.fit(ctx, dataset, [DEFAULT_DETECTOR], train_until=default_split(dataset))
+        conn, ctx, dataset, run = scored_dataset(db, args.rows)
         pool = new_transactions(conn, dataset, 1 + paced_count + args.backlog)
         with broker(Path(folder)) as bootstrap:
             create_topics(bootstrap, TOPIC, DECISIONS, f"{TOPIC}.dead-letter")

@@ -51,6 +51,16 @@ def new_transactions(conn, dataset, n: int, seed: int = 0) -> list[dict]:
     return items(sample)
 
 
+def scored_dataset(db: Path, rows: int):
+    """A fresh database at `db` with `rows` generated transactions ('large'), features and the
+    default detector fitted (active): its connection, a bench context, the dataset and the run."""
+    conn = connect(db)
+    ctx = Context(conn, "cli:bench")
+    dataset = datasets.generate(ctx, "large", SyntheticConfig(rows=rows, seed=2)).dataset
+    run = runs.fit(ctx, dataset, [DEFAULT_DETECTOR], train_until=default_split(dataset))
+    return conn, ctx, dataset, run
+
+
 def percentiles(seconds: list[float]) -> dict[str, float]:
     q = np.percentile(np.asarray(seconds) * 1000, [50, 95, 99])
     return {"p50_ms": round(float(q[0]), 2), "p95_ms": round(float(q[1]), 2), "p99_ms": round(float(q[2]), 2)}
@@ -128,11 +138,8 @@ def main() -> int:
     max_batches = int((args.seconds + args.flat_out) * 20) + 2  # bounded in count as well as time
     with tempfile.TemporaryDirectory(prefix="centinela-live-") as folder:
         db = Path(folder) / "live.duckdb"
-        conn = connect(db)
-        ctx = Context(conn, "cli:bench")
         started = time.perf_counter()
-        dataset = datasets.generate(ctx, "large", SyntheticConfig(rows=args.rows, seed=2)).dataset
-        run = runs.fit(ctx, dataset, [DEFAULT_DETECTOR], train_until=default_split(dataset))
+        conn, ctx, dataset, run = scored_dataset(db, args.rows)
         key = keys.create(ctx, "bench", "score,read").secret
         pool = new_transactions(conn, dataset, args.single + max_batches * args.batch)
         conn.close()

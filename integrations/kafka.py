@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from api import metrics
 from api.schemas import decision_json, transaction_item
 from application import streams
 from application.context import Context
@@ -147,8 +148,6 @@ class ConsumerWorker(threading.Thread):
         ctx = Context(thread_cursor(), f"kafka:{self.settings.topic}", database=self.database)
         scored = streams.score_messages(ctx, self.settings.dataset, [m.value() for m in records],
                                         source=f"kafka:{self.settings.topic}", check=transaction_item)
-        from api import metrics  # the server's metrics registry (imported here: the API imports this module)
-
         failed: list[str] = []
 
         def delivered(error, _message) -> None:
