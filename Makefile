@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale bench-spark bench-kafka clean
+.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale bench-spark bench-kafka bench-webhooks bench-postgres postgres clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,11 @@ run: install
 
 ## Install test dependencies (Debian's chromium, buildah and debootstrap, a Java 17 runtime for Spark, the
 ## test OpenID provider, if missing), then run the whole suite, the slow Docker-image and Spark tests included.
-test: install-dev chromium idp image-tools java
+test: install-dev chromium idp image-tools java postgres
 	$(BIN)/python -m pytest
 
 ## Everything but the tests marked slow (the Docker image built and run with buildah, Spark in local mode).
-test-fast: install-dev chromium idp
+test-fast: install-dev chromium idp postgres
 	$(BIN)/python -m pytest -m "not slow"
 
 ## The fast, in-process tests alone (units and actions; about a third of the suite's time).
@@ -48,7 +48,7 @@ test-pages: install-dev
 	$(BIN)/python -m pytest tests/pages
 
 ## End to end: the command line as a process, a real `streamlit run` in Chromium, kill tests, single sign-on.
-test-e2e: install-dev chromium idp image-tools
+test-e2e: install-dev chromium idp image-tools postgres
 	$(BIN)/python -m pytest tests/e2e
 
 ## What the image test builds and runs the Dockerfile with, without a Docker engine: Debian's buildah
@@ -74,6 +74,10 @@ image:
 ## Java 17 or later for Spark's local mode (tests/spark), from Debian where missing or older.
 java:
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless; }
+
+## Debian's PostgreSQL server for tests/e2e/test_database_sources.py (a throwaway cluster on loopback), if missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; }
 
 chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
@@ -143,6 +147,14 @@ bench-spark: install-dev java
 ## Kafka in and out at 1M stored transactions: sustained tx/s and produce-to-decision latency, then capacity.
 bench-kafka: install-dev
 	$(BIN)/python -m benchmarks.bench_kafka $(if $(ROWS),--rows $(ROWS))
+
+## Webhooks through the server: a live alert's decision to its signed event at a loopback receiver, and a backlog drained.
+bench-webhooks: install-dev
+	$(BIN)/python -m benchmarks.bench_webhooks $(if $(ROWS),--rows $(ROWS))
+
+## A sync of 200,000 rows from a local PostgreSQL into a dataset, then incremental syncs (see Integrations).
+bench-postgres: install-dev postgres
+	OMP_NUM_THREADS=2 $(BIN)/python -m benchmarks.bench_postgres_sync $(if $(ROWS),--rows $(ROWS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

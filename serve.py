@@ -17,18 +17,20 @@ from starlette.routing import Mount, Route
 from api.app import create_api
 from api.metrics import metrics_endpoint
 from api.sessions import routes as session_routes
-from integrations import kafka
+from integrations import kafka, webhooks
 
 ROOT = Path(__file__).resolve().parent
 
 
 @asynccontextmanager
 async def lifespan(app: st.App) -> AsyncIterator[None]:
-    """The Kafka consumers run in this process, the one that owns the database."""
+    """The Kafka consumers and the webhook dispatcher run in this process, the one that owns the database."""
     kafka.start()
+    webhooks.start()
     try:
         yield
     finally:
+        webhooks.stop()
         kafka.stop()
 
 

@@ -68,6 +68,9 @@ KAFKA_DEAD = Counter("centinela_kafka_messages_dead_lettered", "Kafka messages s
 KAFKA_PUBLISHED = Counter("centinela_kafka_decisions_published", "Decisions published to the decisions topic",
                           ["dataset", "topic"], registry=REGISTRY)
 
+WEBHOOK_ATTEMPTS = Counter("centinela_webhook_attempts", "Webhook delivery attempts by result (delivered, failed: "
+                           "to be retried, given_up: the last attempt failed)", ["webhook", "result"], registry=REGISTRY)
+
 
 class KafkaLag(Collector):
     """Each running consumer's lag (messages behind the topic's end), as last measured by it."""

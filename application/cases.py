@@ -15,7 +15,7 @@ from application.context import Context, retry_on_conflict
 from application.datasets import DatasetRef
 from application.labels import audit_target
 from application.runs import ActiveRun, require_active
-from data import alerts
+from data import alerts, webhooks
 from data import cases as store
 from data.audit import record
 from data.cases import KEEP
@@ -38,6 +38,9 @@ def change(ctx: Context, dataset: DatasetRef, transaction_ids: Iterable[Any], *,
         after = {"transactions": ids, **({"status": status} if status else {}), **({"reason": reason} if reason else {}),
                  **({"assignee": assignee} if assignee is not KEEP else {})}
         record(conn, actor, "case", dataset_id=target.id, target=audit_target(ids), after=after)
+        webhooks.enqueue(conn, "case.changed", target.id, target.name,
+                         [{**{k: v for k, v in after.items() if k != "transactions"}, "by": actor,
+                           **webhooks.capped_ids(ids)}], ctx.clock())
     return len(ids)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from application.context import Context, retry_on_conflict
 from application.datasets import DatasetRef
 from data import cases as store
+from data import webhooks
 from data.audit import record
 from data.errors import Conflict
 
@@ -40,9 +41,15 @@ def label(ctx: Context, dataset: DatasetRef, transaction_ids: Iterable[Any], lab
     closes = close and label != "unsure"
     with ctx.unit_of_work() as conn:
         before = store.insert_labels(conn, target, ids, label, analyst, note, batch)
+        events = [{"label": label, "note": note, "analyst": analyst, "batch": batch, "closed": closes,
+                   **webhooks.capped_ids(ids)}]
+        webhooks.enqueue(conn, "label.added", target.id, target.name, events, ctx.clock())
         if closes:
             reason = "confirmed fraud" if label == "fraud" else "false positive"
             store.append_case_events(conn, target, ids, analyst, status="closed", reason=reason)
+            webhooks.enqueue(conn, "case.changed", target.id, target.name,
+                             [{"status": "closed", "reason": reason, "by": analyst, **webhooks.capped_ids(ids)}],
+                             ctx.clock())
         record(conn, analyst, "label", dataset_id=target.id, target=audit_target(ids),
                before={"labels": before} if before else None,
                after={"label": label, "note": note, "batch": batch, "transactions": ids, "closed": closes})
@@ -58,6 +65,10 @@ def label_file(ctx: Context, dataset: DatasetRef, path: str, default_analyst: st
     batch = uuid.uuid4().hex
     with ctx.unit_of_work() as conn:
         store.insert_label_rows(conn, target, rows, batch)
+        webhooks.enqueue(conn, "label.added", target.id, target.name,  # one event per label the file gives
+                         [{"label": value, "note": None, "analyst": None, "batch": batch, "closed": False,
+                           "file": Path(path).name, **webhooks.capped_ids(group["transaction_id"].astype(str).tolist())}
+                          for value, group in rows.groupby("label", sort=True)], ctx.clock())
         record(conn, ctx.actor, "label", dataset_id=target.id, target=f"{len(rows):,} transactions",
                after={"file": Path(path).name, "batch": batch, "labels": rows["label"].value_counts().to_dict(),
                       "analysts": sorted(rows["analyst"].unique())})

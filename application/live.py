@@ -24,7 +24,7 @@ from application import rules, stamped
 from application.context import Context, retry_on_conflict
 from application.datasets import DatasetRef
 from application.runs import ActiveRun, require_active
-from data import cases
+from data import cases, webhooks
 from data import live as store
 from data import online_features as online
 from data import rules as rule_store
@@ -136,6 +136,7 @@ class LiveState:
     feature_set: FeatureSet
     chain: list[LoadedModel]
     rules: bool  # the dataset has had a rule or a list (else their evaluation is skipped)
+    webhooks: bool  # an enabled webhook takes this dataset's alerts (else no outbox write)
     history_checked: bool = False  # the history in memory was checked against this state
 
 
@@ -150,7 +151,8 @@ def _state(ctx: Context, dataset: DatasetRef, at: stamped.Stamp) -> LiveState:
         target = ctx.dataset(dataset)
         active = require_active(ctx, target)
         return LiveState(target, active, _feature_set(ctx, target), _chain(ctx, target, active.run),  # loaded before any write
-                         rule_store.any_rules_or_lists(ctx.conn, target))
+                         rule_store.any_rules_or_lists(ctx.conn, target),
+                         webhooks.subscribed(ctx.conn, "alert.raised", target.id))
 
     return stamped.kept(at, _key(dataset), read)
 
@@ -216,6 +218,9 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
                         for d in fresh:
                             d["rules"] = []
                     store.insert_decisions(conn, target, fresh, api_key, request_id, received)
+                    if state.webhooks:
+                        webhooks.enqueue(conn, "alert.raised", target.id, target.name,
+                                         alert_events(fresh, items, ids, api_key, received), received)
                     bounds = store.time_bounds(new)
                     store.update_counts(conn, target, len(new), bounds)
                     alerts = sum(d["alert"] for d in fresh)
@@ -241,6 +246,22 @@ def score(ctx: Context, dataset: DatasetRef, items: list[dict[str, Any]], *, api
         d["api_key"], d["received_at"] = api_key, received
     return Scored(target, [by_id[tx] for tx in ids], len(fresh), sum(d["alert"] for d in fresh), active.run,
                   time.perf_counter() - started, [d["score"] for d in fresh])
+
+
+EVENT_FIELDS = ("timestamp", "amount", "customer_id", "merchant_id", "device_id", "city")
+
+
+def alert_events(decisions: list[dict[str, Any]], items: list[dict[str, Any]], ids: list[str], api_key: str,
+                 received: datetime) -> list[dict[str, Any]]:
+    """What an `alert.raised` webhook event says of each new alert: the decision and the
+    transaction's main fields as they were sent."""
+    where = {tx: i for i, tx in enumerate(ids)}
+    return [{"transaction_id": d["transaction_id"], "score": d["score"], "threshold": d["threshold"],
+             "model": d["model"], "reasons": d["reasons"], "rules": d["rules"], "api_key": api_key,
+             "received_at": received,
+             "transaction": {k: items[where[d["transaction_id"]]].get(k) for k in EVENT_FIELDS
+                             if items[where[d["transaction_id"]]].get(k) is not None}}
+            for d in decisions if d["alert"]]
 
 
 def apply_rules(ctx: Context, conn: duckdb.DuckDBPyConnection, dataset: Dataset, decisions: list[dict[str, Any]]) -> None:

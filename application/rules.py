@@ -39,8 +39,10 @@ DEPLOYED = ("shadow", "active")
 
 def actor_role(ctx: Context) -> str | None:
     """The actor's role, or None where no role applies (the command line's operator, a database
-    without users): then every action is open, as for the other command-line actions."""
-    if ctx.actor.startswith("cli:") or not users.has_users(ctx.conn):
+    without users): then every action is open, as for the other command-line actions. An API key
+    (`api:NAME`) reaches a role-checked action only through the command route, which takes only
+    keys of the `operate` scope: the command line's operator, running through the app."""
+    if ctx.actor.startswith(("cli:", "api:")) or not users.has_users(ctx.conn):
         return None
     user = users.get_user(ctx.conn, ctx.actor)
     return user.role if user else ""

@@ -9,6 +9,7 @@ from typing import Any
 
 from application.context import Context
 from application.datasets import DatasetRef, ensure_features, generate
+from data import webhooks
 from data.audit import record
 from data.datasets import Dataset
 from data.demo import DEMO_NAME, demo_rows
@@ -93,7 +94,8 @@ def store_fitted(ctx: Context, dataset: Dataset, fitted: FittedRun, spec: Featur
                                                    "rows": fitted.fit_rows, "labels": label_counts,
                                                    "built_on": base_run_id, "features": feature_version})
             if activate:
-                run_store.set_active(conn, dataset.id, run_id, ctx.actor, "fit")
+                previous = run_store.set_active(conn, dataset.id, run_id, ctx.actor, "fit")
+                announce_active(ctx, conn, dataset, saved, "fit", previous)
     except BaseException:
         run_store.remove_artifact(ctx.conn, artifact[0])
         raise
@@ -123,7 +125,17 @@ def activate(ctx: Context, dataset: DatasetRef, run_id: int, action: str | None 
         previous = run_store.set_active(conn, target.id, int(run_id), ctx.actor, action)
         record(conn, ctx.actor, action, dataset_id=target.id, target=f"run #{run_id}",
                before={"run": previous}, after={"run": int(run_id)})
-    return run_store.get_run(ctx.conn, int(run_id))
+        run = run_store.get_run(conn, int(run_id))
+        announce_active(ctx, conn, target, run, action, previous)
+    return run
+
+
+def announce_active(ctx: Context, conn, dataset: Dataset, run: Run, action: str, previous: int | None) -> None:
+    """The `model.promoted` webhook event: another run now ranks the queue (in the caller's transaction)."""
+    webhooks.enqueue(conn, "model.promoted", dataset.id, dataset.name,
+                     [{"action": action, "version": run.id, "kind": run.kind, "detector": run.detector,
+                       "feature_version": run.feature_version, "threshold": run_store.run_threshold(conn, run),
+                       "previous_version": previous, "by": ctx.actor}], ctx.clock())
 
 
 def active(ctx: Context, dataset: DatasetRef) -> ActiveRun | None:

@@ -13,7 +13,21 @@ import sys
 from collections.abc import Sequence
 
 from application.context import Context
-from cli import admin, backups, datasets, keys, models, remote, replay, rules, runs, spark, streams
+from cli import (
+    admin,
+    backups,
+    database_sources,
+    datasets,
+    keys,
+    models,
+    remote,
+    replay,
+    rules,
+    runs,
+    spark,
+    streams,
+    webhooks,
+)
 from cli.output import OPERATOR, Progress
 from data.db import DatabaseInUseError, connect
 from data.errors import UserError
@@ -25,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="centinela", description=__doc__.splitlines()[0])
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (datasets, runs, models, rules, admin, keys, replay, backups, spark, streams):
+    for module in (datasets, runs, models, rules, admin, keys, replay, backups, spark, streams, webhooks,
+                   database_sources):
         module.register(commands)
     return parser
 

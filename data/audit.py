@@ -19,7 +19,8 @@ ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit"
            "key_revoke", "score", "api_read", "rule_add", "rule_edit", "rule_status", "rule_restore", "list_create",
            "list_add", "list_remove", "list_import", "session_end",
            "setting_change", "backup", "backup_restore", "rescore", "spark_score", "spark_import",
-           "kafka_consumer_set", "kafka_consumer_stop")
+           "kafka_consumer_set", "kafka_consumer_stop", "webhook_add", "webhook_change", "webhook_remove",
+           "webhook_redeliver", "source_add", "source_remove", "source_sync")
 
 
 def _json(value: Any) -> str | None:

@@ -205,6 +205,12 @@ def purge(conn: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
     conn.execute("DELETE FROM promotions WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM tuning_trials WHERE dataset_id = ?", [dataset_id])
     conn.execute("DELETE FROM kafka_consumers WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM database_sources WHERE dataset_id = ?", [dataset_id])
+    # Its webhook events carry its data: gone with it, as are the webhooks that only took its events.
+    conn.execute("DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_outbox WHERE dataset_id = ?)",
+                 [dataset_id])
+    conn.execute("DELETE FROM webhook_outbox WHERE dataset_id = ?", [dataset_id])
+    conn.execute("DELETE FROM webhooks WHERE dataset_id = ?", [dataset_id])
     for table in ("rule_versions", "rule_events"):
         conn.execute(f"DELETE FROM {table} WHERE rule_id IN (SELECT id FROM rules WHERE dataset_id = ?)", [dataset_id])
     conn.execute("DELETE FROM list_entry_events WHERE list_id IN (SELECT id FROM lists WHERE dataset_id = ?)", [dataset_id])

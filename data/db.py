@@ -376,6 +376,79 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_by VARCHAR NOT NULL
         )""",
     ),
+    (
+        # 13: outbound webhooks (integrations/webhooks.py). An event is written to the outbox, one
+        # row per subscribed webhook, in the transaction of the change it reports; the server's
+        # dispatcher delivers it later (retries with back-off), so neither a receiver that is down
+        # nor a killed server loses it. Every attempt is kept for the delivery log.
+        "CREATE SEQUENCE webhook_ids START 1",
+        """CREATE TABLE webhooks (
+            id INTEGER PRIMARY KEY,
+            name VARCHAR NOT NULL UNIQUE,
+            url VARCHAR NOT NULL,
+            events VARCHAR[] NOT NULL,
+            dataset_id INTEGER,
+            secret VARCHAR NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL
+        )""",
+        "CREATE SEQUENCE webhook_delivery_ids START 1",
+        """CREATE TABLE webhook_outbox (
+            id BIGINT PRIMARY KEY,
+            event_id VARCHAR NOT NULL,
+            webhook_id INTEGER NOT NULL,
+            event VARCHAR NOT NULL,
+            dataset_id INTEGER,
+            payload VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at TIMESTAMP NOT NULL,
+            delivered_at TIMESTAMP,
+            given_up_at TIMESTAMP,
+            last_status INTEGER,
+            last_error VARCHAR
+        )""",
+        """CREATE TABLE webhook_attempts (
+            delivery_id BIGINT NOT NULL,
+            attempt INTEGER NOT NULL,
+            attempted_at TIMESTAMP NOT NULL,
+            status INTEGER,
+            error VARCHAR,
+            milliseconds DOUBLE NOT NULL,
+            PRIMARY KEY (delivery_id, attempt)
+        )""",
+    ),
+    (
+        # 14: database sources (data/database_sources.py): a PostgreSQL table or query that fills a
+        # dataset incrementally. The URL holds no literal password (refused; ${VARIABLE} references,
+        # ~/.pgpass or a libpq service instead). The watermark is written in the same transaction
+        # as the rows it covers, so a sync killed half-way leaves both as they were.
+        "CREATE SEQUENCE database_source_ids START 1",
+        """CREATE TABLE database_sources (
+            id INTEGER PRIMARY KEY,
+            name VARCHAR NOT NULL UNIQUE,
+            dataset VARCHAR NOT NULL,
+            dataset_id INTEGER,
+            url VARCHAR NOT NULL,
+            relation VARCHAR,
+            query VARCHAR,
+            watermark VARCHAR NOT NULL,
+            watermark_type VARCHAR NOT NULL,
+            overlap DOUBLE NOT NULL,
+            mapping JSON NOT NULL,
+            timezone VARCHAR NOT NULL,
+            features BOOLEAN NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            created_by VARCHAR NOT NULL,
+            last_watermark VARCHAR,
+            last_sync_at TIMESTAMP,
+            last_sync JSON,
+            syncs INTEGER NOT NULL,
+            rows_new BIGINT NOT NULL,
+            rows_updated BIGINT NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

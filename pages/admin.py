@@ -1,5 +1,5 @@
 """Users & audit (admins): who may sign in with which role, API keys for other systems, the audit
-trail, browser sessions (end one, set how long they last), backups and Kafka consumers."""
+trail, browser sessions (end one, set how long they last), backups, Kafka consumers and webhooks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from application import keys as key_actions
 from application import sessions as session_actions
 from application import streams as stream_actions
 from application import users as user_actions
+from application import webhooks as webhook_actions
 from dashboard.actions import act, page_context
 from dashboard.shell import page_setup
 from dashboard.state import show_flashes
@@ -19,14 +20,15 @@ from data.datasets import list_datasets
 from data.export import safe_csv
 from data.keys import SCOPES
 from data.users import ROLE_TITLES, ROLES, list_users
+from data.webhooks import EVENT_HELP, EVENTS
 from integrations import kafka
 
 page_setup()
 conn = page_context().conn
 st.title("Users & audit")
 show_flashes()
-tab_users, tab_keys, tab_audit, tab_sessions, tab_backups, tab_kafka = st.tabs(
-    ["Users", "API keys", "Audit trail", "Sessions", "Backups", "Kafka"])
+tab_users, tab_keys, tab_audit, tab_sessions, tab_backups, tab_kafka, tab_webhooks = st.tabs(
+    ["Users", "API keys", "Audit trail", "Sessions", "Backups", "Kafka", "Webhooks"])
 
 with tab_users:
     users = list_users(conn)
@@ -215,3 +217,76 @@ with tab_kafka:
             else:
                 act(lambda c: stream_actions.stop_consumer(c, which),
                     lambda stopped: f"Stopped the consumer of {stopped.dataset}; its settings are kept.")
+
+with tab_webhooks:
+    st.caption("A webhook is told of events as they happen: each is POSTed as JSON to its URL, signed with its secret "
+               "(header `Centinela-Signature: t=UNIX,v1=HMAC-SHA256(secret, \"t.\" + body)`), and tried again with "
+               "growing pauses until the receiver answers 2xx. Events are written with the change they report, so "
+               "none is lost while the receiver (or this server) is down. "
+               + " · ".join(f"`{e}`: {EVENT_HELP[e]}" for e in EVENTS))
+    hook_ctx = page_context()
+    hooks = webhook_actions.list_webhooks(hook_ctx)
+    by_state = webhook_actions.counts(hook_ctx)
+    if hooks:
+        st.dataframe(pd.DataFrame([{
+            "name": w.name, "state": "enabled" if w.enabled else "paused", "url": w.url, "events": ", ".join(w.events),
+            "dataset": w.dataset or "all", **{s: by_state.get(w.name, {}).get(s, 0) for s in webhook_actions.STATES},
+            "created": w.created_at, "by": w.created_by} for w in hooks]), hide_index=True)
+    else:
+        st.info("No webhooks yet. Add one below, or: centinela webhooks add NAME --url URL --events alert.raised")
+    add_left, change_right = st.columns(2)
+    with add_left, st.form("webhook-add", enter_to_submit=False):
+        st.markdown("**Add a webhook**")
+        hook_name = st.text_input("Name", max_chars=64, key="webhook-name")
+        hook_url = st.text_input("URL (http or https)", max_chars=2000, key="webhook-url")
+        hook_events = st.multiselect("Events", EVENTS, default=["alert.raised"], key="webhook-events")
+        hook_names = {d.name for d in list_datasets(conn)}
+        hook_dataset = st.selectbox("Dataset", ["all datasets", *sorted(hook_names)], key="webhook-dataset")
+        if st.form_submit_button("Add webhook", type="primary"):
+            added = act(lambda c: webhook_actions.add_webhook(
+                c, hook_name, hook_url, hook_events, None if hook_dataset == "all datasets" else hook_dataset), rerun=False)
+            if added is not None:
+                st.success(f"Added webhook {added.webhook.name!r}. Give the receiver this signing secret now: it is "
+                           "not shown again.")
+                st.code(added.secret, language=None)
+    with change_right, st.form("webhook-change", enter_to_submit=False):
+        st.markdown("**Change a webhook**")
+        chosen = st.selectbox("Webhook", [w.name for w in hooks], index=None, key="webhook-change-name",
+                              placeholder="choose a webhook")
+        pause, resume, rotate, remove = st.columns(4)
+        pressed = {"pause": pause.form_submit_button("Pause"), "resume": resume.form_submit_button("Resume"),
+                   "rotate": rotate.form_submit_button("New secret"), "remove": remove.form_submit_button("Remove")}
+        what = next((k for k, v in pressed.items() if v), None)
+        if what and not chosen:
+            st.error("Choose a webhook first.")
+        elif what in ("pause", "resume"):
+            act(lambda c: webhook_actions.set_enabled(c, chosen, what == "resume"),
+                lambda hook: f"Webhook {hook.name} {'resumed' if hook.enabled else 'paused: its events wait'}.")
+        elif what == "remove":
+            act(lambda c: webhook_actions.remove_webhook(c, chosen),
+                lambda dropped: f"Removed webhook {chosen}" + (f"; {dropped:,} undelivered events given up." if dropped
+                                                               else "."))
+        elif what == "rotate":
+            rotated = act(lambda c: webhook_actions.rotate_secret(c, chosen), rerun=False)
+            if rotated is not None:
+                st.success(f"Webhook {chosen} signs with this new secret from now on; it is not shown again.")
+                st.code(rotated.secret, language=None)
+    st.markdown("**Delivery log**")
+    log_left, log_right = st.columns(2)
+    log_hook = log_left.selectbox("Webhook", ["all", *[w.name for w in hooks]], key="webhook-log-name")
+    log_state = log_right.selectbox("State", ["all", *webhook_actions.STATES], key="webhook-log-state")
+    deliveries = webhook_actions.delivery_log(hook_ctx, None if log_hook == "all" else log_hook,
+                                              None if log_state == "all" else log_state, limit=1_000)
+    if deliveries.empty:
+        st.info("Nothing delivered or waiting yet.")
+    else:
+        st.caption(f"The newest {len(deliveries):,} deliveries, newest first.")
+        st.dataframe(deliveries, hide_index=True)
+        st.download_button("Download the log (CSV)", safe_csv(deliveries), "webhook-deliveries.csv", "text/csv",
+                           key="webhook-log-download")
+        with st.form("webhook-redeliver", enter_to_submit=False):
+            again = st.number_input("Delivery number", min_value=1, step=1, value=int(deliveries["delivery"].iloc[0]),
+                                    key="webhook-redeliver-id")
+            if st.form_submit_button("Send again"):
+                act(lambda c: webhook_actions.redeliver(c, int(again)),
+                    f"Delivery #{int(again)} will be sent again within seconds.")

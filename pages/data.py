@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from application import database_sources as source_actions
 from application import datasets as actions
 from application import scaleout as scaleout_actions
 from dashboard.actions import act, page_context
@@ -18,6 +19,7 @@ from dashboard.shell import page_setup
 from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
 from data.conventions import DEFAULT_TIMEZONE, ImportOptions, timezone_names
+from data.database_sources import redact
 from data.datasets import list_datasets, sample_rows
 from data.errors import UserError
 from data.export import safe_csv
@@ -286,6 +288,32 @@ with manager:
                     status="Importing the alerts")
         else:
             st.info("No Spark output in the import folder yet: write `centinela spark score --output` there.")
+
+    st.subheader("Database sources")
+    db_sources = source_actions.list_sources(ctx)
+    if db_sources:
+        dataset_rows = {d.id: d.row_count for d in list_datasets(conn)}
+        st.caption("PostgreSQL tables or queries that fill a dataset: each sync reads the rows at or past the last "
+                   "watermark minus the overlap window, checks them as an import, and appends new transaction ids, "
+                   "updates changed ones and skips the rest (`centinela source add`, `centinela sync`).")
+        st.dataframe([{
+            "source": s.name, "dataset": s.dataset, "reads": s.relation or "(query)", "watermark": s.watermark,
+            "last sync": fmt_ts(s.last_sync_at) if s.last_sync_at else "never",
+            "last watermark": s.last_watermark or "—", "syncs": s.syncs, "rows new": s.rows_new,
+            "rows updated": s.rows_updated,
+            "last sync: read / new / updated / unchanged": "—" if not s.last_sync else
+            f"{s.last_sync['rows_read']:,} / {s.last_sync['new']:,} / {s.last_sync['updated']:,} / "
+            f"{s.last_sync['skipped']:,}",
+            "dataset rows": dataset_rows.get(s.dataset_id),
+            "url": redact(s.url)} for s in db_sources], hide_index=True, key="database-sources")
+        chosen_source = st.selectbox("Source", [s.name for s in db_sources], key="sync-source")
+        if st.button("Sync now", key="sync-now", help="Admins only: loads the source's new and changed rows."):
+            act(lambda c: source_actions.sync(c, chosen_source),
+                lambda r: f"Synced '{r.source}': {r.rows_read:,} rows read, {r.new:,} new, {r.updated:,} updated, "
+                          f"{r.skipped:,} unchanged; watermark {r.watermark_after}.", status="Syncing")
+    else:
+        st.caption("No database sources. An admin adds one with `centinela source add NAME --url postgresql://... "
+                   "--table T --watermark COLUMN` (see the README's Integrations), then runs `centinela sync NAME`.")
 
     trash = list_datasets(conn, deleted=True)
     if trash:
