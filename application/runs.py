@@ -21,6 +21,7 @@ from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, check_contam
 from detectors.evaluation import labelled_frame
 from detectors.pipeline import FeatureSpec, default_feature_spec, validate_spec
 from detectors.runs import FittedRun, Run
+from integrations import mlflow_tracking
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,19 @@ def store_fitted(ctx: Context, dataset: Dataset, fitted: FittedRun, spec: Featur
     except BaseException:
         run_store.remove_artifact(ctx.conn, artifact[0])
         raise
-    return run_store.get_run(ctx.conn, run_id)
+    run = run_store.get_run(ctx.conn, run_id)
+    track(ctx, f"log run #{run_id}", mlflow_tracking.log_run, ctx.conn, dataset, run)
+    if activate:
+        track(ctx, f"register run #{run_id}", mlflow_tracking.register_active, ctx.conn, dataset, run, "fit")
+    return run
+
+
+def track(ctx: Context, what: str, call, *args, **kwargs) -> None:
+    """An MLflow call after the action committed (when $MLFLOW_TRACKING_URI is set): a failure is
+    reported on the progress line, the action stands."""
+    problem = mlflow_tracking.safely(what, call, *args, **kwargs)
+    if problem:
+        ctx.progress(1.0, problem)
 
 
 def save_threshold(ctx: Context, run_id: int, contamination: float) -> Run:
@@ -127,6 +140,7 @@ def activate(ctx: Context, dataset: DatasetRef, run_id: int, action: str | None 
                before={"run": previous}, after={"run": int(run_id)})
         run = run_store.get_run(conn, int(run_id))
         announce_active(ctx, conn, target, run, action, previous)
+    track(ctx, f"register run #{run.id}", mlflow_tracking.register_active, ctx.conn, target, run, action)
     return run
 
 

@@ -10,11 +10,12 @@ import pandas as pd
 
 from application.context import Context
 from application.datasets import DatasetRef, ensure_features
-from application.runs import fit
+from application.runs import fit, track
 from data.errors import NotFound
 from detectors.base import DEFAULT_CONTAMINATION, make_detector
 from detectors.runs import Run
 from detectors.tuning import stored_trials, tune
+from integrations import mlflow_tracking
 
 
 def search(ctx: Context, dataset: DatasetRef, detector: str, *, space: dict[str, list[Any]] | None = None,
@@ -24,9 +25,12 @@ def search(ctx: Context, dataset: DatasetRef, detector: str, *, space: dict[str,
     """Run a search; each trial is stored as it finishes, so stopping keeps what was found."""
     target = ctx.dataset(dataset)
     ensure_features(ctx, target)
-    return tune(ctx.conn, target, detector, space=space, contaminations=contaminations or [DEFAULT_CONTAMINATION],
-                budget=budget, strategy=strategy, metric=metric, train_until=train_until, progress=ctx.progress,
-                should_stop=should_stop)
+    found = tune(ctx.conn, target, detector, space=space, contaminations=contaminations or [DEFAULT_CONTAMINATION],
+                 budget=budget, strategy=strategy, metric=metric, train_until=train_until, progress=ctx.progress,
+                 should_stop=should_stop)
+    track(ctx, "log the search", mlflow_tracking.log_search, target, found, detector=detector, metric=metric,
+          strategy=strategy)
+    return found
 
 
 def trials(ctx: Context, dataset: DatasetRef) -> pd.DataFrame:

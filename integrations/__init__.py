@@ -1,1 +1,1 @@
-"""Where Centinela plugs into systems a bank already runs: Kafka (more to come)."""
+"""Where Centinela plugs into systems a bank already runs: Kafka, webhooks, MLflow."""
