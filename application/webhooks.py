@@ -13,7 +13,7 @@ from application.context import Context
 from application.rules import require_role
 from data import webhooks as store
 from data.audit import record
-from data.errors import Conflict, NotFound
+from data.errors import Conflict, InvalidInput, NotFound
 
 STATES = ("pending", "retrying", "delivered", "failed")
 
@@ -92,13 +92,14 @@ def remove_webhook(ctx: Context, name: str) -> int:
 
 
 def redeliver(ctx: Context, delivery_id: int) -> dict:
-    """Send one event again, now (a failed delivery, or one the receiver lost)."""
+    """Send one event again, now, as a new delivery of the same event (a failed one, or one the
+    receiver lost). Returns the new delivery (`id`) and the one it repeats (`again`)."""
     _require_admin(ctx, "redeliver webhook events")
     with ctx.unit_of_work() as conn:
         found = store.requeue(conn, int(delivery_id), ctx.clock())
         record(conn, ctx.actor, "webhook_redeliver", dataset_id=None, target=f"delivery #{int(delivery_id)}",
                before={"delivered_at": found["delivered_at"], "given_up_at": found["given_up_at"]},
-               after={"event": found["event"], "event_id": found["event_id"]})
+               after={"event": found["event"], "event_id": found["event_id"], "delivery": found["id"]})
     return found
 
 
@@ -109,7 +110,7 @@ def list_webhooks(ctx: Context) -> list[store.Webhook]:
 def delivery_log(ctx: Context, webhook: str | None = None, state: str | None = None, limit: int = 500) -> pd.DataFrame:
     """The newest deliveries (what, to whom, state, attempts, last status or error), newest first."""
     if state is not None and state not in STATES:
-        raise NotFound(f"unknown delivery state {state!r}.", field="state", hint=f"States: {', '.join(STATES)}.")
+        raise InvalidInput(f"unknown delivery state {state!r}.", field="state", hint=f"States: {', '.join(STATES)}.")
     if webhook:
         _webhook(ctx, webhook)
     return store.delivery_log(ctx.conn, webhook or None, state, limit)

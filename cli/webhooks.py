@@ -112,6 +112,6 @@ def delivery_log(args: argparse.Namespace, ctx: Context) -> int:
 
 def redeliver(args: argparse.Namespace, ctx: Context) -> int:
     found = webhooks.redeliver(ctx, args.delivery)
-    print(f"delivery #{args.delivery} ({found['event']}, event {found['event_id']}) will be sent again within seconds "
-          "while the server runs")
+    print(f"event {found['event_id']} ({found['event']}) of delivery #{args.delivery} is sent again as delivery "
+          f"#{found['id']}, within seconds while the server runs")
     return 0

@@ -289,4 +289,5 @@ with tab_webhooks:
                                     key="webhook-redeliver-id")
             if st.form_submit_button("Send again"):
                 act(lambda c: webhook_actions.redeliver(c, int(again)),
-                    f"Delivery #{int(again)} will be sent again within seconds.")
+                    lambda found: f"Delivery #{int(again)} will be sent again within seconds, as delivery "
+                                  f"#{found['id']}.")

@@ -60,6 +60,7 @@ def test_admin_adds_a_webhook_sees_its_deliveries_and_pauses_it(conn, db_path, s
         one(at.button, "Send again").click()  # the newest delivery: the one sent
         at.run()
         assert "will be sent again" in texts(at)
-        assert conn.execute("SELECT delivered_at IS NULL FROM webhook_outbox").fetchall() == [(True,)]
+        assert conn.execute("SELECT event_id, delivered_at IS NULL FROM webhook_outbox ORDER BY id").fetchall() == [
+            (request.event["id"], False), (request.event["id"], True)]  # the same event, a new delivery
         assert [r[0] for r in conn.execute("SELECT actor FROM audit WHERE action LIKE 'webhook%' ORDER BY id")
                 .fetchall()] == ["boss", "boss", "boss"]
