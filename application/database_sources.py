@@ -9,16 +9,28 @@ unchanged), merges the checked rows into the dataset by transaction id (new appe
 updated in place, identical skipped), recomputes the dataset's features, stores the new
 watermark and writes the audit row. The watermark and the rows commit together, so a sync killed
 at any point leaves the old watermark and none of its rows, and the next sync does it again.
+
+A dataset a source fills may also be scored live (application.live). The unit of work holds live
+scoring in this process (`live.held`): a request arriving during the merge and the feature
+recomputation waits for the sync's commit and then gets features over the synced rows, where
+DuckDB would refuse one of the two writers (the feature table is replaced, the `datasets` row
+updated). The registry row is written last, just before the commit. A conflict with any other
+writer is retried a few times and then refused as a Conflict ("sync again"), never a raw error.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
+from application import live
 from application.context import Context
 from application.rules import require_role
 from data import database_sources as store
@@ -48,6 +60,13 @@ class SyncReport:
     updated_ids: list[str] = field(default_factory=list)
     changed_columns: dict[str, int] = field(default_factory=dict)
     without_watermark: int = 0  # source rows whose watermark is NULL: never read
+    # What the import's checks found and let through (`data.ingest.ImportResult`), said in the
+    # source's terms: values of optional columns that did not parse and were stored as empty (by
+    # source key: `store.source_problems`), the import's notes, and rows left out (always 0: a sync
+    # refuses bad required values instead).
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped_rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "dataset": self.dataset, "rows_read": self.rows_read, "new": self.new,
@@ -55,7 +74,8 @@ class SyncReport:
                 "watermark_after": self.watermark_after, "since": self.since, "created_dataset": self.created_dataset,
                 "features": self.features, "seconds": round(self.seconds, 3), "read_seconds": round(self.read_seconds, 3),
                 "updated_ids": self.updated_ids, "changed_columns": self.changed_columns,
-                "without_watermark": self.without_watermark}
+                "without_watermark": self.without_watermark, "problems": self.problems, "notes": self.notes,
+                "skipped_rows": self.skipped_rows}
 
 
 def _require_admin(ctx: Context, what: str) -> None:
@@ -155,19 +175,56 @@ def sync(ctx: Context, name: str) -> SyncReport:
         path = Path(folder) / f"{settings.name}.parquet"
         if table.num_rows:
             store.write_parquet(table, path)
-        with ctx.unit_of_work() as conn:
-            now = _get(conn, settings.name)
-            if (now.last_watermark, now.syncs) != (settings.last_watermark, settings.syncs):
-                raise Conflict(f"source {settings.name!r} was synced by someone else meanwhile.",
-                               hint="Sync again: it starts from the new watermark.")
+        for attempt in range(SYNC_ATTEMPTS):
             try:
-                report = _store(ctx, conn, settings, target, table, path, since, watermark, without,
-                                started, read_seconds)
-            except UserError as exc:
-                raise store.rephrase(exc, settings, table) from None
+                with _conflicts_refused(settings, last=attempt == SYNC_ATTEMPTS - 1), live.held(), \
+                        ctx.unit_of_work() as conn:
+                    now = _get(conn, settings.name)
+                    if (now.last_watermark, now.syncs) != (settings.last_watermark, settings.syncs):
+                        raise Conflict(f"source {settings.name!r} was synced by someone else meanwhile.",
+                                       hint="Sync again: it starts from the new watermark.")
+                    try:
+                        report = _store(ctx, conn, settings, target, table, path, since, watermark, without,
+                                        started, read_seconds)
+                    except UserError as exc:
+                        raise store.rephrase(exc, settings, table) from None
+                break
+            except _Retry:
+                ctx.progress(0.3, f"Another writer changed dataset {settings.dataset} meanwhile; checking the rows "
+                             f"again (attempt {attempt + 2} of {SYNC_ATTEMPTS})")
+                time.sleep(0.2 * 2**attempt)
     ctx.progress(1.0, f"Synced {settings.name}: {report.rows_read:,} read, {report.new:,} new, {report.updated:,} "
                  f"updated, {report.skipped:,} unchanged; watermark {report.watermark_after}")
     return report
+
+
+SYNC_ATTEMPTS = 3
+
+
+class _Retry(Exception):
+    """The unit of work lost to a concurrent writer; it is run again."""
+
+
+def _is_conflict(exc: duckdb.TransactionException) -> bool:
+    text = str(exc).lower()
+    return "conflict" in text or "another transaction" in text
+
+
+@contextmanager
+def _conflicts_refused(settings: store.SourceSettings, last: bool) -> Iterator[None]:
+    """DuckDB's refusal of a write another transaction made first ("Conflict on update!", or a
+    table another transaction changed): retried (`_Retry`), then, on the last attempt, a Conflict
+    saying to sync again. The unit of work has rolled back either way."""
+    try:
+        yield
+    except duckdb.TransactionException as exc:
+        if not _is_conflict(exc):
+            raise
+        if not last:
+            raise _Retry() from exc
+        raise Conflict(f"dataset {settings.dataset!r} was changed by another writer while source {settings.name!r} "
+                       f"was syncing ({SYNC_ATTEMPTS} attempts); nothing was stored.",
+                       hint="Sync again: it starts from the same watermark.") from None
 
 
 def _check_dataset_free_for(ctx: Context, settings: store.SourceSettings) -> None:
@@ -181,13 +238,11 @@ def _check_dataset_free_for(ctx: Context, settings: store.SourceSettings) -> Non
 
 def _without_watermark(settings: store.SourceSettings) -> int:
     """How many source rows have no watermark (a first sync says so: they are never read)."""
-    inner = store.select_sql(settings.relation, settings.query)
     import adbc_driver_manager
 
     try:
         with store._connect(settings.url) as connection, connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM ({inner}) AS {store.SOURCE_ALIAS} WHERE "
-                           f"{store.quote_ident(settings.watermark)} IS NULL")
+            cursor.execute(store.without_watermark_sql(settings.relation, settings.query, settings.watermark))
             count = cursor.fetchone()[0]
             connection.rollback()
     except adbc_driver_manager.Error as exc:
@@ -202,22 +257,28 @@ def _options(settings: store.SourceSettings) -> ImportOptions:
 
 def _store(ctx: Context, conn, settings: store.SourceSettings, target, table, path: Path, since, watermark: str | None,
            without: int, started: float, read_seconds: float) -> SyncReport:
-    created, merged, version = False, store.Merged(), None
+    created, merged, version, imported = False, store.Merged(), None, None
     label = f"source {settings.name}"
     if table.num_rows and target is None:  # the first sync: the dataset is created as a file import creates it
-        result = import_file(conn, path, settings.dataset, settings.column_mapping, display_name=label,
-                             options=_options(settings), progress=lambda f, m: ctx.progress(0.3 + f * 0.4, m))
-        target, created = result.dataset, True
-        merged.new = result.rows_stored
+        imported = import_file(conn, path, settings.dataset, settings.column_mapping, display_name=label,
+                               options=_options(settings), progress=lambda f, m: ctx.progress(0.3 + f * 0.4, m))
+        target, created = imported.dataset, True
+        merged.new = imported.rows_stored
     elif table.num_rows:
         staging_name = f"sync-{settings.id}-{time.time_ns()}"[:64]
-        staged = import_file(conn, path, staging_name, settings.column_mapping, display_name=label,
-                             options=_options(settings), progress=lambda f, m: ctx.progress(0.3 + f * 0.4, m)).dataset
+        imported = import_file(conn, path, staging_name, settings.column_mapping, display_name=label,
+                               options=_options(settings), progress=lambda f, m: ctx.progress(0.3 + f * 0.4, m))
+        staged = imported.dataset
         ctx.progress(0.7, f"Merging {staged.row_count:,} checked rows into {target.name} by transaction id")
         merged = store.merge(conn, staged, target)
         store.drop_staging(conn, staged)
-    if target is not None and (merged.new or merged.updated):
+    if created:
         target = ctx.dataset(target.id)
+    elif target is not None and (merged.new or merged.updated):
+        # The merged table's count and period; the registry row is written last (below).
+        rows, low, high = store.table_counts(conn, target)
+        target = replace(target, row_count=rows, min_ts=low, max_ts=high)
+    if target is not None and (merged.new or merged.updated):
         previous = feature_store.load_feature_set(conn, target)
         if previous is not None or (created and settings.features):
             delay = int((previous.params if previous else {}).get("label_delay_days",
@@ -229,13 +290,17 @@ def _store(ctx: Context, conn, settings: store.SourceSettings, target, table, pa
         version = fs.version if fs else None
     report = SyncReport(settings.name, settings.dataset, table.num_rows, merged.new, merged.updated, merged.skipped,
                         settings.last_watermark, watermark, None if since is None else str(since), created, version,
-                        time.perf_counter() - started, read_seconds, merged.updated_ids, merged.changed_columns, without)
+                        time.perf_counter() - started, read_seconds, merged.updated_ids, merged.changed_columns, without,
+                        store.source_problems(imported.problems, settings, table) if imported else [],
+                        list(imported.notes) if imported else [], imported.skipped_rows if imported else 0)
     store.record_sync(conn, settings, target.id if target is not None else None, watermark, ctx.clock(),
                       report.as_dict())
     record(conn, ctx.actor, "source_sync", dataset_id=target.id if target is not None else None, target=settings.name,
            before={"watermark": settings.last_watermark, "rows": None if created or target is None else
                    target.row_count - merged.new},
            after={**report.as_dict(), "url": store.redact(settings.url), "rows": target.row_count if target else 0})
+    if target is not None and not created and (merged.new or merged.updated):
+        store.update_registry(conn, target)  # last: the row live scoring updates with every request
     return report
 
 

@@ -13,6 +13,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -69,6 +71,16 @@ def _chain(ctx: Context, dataset: Dataset, run: Run) -> list[LoadedModel]:
     while chain[0].run.spec.base_run_id is not None:
         chain.insert(0, loaded_model(ctx, dataset, run_store.get_run(ctx.conn, chain[0].run.spec.base_run_id)))
     return chain
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Live scoring held in this process while another action rewrites a dataset live scoring may
+    write to (a database source's sync: its merge, feature table and registry row): requests
+    wait for it, where DuckDB would otherwise refuse one of the two writers. The history in memory
+    is checked against the feature set on the next request, and read again if it changed."""
+    with _LOCK:
+        yield
 
 
 def _history(ctx: Context, dataset: Dataset, feature_set: FeatureSet) -> online.OnlineFeatures | None:

@@ -29,14 +29,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     args = parser.parse_args()
-    os.environ["CENTINELA_BENCH_PG_PASSWORD"] = READER_PASSWORD
+    os.environ["CENTINELA_PG_BENCH_PASSWORD"] = READER_PASSWORD
     with cluster() as pg, tempfile.TemporaryDirectory() as folder:
         pg.execute("CREATE TABLE card_tx (tx_id text PRIMARY KEY, created_at timestamptz NOT NULL, amount numeric(12,2), "
                    "customer_id text, merchant_id text, channel text, device_id text, updated_at timestamptz NOT NULL)",
                    rows_sql(1, args.rows), "CREATE INDEX ON card_tx (updated_at)", "ANALYZE card_tx")
         conn = connect(Path(folder) / "bench.duckdb")
         ctx = Context(conn, "cli:bench")
-        url = f"postgresql://reader:${{CENTINELA_BENCH_PG_PASSWORD}}@127.0.0.1:{pg.port}/core"
+        url = f"postgresql://reader:${{CENTINELA_PG_BENCH_PASSWORD}}@127.0.0.1:{pg.port}/core"
         sources.add_source(ctx, "core", url, table="card_tx", watermark="updated_at", overlap="10m",
                            maps=["timestamp=created_at"])
 

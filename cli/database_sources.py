@@ -7,7 +7,7 @@ import json
 
 from application import database_sources as sources
 from application.context import Context
-from data.database_sources import describe_overlap, redact
+from data.database_sources import describe_overlap, describe_problem, redact
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -16,8 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add = sub.add_parser("add", help="add a source; its first sync creates the dataset")
     add.add_argument("name", help="the source's name (letters, digits, . - _)")
     add.add_argument("--url", required=True,
-                     help="postgresql://USER[:${ENV_VAR}]@HOST:PORT/DB[?sslmode=...]; no literal password "
-                          "(an environment variable of the process that syncs, ~/.pgpass, PGPASSFILE or service=)")
+                     help="postgresql://USER[:${CENTINELA_PG_...}]@HOST:PORT/DB[?sslmode=...]; no literal password "
+                          "(an environment variable of the process that syncs, CENTINELA_PG_* or PGPASSWORD, "
+                          "in the password's place only; or ~/.pgpass, PGPASSFILE or service=)")
     what = add.add_mutually_exclusive_group(required=True)
     what.add_argument("--table", help="TABLE or SCHEMA.TABLE to read")
     what.add_argument("--query", help="your own SELECT (sent to your PostgreSQL as a subquery)")
@@ -98,4 +99,12 @@ def sync_source(args: argparse.Namespace, ctx: Context) -> int:
     if report.without_watermark:
         print(f"note: {report.without_watermark:,} source rows have no watermark value and are "
               "never read")
+    if report.skipped_rows:
+        print(f"rows left out: {report.skipped_rows:,}")
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.problems:  # values the checks stored as empty, by source key (as `centinela import` prints them)
+        id_column = sources.source_settings(ctx, report.source).id_column
+        for p in report.problems:
+            print(f"problem: {describe_problem(p, id_column)}")
     return 0

@@ -9,9 +9,14 @@ imports that file through the import's own checks (`data.ingest.import_file`); t
 are then merged into the dataset by transaction id (`merge`): ids not stored are appended, ids
 stored with other values are updated in place, identical ones are skipped.
 
-Passwords never reach the database: a URL with a literal password is refused; it may name an
-environment variable of the process that syncs (`${PG_PASSWORD}`), or leave the password to
-libpq (`~/.pgpass`, `PGPASSFILE`, `service=` in `pg_service.conf`).
+Passwords never reach the database: a URL with a literal password is refused; its password
+may name an environment variable of the process that syncs (`${CENTINELA_PG_PASSWORD}`: only
+`CENTINELA_PG_*` and libpq's own `PGPASSWORD`, and only in the password's place, so a URL can
+never carry another of the server's variables to a server of its choosing), or leave the password
+to libpq (`~/.pgpass`, `PGPASSFILE`, `service=` in `pg_service.conf`).
+
+PostgreSQL is only ever read: each read runs in a transaction set READ ONLY before anything else
+and rolled back after, so neither a table nor an admin's query can change the bank's database.
 
 Everything that writes runs inside the caller's transaction (`application.database_sources`).
 """
@@ -39,6 +44,9 @@ from data.mapping import ColumnMapping, guess_mapping
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The environment variables a URL's password may name: Centinela's own, and libpq's PGPASSWORD.
+ENV_PREFIX = "CENTINELA_PG_"
+ENV_NAMES = ("PGPASSWORD",)
 # A table name: an identifier, optionally schema-qualified; each part plain or double-quoted.
 _PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 TABLE_PATTERN = re.compile(rf"^{_PART}(?:\.{_PART})?$")
@@ -117,12 +125,55 @@ def check_url(url: str) -> str:
     if parts.password is not None and not ENV_REFERENCE.fullmatch(parts.password):
         raise InvalidInput("the URL holds a password; it would be stored in the database and its backups.",
                            field="url", hint="Name an environment variable of the server instead "
-                           "(postgresql://user:${PG_PASSWORD}@host/db), or use libpq's ~/.pgpass, PGPASSFILE or "
-                           "service= (pg_service.conf).")
+                           "(postgresql://user:${CENTINELA_PG_PASSWORD}@host/db), or use libpq's ~/.pgpass, PGPASSFILE "
+                           "or service= (pg_service.conf).")
     if "password=" in (parts.query or "").lower():
         raise InvalidInput("the URL holds a password option; it would be stored in the database.", field="url",
-                           hint="Use ${VARIABLE} in the password's place, or libpq's ~/.pgpass or PGPASSFILE.")
+                           hint="Use ${CENTINELA_PG_...} in the password's place, or libpq's ~/.pgpass or PGPASSFILE.")
+    password_variable(text)
     return text
+
+
+def _components(url: str) -> tuple[str, str | None, str]:
+    """The URL's user name, password (None without one) and host part, as written."""
+    userinfo, at, host = urlsplit(url).netloc.rpartition("@")
+    if not at:
+        return "", None, host
+    user, colon, password = userinfo.partition(":")
+    return user, password if colon else None, host
+
+
+def allowed_variable(name: str) -> bool:
+    return name.startswith(ENV_PREFIX) or name in ENV_NAMES
+
+
+def password_variable(url: str) -> str | None:
+    """The environment variable the URL's password names (None when it names none). `${` is
+    refused anywhere but in the password, and a variable outside CENTINELA_PG_* and PGPASSWORD
+    is refused: a URL is sent to a server of the admin's choosing, and must not carry any other
+    of the syncing process's environment there."""
+    parts = urlsplit(url)
+    user, password, host = _components(url)
+    for part, text in (("user name", user), ("host", host), ("database name", parts.path),
+                       ("options (after ?)", parts.query), ("fragment (after #)", parts.fragment)):
+        if "${" in text or "$%7b" in text.lower():
+            raise InvalidInput(f"the URL's {part} holds ${{...}}; an environment variable may stand only in the "
+                               "password's place.", field="url",
+                               hint="postgresql://USER:${CENTINELA_PG_PASSWORD}@HOST:PORT/DB?OPTIONS")
+    if password is None:
+        return None
+    found = ENV_REFERENCE.fullmatch(password)
+    if found is None:
+        if "${" in password:
+            raise InvalidInput("the URL's password must be one ${VARIABLE} reference, or none.", field="url")
+        return None
+    name = found.group(1)
+    if not allowed_variable(name):
+        raise InvalidInput(f"the URL's password names the environment variable {name}; only {ENV_PREFIX}* and "
+                           f"{', '.join(ENV_NAMES)} may be named.", field="url",
+                           hint=f"Put the password in a variable named {ENV_PREFIX}... (or PGPASSWORD) where the "
+                                "server starts, and name that.")
+    return name
 
 
 def redact(url: str) -> str:
@@ -140,22 +191,26 @@ def redact(url: str) -> str:
 
 
 def expand(url: str) -> str:
-    """The URL with each ${VARIABLE} replaced by the process's environment variable (percent-encoded)."""
-
-    def value(match: re.Match) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise InvalidInput(f"the URL names the environment variable {name}, which the process that syncs does "
-                               "not have.", field="url",
-                               hint="Set it where the server (or, without a running server, the command line) starts.")
-        return quote(os.environ[name], safe="")
-
-    return ENV_REFERENCE.sub(value, url)
+    """The URL with its password's ${VARIABLE} replaced by the process's environment variable
+    (percent-encoded); checked again here (`password_variable`), whatever was stored."""
+    name = password_variable(url)
+    if name is None:
+        return url
+    if name not in os.environ:
+        raise InvalidInput(f"the URL names the environment variable {name}, which the process that syncs does "
+                           "not have.", field="url",
+                           hint="Set it where the server (or, without a running server, the command line) starts.")
+    user, _, host = _components(url)
+    return urlunsplit(urlsplit(url)._replace(netloc=f"{user}:{quote(os.environ[name], safe='')}@{host}"))
 
 
 def secrets_in(url: str) -> list[str]:
     """The expanded values an error message must never show."""
-    return [os.environ[n] for n in ENV_REFERENCE.findall(url) if os.environ.get(n)]
+    try:
+        name = password_variable(url)
+    except UserError:
+        return []
+    return [os.environ[name]] if name and os.environ.get(name) else []
 
 
 def check_table(table: str) -> str:
@@ -208,32 +263,54 @@ def describe_overlap(overlap: float, kind: str) -> str:
 
 
 def select_sql(settings_relation: str | None, settings_query: str | None) -> str:
-    """What is read, as a subquery: the table, or the admin's own SQL."""
+    """What is read, as a subquery: the table, or the admin's own SQL. A table's unquoted parts
+    are folded to lower case as PostgreSQL folds them (`Public.Card_Tx` is public.card_tx), then
+    quoted (so a part that is a keyword still reads); double-quoted parts are kept as written."""
     if settings_relation:
         parts = re.findall(_PART, settings_relation)
-        quoted = ".".join(p if p.startswith('"') else quote_ident(p) for p in parts)
+        quoted = ".".join(p if p.startswith('"') else quote_ident(p.lower()) for p in parts)
         return f"SELECT * FROM {quoted}"
     return settings_query or ""
+
+
+def wrapped(relation: str | None, query: str | None) -> str:
+    """The source as a subquery; the closing parenthesis on a line of its own, so an admin's query
+    ending in a `--` comment cannot swallow it."""
+    return f"({select_sql(relation, query)}\n) AS {SOURCE_ALIAS}"
 
 
 def source_sql(relation: str | None, query: str | None, watermark: str, since: bool, limit_zero: bool = False) -> str:
     """The statement sent to PostgreSQL: the source as a subquery, filtered on the watermark with a
     bind parameter ($1) when there is a stored watermark; no value is ever pasted in."""
-    inner = select_sql(relation, query)
     column = quote_ident(watermark)
     where = f"{column} >= $1" if since else f"{column} IS NOT NULL"
-    sql = f"SELECT * FROM ({inner}) AS {SOURCE_ALIAS} WHERE {where}"
+    sql = f"SELECT * FROM {wrapped(relation, query)} WHERE {where}"
     return sql + (" LIMIT 0" if limit_zero else "")
 
 
+def without_watermark_sql(relation: str | None, query: str | None, watermark: str) -> str:
+    """How many source rows have no watermark (never read)."""
+    return f"SELECT count(*) FROM {wrapped(relation, query)} WHERE {quote_ident(watermark)} IS NULL"
+
+
 def _connect(url: str):
+    """A connection whose transaction is READ ONLY from its first statement: whatever the table or
+    the admin's query does (nextval(), a function that writes), PostgreSQL refuses to write. Each
+    read is one such transaction, rolled back after."""
     import adbc_driver_postgresql.dbapi as pg
 
     expanded = expand(url)
     sep = "&" if "?" in expanded else "?"
     if "connect_timeout=" not in expanded:
         expanded += f"{sep}connect_timeout={CONNECT_TIMEOUT_S}"
-    return pg.connect(expanded)
+    connection = pg.connect(expanded)  # not autocommit: the statements below share one transaction
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION READ ONLY")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _driver_error(exc: Exception, url: str, field_name: str) -> InvalidInput:
@@ -466,7 +543,8 @@ def merge(conn: duckdb.DuckDBPyConnection, staging: Dataset, target: Dataset, ex
     """Merge a staging dataset's checked rows (imported from this read) into `target`, by
     transaction id: new ids appended (numbered after the stored rows, in the read's order); ids
     stored with any other value updated in place (the row keeps its tx_row, so its labels, case
-    and scores stay attached); identical rows skipped. Then the registry's count and period."""
+    and scores stay attached); identical rows skipped. The registry's count and period are the
+    caller's last write (`update_registry`)."""
     stored = [c for c in target.columns if c.name != "tx_row"]
     mine = [c for c in staging.columns if c.name != "tx_row"]
     if [(c.name, c.role) for c in stored] != [(c.name, c.role) for c in mine]:
@@ -501,9 +579,42 @@ def merge(conn: duckdb.DuckDBPyConnection, staging: Dataset, target: Dataset, ex
                      f"{', '.join(f's.{n}' for n in names)} FROM {s} s "
                      f"WHERE s.transaction_id NOT IN (SELECT transaction_id FROM {t}) ORDER BY s.tx_row", [first])
     total = int(fetch_one(conn, f"SELECT count(*) FROM {s}")[0])
-    rows, low, high = fetch_one(conn, f"SELECT count(*), min(ts), max(ts) FROM {t}")
-    conn.execute("UPDATE datasets SET row_count = ?, min_ts = ?, max_ts = ? WHERE id = ?", [rows, low, high, target.id])
     return Merged(new, updated, total - new - updated, ids, changed)
+
+
+def table_counts(conn: duckdb.DuckDBPyConnection, target: Dataset) -> tuple[int, datetime | None, datetime | None]:
+    """The dataset table's row count and period, as the registry holds them."""
+    rows, low, high = fetch_one(conn, f"SELECT count(*), min(ts), max(ts) FROM {target.table}")
+    return int(rows), low, high
+
+
+def update_registry(conn: duckdb.DuckDBPyConnection, target: Dataset) -> None:
+    """Write `target`'s row count and period (`table_counts`) to the registry. A sync writes this
+    last, just before it commits: the `datasets` row is what live scoring updates with every
+    request (and what DuckDB refuses a second writer on), so it is held for as short a time as
+    possible."""
+    conn.execute("UPDATE datasets SET row_count = ?, min_ts = ?, max_ts = ? WHERE id = ?",
+                 [target.row_count, target.min_ts, target.max_ts, target.id])
+
+
+def source_problems(problems: list[dict[str, Any]], settings: SourceSettings, table: pa.Table) -> list[dict[str, Any]]:
+    """The import's non-fatal problems (values of optional columns that did not parse, stored as
+    empty) in the source's terms: the first rows of the temporary file become the source keys
+    (transaction ids) of those rows."""
+    said = []
+    for p in problems:
+        keys = [source_key(table, settings.id_column, r) for r in p.get("rows", [])]
+        said.append({"column": p.get("column"), "role": p.get("role"), "count": int(p.get("count", 0)),
+                     "problem": p.get("problem"), "value": p.get("value"), "action": p.get("action"),
+                     "keys": [k for k in keys if k is not None], "hint": p.get("hint")})
+    return said
+
+
+def describe_problem(p: dict[str, Any], id_column: str) -> str:
+    """One problem as a line (the command line, the page): column, count, first keys, value, action."""
+    keys = ", ".join(repr(k) for k in p["keys"][:5])
+    return (f"column '{p['column']}' ({p['role']}), {p['count']:,} value{'s' if p['count'] != 1 else ''}"
+            + (f" (first {id_column} {keys})" if keys else "") + f": {p['value']!r} {p['problem']}; {p['action']}")
 
 
 def drop_staging(conn: duckdb.DuckDBPyConnection, staging: Dataset) -> None:

@@ -30,7 +30,7 @@ EVENTS = ("alert.raised", "label.added", "case.changed", "model.promoted")
 EVENT_HELP = {"alert.raised": "a transaction scored live (API or Kafka) raised an alert",
               "label.added": "transactions were labelled (page, command line, API or a file)",
               "case.changed": "cases were taken, assigned, or changed status",
-              "model.promoted": "another run or version now ranks the queue (promotion or rollback)"}
+              "model.promoted": "another run or version now ranks the queue (a fit made active, a promotion or a rollback)"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 MAX_URL = 2_000
 MAX_IDS = 10_000  # transaction ids named in one label or case event (the count is always exact)

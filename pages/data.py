@@ -19,7 +19,7 @@ from dashboard.shell import page_setup
 from dashboard.state import active_dataset, flash, set_active_dataset, show_flashes
 from dashboard.uploads import discard_upload, stage_upload
 from data.conventions import DEFAULT_TIMEZONE, ImportOptions, timezone_names
-from data.database_sources import redact
+from data.database_sources import describe_problem, redact
 from data.datasets import list_datasets, sample_rows
 from data.errors import UserError
 from data.export import safe_csv
@@ -305,12 +305,17 @@ with manager:
             f"{s.last_sync['rows_read']:,} / {s.last_sync['new']:,} / {s.last_sync['updated']:,} / "
             f"{s.last_sync['skipped']:,}",
             "dataset rows": dataset_rows.get(s.dataset_id),
+            "last sync: values set to empty": sum(p["count"] for p in (s.last_sync or {}).get("problems", [])),
             "url": redact(s.url)} for s in db_sources], hide_index=True, key="database-sources")
+        for s in db_sources:
+            for p in (s.last_sync or {}).get("problems", []):
+                st.warning(f"Last sync of '{s.name}': {describe_problem(p, s.id_column)}")
         chosen_source = st.selectbox("Source", [s.name for s in db_sources], key="sync-source")
         if st.button("Sync now", key="sync-now", help="Admins only: loads the source's new and changed rows."):
             act(lambda c: source_actions.sync(c, chosen_source),
                 lambda r: f"Synced '{r.source}': {r.rows_read:,} rows read, {r.new:,} new, {r.updated:,} updated, "
-                          f"{r.skipped:,} unchanged; watermark {r.watermark_after}.", status="Syncing")
+                          f"{r.skipped:,} unchanged; watermark {r.watermark_after}.", status="Syncing",
+                then=lambda r: [flash("info", f"Note: {n}") for n in r.notes])
     else:
         st.caption("No database sources. An admin adds one with `centinela source add NAME --url postgresql://... "
                    "--table T --watermark COLUMN` (see the README's Integrations), then runs `centinela sync NAME`.")

@@ -45,8 +45,8 @@ def pg():
 
 @pytest.fixture
 def password(monkeypatch):
-    monkeypatch.setenv("CENTINELA_TEST_PG_PASSWORD", READER_PASSWORD)
-    return "${CENTINELA_TEST_PG_PASSWORD}"
+    monkeypatch.setenv("CENTINELA_PG_TEST_PASSWORD", READER_PASSWORD)
+    return "${CENTINELA_PG_TEST_PASSWORD}"
 
 
 def source_url(pg, reference: str) -> str:
@@ -239,8 +239,8 @@ def test_a_timestamp_watermark_without_zone_a_query_and_driver_errors(pg, passwo
     assert second.since == "2026-11-01 14:35:00"
     assert conn.execute("SELECT amount FROM tx_1 WHERE transaction_id = 'S7'").fetchall() == [(1.5,)]
 
-    wrong = source_url(pg, "${CENTINELA_TEST_PG_WRONG}")
-    monkeypatch.setenv("CENTINELA_TEST_PG_WRONG", "not-the-password")
+    wrong = source_url(pg, "${CENTINELA_PG_TEST_WRONG}")
+    monkeypatch.setenv("CENTINELA_PG_TEST_WRONG", "not-the-password")
     with pytest.raises(InvalidInput) as refused:
         sources.add_source(ctx, "wrong", wrong, table="shop_tx", watermark="changed")
     assert "password authentication failed" in str(refused.value) and refused.value.field == "url"
@@ -254,4 +254,30 @@ def test_a_timestamp_watermark_without_zone_a_query_and_driver_errors(pg, passwo
         sources.add_source(ctx, "no-id", source_url(pg, password), query="SELECT at, total AS amount, changed "
                            "FROM shop_tx", watermark="changed", maps=["timestamp=at"], dataset="no-id")
     assert [s.name for s in sources.list_sources(ctx)] == ["shop"]
+    conn.close()
+
+
+def test_reads_are_read_only_names_fold_as_postgresql_folds_them_and_a_trailing_comment_is_harmless(
+        pg, password, tmp_path):
+    pg.execute("CREATE TABLE Pos_Tx (id bigint PRIMARY KEY, at timestamp NOT NULL, total numeric(10,2), "
+               "changed bigint NOT NULL)",  # unquoted: PostgreSQL stores it as pos_tx
+               "INSERT INTO pos_tx SELECT g, timestamp '2026-11-01 08:00' + g * interval '1 minute', g + 0.5, g "
+               "FROM generate_series(1, 50) g",
+               "CREATE SEQUENCE side_effects", "GRANT USAGE ON SEQUENCE side_effects TO reader")
+    conn = connect(tmp_path / "centinela.duckdb")
+    ctx = as_user(conn, "cli:ops")
+    roles = ["transaction_id=id", "timestamp=at", "amount=total"]
+    sources.add_source(ctx, "pos", source_url(pg, password), table="Public.Pos_Tx", watermark="changed", maps=roles)
+    assert sources.sync(ctx, "pos").new == 50
+    sources.add_source(ctx, "commented", source_url(pg, password), watermark="changed", maps=roles,
+                       query="SELECT id, at, total, changed FROM pos_tx -- the POS table, as the bank names it")
+    assert sources.sync(ctx, "commented").new == 50
+    # A query that would write (a sequence, a function with side effects): PostgreSQL refuses it,
+    # the read is a READ ONLY transaction, and the bank's database is unchanged.
+    with pytest.raises(InvalidInput) as refused:
+        sources.add_source(ctx, "writes", source_url(pg, password), watermark="changed", maps=roles,
+                           query="SELECT id, at, total, changed, nextval('side_effects') AS n FROM pos_tx")
+        sources.sync(ctx, "writes")
+    assert "read-only transaction" in str(refused.value), str(refused.value)
+    assert pg.execute("SELECT is_called FROM side_effects") == [(False,)]
     conn.close()

@@ -4,6 +4,7 @@ watermark's arithmetic, Arrow normalisation, the merge by transaction id, error 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
@@ -36,26 +37,59 @@ def test_urls_with_a_literal_password_are_refused_and_references_are_expanded(mo
             store.check_url(bad)
         assert why in str(refused.value) and refused.value.field == "url"
         assert "hunter2" not in str(refused.value)
-    url = store.check_url("postgresql://reader:${PG_PW}@h/db")
-    monkeypatch.setenv("PG_PW", "p@ss/w:rd")
+    url = store.check_url("postgresql://reader:${CENTINELA_PG_PW}@h/db")
+    monkeypatch.setenv("CENTINELA_PG_PW", "p@ss/w:rd")
     assert store.expand(url) == "postgresql://reader:p%40ss%2Fw%3Ard@h/db"  # percent-encoded for libpq
     assert store.redact(url) == url  # a reference is not a secret
     assert store.redact("postgresql://reader:hunter2@h:5432/db") == "postgresql://reader:***@h:5432/db"
-    monkeypatch.delenv("PG_PW")
-    with pytest.raises(InvalidInput, match="PG_PW"):
+    monkeypatch.setenv("PGPASSWORD", "libpq-pw")  # libpq's own variable may be named too
+    assert store.expand(store.check_url("postgresql://reader:${PGPASSWORD}@h/db")) == "postgresql://reader:libpq-pw@h/db"
+    monkeypatch.delenv("CENTINELA_PG_PW")
+    with pytest.raises(InvalidInput, match="CENTINELA_PG_PW"):
         store.expand(url)
+
+
+def test_only_the_password_may_name_a_variable_and_only_an_allowed_one(monkeypatch):
+    """A URL goes to a server of the admin's choosing: it must not carry any other of the syncing
+    process's environment there (the password of another variable, or ${...} in an option)."""
+    monkeypatch.setenv("CENTINELA_SECRET_KEY", "the-server-s-own-secret")
+    monkeypatch.setenv("CENTINELA_PG_PW", "pg-pw")
+    for bad, part in (("postgresql://evil:${CENTINELA_SECRET_KEY}@attacker.example/db", "CENTINELA_SECRET_KEY"),
+                      ("postgresql://evil:${HOME}@attacker.example/db", "HOME"),
+                      ("postgresql://evil:${CENTINELA_PG_PW}@attacker.example/db?application_name=${CENTINELA_SECRET_KEY}",
+                       "options"),
+                      ("postgresql://${CENTINELA_PG_PW}@attacker.example/db", "user name"),
+                      ("postgresql://evil@attacker.example/${CENTINELA_PG_PW}", "database name"),
+                      ("postgresql://evil@${CENTINELA_PG_PW}.attacker.example/db", "host"),
+                      ("postgresql://evil:x${CENTINELA_PG_PW}@attacker.example/db", "password")):
+        with pytest.raises(InvalidInput) as refused:
+            store.check_url(bad)
+        assert part in str(refused.value) and refused.value.field == "url", str(refused.value)
+        with pytest.raises(InvalidInput):  # a URL stored before these checks is refused when it is used
+            store.expand(bad)
+        assert "the-server-s-own-secret" not in str(refused.value) and "pg-pw" not in str(refused.value)
+    # Only the password is expanded; a `$` elsewhere that is no reference stays as written.
+    assert store.expand("postgresql://r:${CENTINELA_PG_PW}@h/db?application_name=cost$") == \
+        "postgresql://r:pg-pw@h/db?application_name=cost$"
+    assert store.secrets_in("postgresql://r:${CENTINELA_PG_PW}@h/db") == ["pg-pw"]
 
 
 def test_tables_queries_names_and_overlaps():
     assert store.check_table('bank."Card Tx"') == 'bank."Card Tx"'
     assert store.select_sql('bank."Card Tx"', None) == 'SELECT * FROM "bank"."Card Tx"'
+    # Unquoted parts fold to lower case, as PostgreSQL folds them; quoted ones are kept.
+    assert store.select_sql("Public.Card_Tx", None) == 'SELECT * FROM "public"."card_tx"'
+    assert store.select_sql('Bank."Card_Tx"', None) == 'SELECT * FROM "bank"."Card_Tx"'
     for bad in ("card_tx; DROP TABLE x", "a.b.c", "", "1tx"):
         with pytest.raises(InvalidInput):
             store.check_table(bad)
     assert store.check_query(" SELECT 1;  ") == "SELECT 1"
     # The watermark is a bind parameter; the admin's query a subquery.
     assert store.source_sql(None, "SELECT * FROM t", "updated_at", since=True) == \
-        'SELECT * FROM (SELECT * FROM t) AS centinela_source WHERE "updated_at" >= $1'
+        'SELECT * FROM (SELECT * FROM t\n) AS centinela_source WHERE "updated_at" >= $1'
+    # A query ending in a -- comment cannot swallow the closing parenthesis.
+    assert store.source_sql(None, "SELECT * FROM t -- the card table", "w", since=False).startswith(
+        "SELECT * FROM (SELECT * FROM t -- the card table\n) AS centinela_source WHERE")
     assert store.source_sql("t", None, 'we"ird', since=False).endswith('WHERE "we""ird" IS NOT NULL')
     assert store.parse_overlap(None, "timestamptz") == 600 and store.parse_overlap(None, "integer") == 0
     assert [store.parse_overlap(t, "timestamp") for t in ("90s", "10m", "2h", "1d", "30")] == [90, 600, 7200, 86400, 30]
@@ -133,6 +167,11 @@ def test_merge_appends_new_ids_updates_changed_ones_and_skips_the_rest(conn, tmp
     tx_row_b = conn.execute(f"SELECT tx_row FROM {target.table} WHERE transaction_id = 'B'").fetchall()[0][0]
     merged = store.merge(conn, staged, target)
     store.drop_staging(conn, staged)
+    # The registry row (what live scoring updates with every request) is not written by the merge:
+    # the sync writes it last, just before it commits.
+    assert conn.execute("SELECT row_count FROM datasets WHERE name = 'core'").fetchall() == [(3,)]
+    rows, low, high = store.table_counts(conn, target)
+    store.update_registry(conn, replace(target, row_count=rows, min_ts=low, max_ts=high))
     conn.execute("COMMIT")
     assert (merged.new, merged.updated, merged.skipped) == (2, 1, 1)
     assert merged.updated_ids == ["B"] and merged.changed_columns == {"amount": 1}
