@@ -6,7 +6,7 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale bench-spark bench-kafka bench-webhooks bench-postgres postgres clean
+.PHONY: run test airflow-venv test-unit test-pages test-e2e test-fast install install-dev chromium idp image-tools java wheelhouse image lint bench bench-detectors bench-quality bench-pages bench-investigation bench-learning bench-models bench-live bench-rules bench-path bench-scale bench-spark bench-kafka bench-webhooks bench-postgres postgres clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ run: install
 
 ## Install test dependencies (Debian's chromium, buildah and debootstrap, a Java 17 runtime for Spark, the
 ## test OpenID provider, if missing), then run the whole suite, the slow Docker-image and Spark tests included.
-test: install-dev chromium idp image-tools java postgres
+test: install-dev chromium idp image-tools java postgres airflow-venv
 	$(BIN)/python -m pytest
 
 ## Everything but the tests marked slow (the Docker image built and run with buildah, Spark in local mode).
@@ -48,7 +48,7 @@ test-pages: install-dev
 	$(BIN)/python -m pytest tests/pages
 
 ## End to end: the command line as a process, a real `streamlit run` in Chromium, kill tests, single sign-on.
-test-e2e: install-dev chromium idp image-tools postgres
+test-e2e: install-dev chromium idp image-tools postgres airflow-venv
 	$(BIN)/python -m pytest tests/e2e
 
 ## What the image test builds and runs the Dockerfile with, without a Docker engine: Debian's buildah
@@ -74,6 +74,16 @@ image:
 ## Java 17 or later for Spark's local mode (tests/spark), from Debian where missing or older.
 java:
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless; }
+
+## Apache Airflow in its own virtual environment ($(AIRFLOW_VENV)), for tests/e2e/test_airflow_dags.py:
+## `airflow dags test` on the DAGs in deploy/airflow (pinned in deploy/airflow/requirements.txt).
+AIRFLOW_VENV := .venv-airflow
+airflow-venv: $(AIRFLOW_VENV)/.installed
+
+$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt
+	touch $@
 
 ## Debian's PostgreSQL server for tests/e2e/test_database_sources.py (a throwaway cluster on loopback), if missing.
 postgres:

@@ -126,10 +126,11 @@ def save_threshold(ctx: Context, run_id: int, contamination: float) -> Run:
     return run_store.get_run(ctx.conn, run_id)
 
 
-def activate(ctx: Context, dataset: DatasetRef, run_id: int, action: str | None = None) -> Run:
+def activate(ctx: Context, dataset: DatasetRef, run_id: int, action: str | None = None, *,
+             details: dict[str, Any] | None = None) -> Run:
     """Make a run (a detector run or a learned version) the one the queue ranks by. Recorded as
     a promotion when it is newer than the active run, a rollback when it is older (or as the
-    `action` given)."""
+    `action` given), with `details` (e.g. the evaluation gate's comparison) in the audit row."""
     with ctx.unit_of_work() as conn:
         target = ctx.dataset(dataset)
         current = run_store.active_run(conn, target)
@@ -137,7 +138,7 @@ def activate(ctx: Context, dataset: DatasetRef, run_id: int, action: str | None 
             action = "promote" if current is None or int(run_id) > current.id else "rollback"
         previous = run_store.set_active(conn, target.id, int(run_id), ctx.actor, action)
         record(conn, ctx.actor, action, dataset_id=target.id, target=f"run #{run_id}",
-               before={"run": previous}, after={"run": int(run_id)})
+               before={"run": previous}, after={"run": int(run_id), **(details or {})})
         run = run_store.get_run(conn, int(run_id))
         announce_active(ctx, conn, target, run, action, previous)
     track(ctx, f"register run #{run.id}", mlflow_tracking.register_active, ctx.conn, target, run, action)

@@ -32,6 +32,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     re_.add_argument("--search", type=int, default=0, metavar="N",
                      help="first search N parameter configurations on time-ordered folds of the older labels")
     re_.add_argument("--train-until", type=date_arg, help="use labels of transactions before this date only")
+    re_.add_argument("--hold-out-days", type=int, metavar="N",
+                     help="use labels before the last N labelled days only, so `promote --if-better --days N` "
+                          "judges the version on labels it never saw")
     re_.add_argument("--base-run", type=int, help="detector run whose score is a feature (default: the active one)")
     re_.add_argument("--no-truth", action="store_true", help="analyst labels only, not the dataset's label column")
     re_.add_argument("--json", action="store_true", help="print the version as JSON")
@@ -40,6 +43,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     pro = commands.add_parser("promote", help="make a run or model version the one the queue ranks by")
     pro.add_argument("name", help="dataset")
     pro.add_argument("version", type=int, help="run / version id (see `centinela models`)")
+    pro.add_argument("--if-better", action="store_true",
+                     help="the evaluation gate: promote only if the version beats the active one on the last "
+                          "labelled days (exit 0 either way; see \"promoted\" in --json)")
+    pro.add_argument("--metric", choices=list(models.GATE_METRICS), default=models.DEFAULT_GATE_METRIC,
+                     help=f"what the gate compares (default {models.DEFAULT_GATE_METRIC})")
+    pro.add_argument("--days", type=int, default=models.DEFAULT_GATE_DAYS,
+                     help=f"the last N labelled days the gate judges on (default {models.DEFAULT_GATE_DAYS})")
+    pro.add_argument("--json", action="store_true", help="print JSON (with --if-better: the gate's comparison)")
     pro.set_defaults(func=promote)
 
     mod = commands.add_parser("models", help="list a dataset's detector runs and model versions")
@@ -56,7 +67,8 @@ def label(args: argparse.Namespace, ctx: Context) -> int:
 
 def retrain(args: argparse.Namespace, ctx: Context) -> int:
     run = models.retrain(ctx, args.name, model=args.model, imbalance=args.imbalance, search=args.search,
-                         base_run_id=args.base_run, use_truth=not args.no_truth, train_until=args.train_until)
+                         base_run_id=args.base_run, use_truth=not args.no_truth, train_until=args.train_until,
+                         hold_out_days=args.hold_out_days)
     if args.json:
         print(json.dumps({"version": run.id, "model": run.detector, "label_counts": run.label_counts, **run.metrics},
                          indent=2, default=str))
@@ -77,8 +89,32 @@ def retrain(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def promote(args: argparse.Namespace, ctx: Context) -> int:
+    if args.if_better:
+        return promote_if_better(args, ctx)
     run = runs.activate(ctx, args.name, args.version)
+    if args.json:
+        print(json.dumps({"promoted": True, "version": run.id, "model": run.detector}))
+        return 0
     print(f"run #{run.id} ({run.detector}) now ranks the queue of {args.name!r}")
+    return 0
+
+
+def promote_if_better(args: argparse.Namespace, ctx: Context) -> int:
+    gate = models.promote_if_better(ctx, args.name, args.version, metric=args.metric, days=args.days)
+    if args.json:
+        print(json.dumps(gate.as_dict(), indent=2, default=str))
+        return 0
+    on = gate.judged_on
+    print(f"judged on {on['labelled']:,} labelled transactions ({on['fraud']:,} fraud) from {on['from']} to "
+          f"{on['until']} (the last {on['days']} labelled days, after each version's training cut-off)")
+    for role, v in (("candidate", gate.candidate), ("active", gate.active)):
+        if v is not None:
+            seen = "; fitted on some of these labels, so it looks better than it is" if v["saw_these_labels"] else ""
+            shown = dict.fromkeys([gate.metric, "average_precision", "precision_at_k"])
+            at_k = f"@{v['k']}"
+            figures = ", ".join(f"{m.replace('_at_k', at_k)} {fmt(v[m])}" for m in shown)
+            print(f"  {role:<9} #{v['version']} ({v['model']}): {figures}{seen}")
+    print(f"{'promoted' if gate.promoted else 'not promoted'}: {gate.reason}")
     return 0
 
 

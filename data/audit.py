@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 
 ACTIONS = ("import", "generate", "features", "delete", "restore", "purge", "fit", "threshold", "label", "undo_labels",
-           "case", "retrain", "promote", "rollback", "login", "login_failed", "logout", "user_add", "user_change", "key_create",
+           "case", "retrain", "promote", "promote_refused", "rollback", "login", "login_failed", "logout", "user_add", "user_change", "key_create",
            "key_revoke", "score", "api_read", "rule_add", "rule_edit", "rule_status", "rule_restore", "list_create",
            "list_add", "list_remove", "list_import", "session_end",
            "setting_change", "backup", "backup_restore", "rescore", "spark_score", "spark_import",
