@@ -80,9 +80,9 @@ java:
 AIRFLOW_VENV := .venv-airflow
 airflow-venv: $(AIRFLOW_VENV)/.installed
 
-$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt
+$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt deploy/airflow/constraints.txt
 	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt -c deploy/airflow/constraints.txt
 	touch $@
 
 ## Debian's PostgreSQL server for tests/e2e/test_database_sources.py (a throwaway cluster on loopback), if missing.

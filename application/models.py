@@ -25,7 +25,7 @@ from detectors.supervised import (
     DEFAULT_IMBALANCE,
     DEFAULT_MODEL,
     MIN_VALIDATION_PER_CLASS,
-    _labelled_sql,
+    labelled_sql,
     train_version,
 )
 
@@ -47,7 +47,7 @@ def retrain(ctx: Context, dataset: DatasetRef, *, model: str = DEFAULT_MODEL, im
     if hold_out_days is not None:
         if train_until is not None:
             raise InvalidInput("give either a date to train until or days to hold out, not both.", field="hold_out_days")
-        train_until = labelled_window(ctx, target, hold_out_days)[0]
+        train_until = labelled_window(ctx, target, hold_out_days, use_truth=use_truth)[0]
     feature_set = ensure_features(ctx, target)
     trained = train_version(ctx.conn, target, feature_set, model=model, imbalance=imbalance, params=params,
                             search_budget=search, base_run_id=base_run_id, use_truth=use_truth, train_until=train_until,
@@ -93,14 +93,15 @@ def drift(ctx: Context, dataset: DatasetRef, run_id: int, recent_days: int = 7) 
     return drift_report(ctx.conn, target, run_store.run_of(ctx.conn, target, int(run_id)), recent_days)
 
 
-def labelled_window(ctx: Context, dataset: DatasetRef, days: int = DEFAULT_GATE_DAYS) -> tuple[datetime, datetime]:
+def labelled_window(ctx: Context, dataset: DatasetRef, days: int = DEFAULT_GATE_DAYS, *,
+                    use_truth: bool = True) -> tuple[datetime, datetime]:
     """The last `days` days of labelled transactions: from `days` before the newest labelled
-    transaction (an analyst's label, else the dataset's label column; 'unsure' does not count)
-    up to and including it."""
+    transaction (an analyst's label, else, with `use_truth`, the dataset's label column; 'unsure'
+    does not count) up to and including it."""
     if not 1 <= int(days) <= 366:
         raise InvalidInput(f"the labelled window is 1 to 366 days, not {days}.", field="days")
     target = ctx.dataset(dataset)
-    newest = fetch_one(ctx.conn, f"SELECT max(ts) FROM ({_labelled_sql(target, True)})",
+    newest = fetch_one(ctx.conn, f"SELECT max(ts) FROM ({labelled_sql(target, use_truth)})",
                        {"dataset": target.id, "until": None})[0]
     if newest is None:
         raise InvalidInput(f"dataset {target.name!r} has no labels yet.", hint=f"Label cases: centinela label {target.name!r} --file labels.csv")
@@ -150,8 +151,10 @@ def promote_if_better(ctx: Context, dataset: DatasetRef, run_id: int, *, metric:
     if current is not None and current.id == candidate.id:
         raise Conflict(f"version #{candidate.id} already ranks the queue of {target.name!r}.", field="version")
     window_from, newest = labelled_window(ctx, target, days)
-    # After both versions' cut-offs, so neither is judged on rows it was trained on where that can be avoided.
-    start = max([window_from, *(r.train_until for r in (candidate, current) if r is not None and r.train_until)])
+    # After both learned versions' label cut-offs, so neither is judged on labels it was trained on
+    # where that can be avoided (a detector run learns from no label: its cut-off does not count).
+    start = max([window_from, *(r.train_until for r in (candidate, current)
+                                if r is not None and r.kind == "supervised" and r.train_until)])
     end = newest + timedelta(microseconds=1)  # the newest labelled transaction included
     frames = {r.id: labelled_frame(ctx.conn, target, r.id, start, end) for r in (candidate, current) if r is not None}
     labelled = [f[f["y"].notna()] for f in frames.values()]
@@ -177,7 +180,10 @@ def promote_if_better(ctx: Context, dataset: DatasetRef, run_id: int, *, metric:
     value = mine[metric]
     if value is None:
         raise InvalidInput(f"{metric} of version #{candidate.id} cannot be computed on these rows.", field="metric")
-    if theirs is None:
+    if mine["saw_these_labels"]:  # it would look better than it is: not a fair comparison to promote on
+        promoted, reason = False, (f"#{candidate.id} was trained on labels of the days it is judged on ({metric} "
+                                   f"{value:.4f}); retrain it holding them out (--hold-out-days {int(days)})")
+    elif theirs is None:
         promoted, reason = True, f"no version ranks the queue yet; #{candidate.id} has {metric} {value:.4f}"
     elif theirs[metric] is None or value > theirs[metric]:
         promoted, reason = True, (f"#{candidate.id} is better: {metric} {value:.4f} against {_fmt4(theirs[metric])} "
@@ -185,15 +191,18 @@ def promote_if_better(ctx: Context, dataset: DatasetRef, run_id: int, *, metric:
     else:
         promoted, reason = False, (f"#{candidate.id} is not better: {metric} {value:.4f} against "
                                    f"{theirs[metric]:.4f} for the active #{current.id}")
+        if theirs["saw_these_labels"]:
+            reason += f" (#{current.id} was trained on some of these labels: the comparison favours it)"
     result = GateResult(promoted, reason, metric, mine, theirs, judged_on)
     gate = {"metric": metric, "candidate": value, "active": None if theirs is None else theirs[metric],
             "judged_on": judged_on, "reason": reason}
-    if promoted:  # the promotion every front end makes, with the comparison in its audit row
-        activate(ctx, target, candidate.id, "promote", details={"gate": gate})
+    expected = current.id if current is not None else None
+    if promoted:  # the promotion every front end makes, with the comparison in its audit row, if nothing changed
+        activate(ctx, target, candidate.id, "promote", details={"gate": gate}, expected_active=expected)
     else:
         with ctx.unit_of_work() as conn:
             record(conn, ctx.actor, "promote_refused", dataset_id=target.id, target=f"run #{candidate.id}",
-                   before={"run": current.id}, after={"run": current.id, "gate": gate})
+                   before={"run": expected}, after={"run": expected, "gate": gate})
     return result
 
 

@@ -13,7 +13,7 @@ from data import webhooks
 from data.audit import record
 from data.datasets import Dataset
 from data.demo import DEMO_NAME, demo_rows
-from data.errors import NotFound
+from data.errors import Conflict, NotFound
 from data.synthetic import SyntheticConfig
 from detectors import run_figures
 from detectors import runs as run_store
@@ -126,14 +126,21 @@ def save_threshold(ctx: Context, run_id: int, contamination: float) -> Run:
     return run_store.get_run(ctx.conn, run_id)
 
 
+_ANY = object()
+
+
 def activate(ctx: Context, dataset: DatasetRef, run_id: int, action: str | None = None, *,
-             details: dict[str, Any] | None = None) -> Run:
+             details: dict[str, Any] | None = None, expected_active: int | None | object = _ANY) -> Run:
     """Make a run (a detector run or a learned version) the one the queue ranks by. Recorded as
     a promotion when it is newer than the active run, a rollback when it is older (or as the
-    `action` given), with `details` (e.g. the evaluation gate's comparison) in the audit row."""
+    `action` given), with `details` (e.g. the evaluation gate's comparison) in the audit row.
+    With `expected_active`, refused (Conflict) if another run became active meanwhile."""
     with ctx.unit_of_work() as conn:
         target = ctx.dataset(dataset)
         current = run_store.active_run(conn, target)
+        if expected_active is not _ANY and (current.id if current else None) != expected_active:
+            raise Conflict(f"run #{current.id if current else None} became active meanwhile; nothing was changed.",
+                           field="version", hint="Compare again against the version that is active now.")
         if action is None:
             action = "promote" if current is None or int(run_id) > current.id else "rollback"
         previous = run_store.set_active(conn, target.id, int(run_id), ctx.actor, action)

@@ -109,7 +109,7 @@ def importance_sample(rows: pd.DataFrame, random_state: int = 0) -> pd.DataFrame
     return pd.concat([fraud, legitimate])
 
 
-def _labelled_sql(dataset: Dataset, use_truth: bool) -> str:
+def labelled_sql(dataset: Dataset, use_truth: bool) -> str:
     """Labelled transactions before $until ($dataset, $until): the analyst's current label, else
     (if allowed) the dataset's label column; 'unsure' is left out."""
     truth = "CAST(t.is_fraud AS INTEGER)" if use_truth and dataset.has_role("label") else "CAST(NULL AS INTEGER)"
@@ -125,7 +125,7 @@ def _labelled_sql(dataset: Dataset, use_truth: bool) -> str:
 def labelled_rows(conn: duckdb.DuckDBPyConnection, dataset: Dataset, use_truth: bool,
                   until: datetime | None = None) -> pd.DataFrame:
     """tx_row, ts, from_analyst and y (1 fraud, 0 legitimate) of every labelled transaction before `until`."""
-    return conn.execute(f"{_labelled_sql(dataset, use_truth)} ORDER BY ts, tx_row", {"dataset": dataset.id, "until": until}).df()
+    return conn.execute(f"{labelled_sql(dataset, use_truth)} ORDER BY ts, tx_row", {"dataset": dataset.id, "until": until}).df()
 
 
 def label_counts(rows: pd.DataFrame) -> dict[str, int]:
@@ -140,7 +140,7 @@ def count_labels(conn: duckdb.DuckDBPyConnection, dataset: Dataset, use_truth: b
     """`label_counts` counted in DuckDB, without loading the rows (for pages)."""
     fraud, legitimate, analyst_fraud, analyst_legitimate = fetch_one(
         conn, f"""SELECT count(*) FILTER (y = 1), count(*) FILTER (y = 0), count(*) FILTER (y = 1 AND from_analyst),
-                         count(*) FILTER (y = 0 AND from_analyst) FROM ({_labelled_sql(dataset, use_truth)})""",
+                         count(*) FILTER (y = 0 AND from_analyst) FROM ({labelled_sql(dataset, use_truth)})""",
         {"dataset": dataset.id, "until": until})
     return {"fraud": fraud, "legitimate": legitimate, "analyst_fraud": analyst_fraud,
             "analyst_legitimate": analyst_legitimate, "total": fraud + legitimate}

@@ -55,6 +55,9 @@ def _client():
     # MLflow's own defaults retry an unreachable server for minutes; an analyst's fit waits on this.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    # With a tracking server, MLflow prints "View run ... at: URL" to standard output when a run
+    # ends: that would sit before a command's --json output (and break the Airflow DAGs' parsing).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from mlflow import MlflowClient
 
     return MlflowClient(configured())
@@ -121,8 +124,15 @@ def run_params(run: Run) -> dict[str, str]:
 
 
 def _find_run(client, experiment_id: str, run_id: int):
-    found = client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{int(run_id)}'", max_results=1)
-    return found[0] if found else None
+    """The finished MLflow run of a Centinela run; one left unfinished (a crash, a refused
+    request half-way) is deleted, so the run is logged again whole."""
+    found = client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{int(run_id)}'", max_results=50)
+    for run in found:
+        if run.info.status == "FINISHED":
+            return run
+    for run in found:
+        client.delete_run(run.info.run_id)
+    return None
 
 
 def log_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run) -> str | None:
@@ -149,8 +159,10 @@ def log_run(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run: Run) -> str 
 
         metrics = {**flat_metrics(run.metrics), "fit_seconds": run.fit_seconds, "score_seconds": run.score_seconds}
         at = int(pd.Timestamp(run.created_at).timestamp() * 1000)
-        client.log_batch(mlflow_id, metrics=[Metric(k, v, at, 0) for k, v in metrics.items()],
-                         params=[Param(k, v) for k, v in run_params(run).items()])
+        metric_list = [Metric(k, v, at, 0) for k, v in metrics.items()]
+        param_list = [Param(k, v) for k, v in run_params(run).items()]
+        for start in range(0, max(len(metric_list), len(param_list)), 100):  # MLflow takes 100 params a batch
+            client.log_batch(mlflow_id, metrics=metric_list[start:start + 100], params=param_list[start:start + 100])
         artifact = models_dir(conn) / run.artifact
         if artifact.exists():
             client.log_artifact(mlflow_id, str(artifact), "model")

@@ -68,6 +68,15 @@ def live_server(db: Path, env: dict[str, str] | None = None, timeout: float = 90
         stop_process(process, timeout=20)
 
 
+def wait_until(condition, seconds: float, what: str) -> None:
+    """Poll `condition` every 0.2 s; fail, naming `what`, after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
 def stop_process(process: subprocess.Popen, timeout: float) -> None:
     """Terminate a server a test started (if it still runs), killing it after `timeout` seconds."""
     if process.poll() is None:

@@ -5,7 +5,7 @@ Two DAGs:
 - `centinela_sync` (hourly): `centinela sync NAME --json` for each PostgreSQL source (the
   `centinela_sources` Variable, else every source `centinela source list --json` names), one
   mapped task per source.
-- `centinela_nightly` (02:00): import the night's chargeback labels (`centinela label`), train a
+- `centinela_nightly` (02:30, away from the hourly syncs): import the night's chargeback labels (`centinela label`), train a
   new version on labels before the last labelled week (`centinela retrain --hold-out-days`), the
   evaluation gate (`centinela promote --if-better`: promoted only if it beats the active version
   on that week), then a backup (`centinela backup`), which runs whatever happened before it.
@@ -31,7 +31,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Connection, Variable, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 
 CONNECTION = "centinela_default"
 DEFAULTS = {
@@ -42,7 +42,8 @@ DEFAULTS = {
     "centinela_backup_dir": "/backups",  # each night's backup: <dir>/centinela-<run's date and time>
     "centinela_gate_days": "7",  # the last labelled days held out of training and judged on
     "centinela_gate_metric": "average_precision",
-    "centinela_timeout_minutes": "60",  # a command running longer is stopped and its task fails
+    "centinela_timeout_minutes": "45",  # a command running longer is stopped and its task fails (inside the
+    # tasks' own execution timeouts: 50 minutes for a sync, 2 hours for the nightly's)
 }
 
 
@@ -86,6 +87,20 @@ def centinela(*args: str, parse_json: bool = False) -> Any:
     return json.loads(done.stdout) if parse_json else done.stdout
 
 
+def _when():
+    """The run's logical date, or when it was started for a run triggered without one."""
+    context = get_current_context()
+    return context.get("logical_date") or context["dag_run"].run_after
+
+
+def _run_day() -> str:
+    return _when().strftime("%Y-%m-%d")
+
+
+def _run_time() -> str:
+    return _when().strftime("%Y%m%dT%H%M%S")
+
+
 def _dataset() -> str:
     name = setting("centinela_dataset")
     if not name:
@@ -105,7 +120,9 @@ def centinela_sync():
             return named
         return [s["name"] for s in centinela("source", "list", "--json", parse_json=True)]
 
-    @task(map_index_template="{{ source }}")
+    # One sync at a time: without a running server each command opens the database file itself,
+    # and DuckDB has one writer (through the server they could overlap; one at a time either way).
+    @task(map_index_template="{{ source }}", max_active_tis_per_dagrun=1)
     def sync(source: str) -> dict[str, Any]:
         get_current_context()["source"] = source
         return centinela("sync", source, "--json", parse_json=True)
@@ -113,14 +130,14 @@ def centinela_sync():
     sync.expand(source=sources())
 
 
-@dag(dag_id="centinela_nightly", schedule="0 2 * * *", start_date=pendulum.datetime(2026, 1, 1, tz="America/Lima"),
+@dag(dag_id="centinela_nightly", schedule="30 2 * * *", start_date=pendulum.datetime(2026, 1, 1, tz="America/Lima"),
      catchup=False, max_active_runs=1, tags=["centinela"],
      default_args={"retries": 0, "execution_timeout": timedelta(hours=2)},
      doc_md="Chargeback labels, a new version, the evaluation gate, a backup.")
 def centinela_nightly():
     @task
     def import_chargebacks() -> str:
-        path = Path(setting("centinela_chargebacks").format(ds=get_current_context()["ds"]))
+        path = Path(setting("centinela_chargebacks").format(ds=_run_day()))
         if not path.is_file():
             raise AirflowSkipException(f"no chargeback file {path} tonight: no new labels, no retrain")
         return centinela("label", _dataset(), "--file", str(path), "--analyst", "chargebacks")
@@ -141,12 +158,20 @@ def centinela_nightly():
 
     @task(trigger_rule="all_done")
     def backup() -> dict[str, Any]:
-        folder = Path(setting("centinela_backup_dir")) / f"centinela-{get_current_context()['ts_nodash']}"
+        folder = Path(setting("centinela_backup_dir")) / f"centinela-{_run_time()}"
         return centinela("backup", str(folder), "--json", parse_json=True)
+
+    @task(trigger_rule="one_failed")
+    def report_failure() -> None:
+        """The run's state follows its last tasks; the backup runs whatever happened (all_done), so
+        without this a failed import, retrain or gate would leave the night green."""
+        raise AirflowFailException("a step of tonight's labels, retrain or gate failed: see its log")
 
     labels, version = import_chargebacks(), retrain()
     labels >> version  # no chargeback file: the retrain and the gate are skipped, the backup still runs
-    gate(version) >> backup()
+    decided = gate(version)
+    decided >> backup()
+    [labels, version, decided] >> report_failure()
 
 
 centinela_sync()

@@ -175,6 +175,7 @@ def test_the_hourly_and_nightly_dags_sync_label_retrain_gate_and_back_up(pg, tmp
         log = airflow(served, "dags", "test", "centinela_nightly", "2026-09-02").stdout
         server.terminate()
         server.wait(timeout=30)
+    assert key not in log  # the operate key goes to the command's environment, never to the task log
     assert f"added {more:,} labels to 'bank'" in returned(log, "import_chargebacks")
     decision = re.search(r"^(NOT PROMOTED|PROMOTED) version #(\d+): (.*)$", returned(log, "gate"), re.M)
     assert decision, returned(log, "gate")[-3000:]

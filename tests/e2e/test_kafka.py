@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import urllib.request
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from cli.replay import items, read_transactions
 from data.datasets import get_dataset
 from data.db import connect
-from tests.browser import live_server
+from tests.browser import live_server, wait_until
 from tests.conftest import run_cli
 from tests.kafka import broker, create_topics, produce, read_topic
 from tests.live import DATASET, prepare
@@ -38,14 +37,6 @@ def _series(url: str, name: str) -> list[float]:
     with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
         text = response.read().decode()
     return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
-
-
-def _wait(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _malformed(valid: list[dict]) -> list[bytes | None]:
@@ -98,7 +89,7 @@ def test_consumer_killed_and_restarted_stores_everything_once(tmp_path):
         produce(bootstrap, TOPIC, first)
 
         with live_server(db) as (url, process):
-            _wait(lambda: _metric(url, "centinela_kafka_messages_consumed_total") >= 500, 120, "500 consumed")
+            wait_until(lambda: _metric(url, "centinela_kafka_messages_consumed_total") >= 500, 120, "500 consumed")
             at_kill = _metric(url, "centinela_kafka_messages_consumed_total")
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
@@ -116,8 +107,8 @@ def test_consumer_killed_and_restarted_stores_everything_once(tmp_path):
                 except urllib.error.HTTPError:
                     return False
 
-            _wait(done, 180, "the last transaction to be stored")
-            _wait(lambda: _series(url, "centinela_kafka_consumer_lag") == [0.0], 30, "the lag to be measured at 0")
+            wait_until(done, 180, "the last transaction to be stored")
+            wait_until(lambda: _series(url, "centinela_kafka_consumer_lag") == [0.0], 30, "the lag to be measured at 0")
             # After the restart at least the second half (produced while it was down) was read again.
             consumed = _metric(url, "centinela_kafka_messages_consumed_total")
             assert consumed >= len(second) and consumed + at_kill >= len(messages)

@@ -14,7 +14,7 @@ import pytest
 
 from cli.replay import items, read_transactions
 from data.db import connect
-from tests.browser import free_port, live_server
+from tests.browser import free_port, live_server, wait_until
 from tests.conftest import run_cli
 from tests.live import DATASET, prepare
 from tests.webhooks import receiver, verified
@@ -27,14 +27,6 @@ def _post(url: str, key: str, body: dict) -> dict:
                                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
-
-
-def _wait(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _log(db) -> list[dict]:
@@ -64,7 +56,7 @@ def test_events_wait_for_a_receiver_that_is_down_survive_a_kill_and_arrive_once(
         _post(f"{url}/api/v1/datasets/{DATASET}/labels", setup.keys["all"],
               {"transaction_ids": labelled, "label": "fraud", "note": "chargeback"})
         expected = len(alerted) + 1
-        _wait(lambda: any(d["attempts"] >= 2 for d in _log(db)), 30, "failed attempts in the delivery log")
+        wait_until(lambda: any(d["attempts"] >= 2 for d in _log(db)), 30, "failed attempts in the delivery log")
         log = _log(db)
         assert len(log) == expected and {d["state"] for d in log} <= {"pending", "retrying"}
         assert all("Connect" in d["error"] for d in log if d["attempts"])
@@ -72,7 +64,7 @@ def test_events_wait_for_a_receiver_that_is_down_survive_a_kill_and_arrive_once(
         process.wait(timeout=30)
     with receiver(port) as hooks, live_server(db, env=env) as (url, _):
         monkeypatch.setenv("CENTINELA_URL", url)
-        _wait(lambda: len(hooks.requests) >= expected, 60, f"{expected} events at the receiver")
+        wait_until(lambda: len(hooks.requests) >= expected, 60, f"{expected} events at the receiver")
         time.sleep(2)  # and nothing more after them
         assert len(hooks.requests) == expected
         assert all(verified(secret, r, tolerance=120, now=int(time.time())) for r in hooks.requests)

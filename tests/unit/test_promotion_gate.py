@@ -61,8 +61,14 @@ def test_the_gate_promotes_a_better_version_refuses_an_equal_one_and_audits_both
     seen = app_models.retrain(ctx, small_dataset)
     flagged = app_models.promote_if_better(ctx, small_dataset, seen.id, metric="roc_auc")
     assert flagged.candidate["saw_these_labels"] and flagged.metric == "roc_auc"
+    assert not flagged.promoted and "trained on labels of the days it is judged on" in flagged.reason
+    assert app_runs.active(ctx, small_dataset).run.id == first.id
     assert flagged.judged_on["from"] == window_from  # the active version's cut-off is the window's start
 
+    # The gate promotes only over the version it compared with: another one promoted meanwhile wins.
+    with pytest.raises(Conflict, match="became active meanwhile"):
+        app_runs.activate(ctx, small_dataset, second.id, "promote", expected_active=detector.id)
+    assert app_runs.active(ctx, small_dataset).run.id == first.id
     with pytest.raises(Conflict, match="already ranks the queue"):
         app_models.promote_if_better(ctx, small_dataset, app_runs.active(ctx, small_dataset).run.id)
     with pytest.raises(InvalidInput, match="unknown metric"):
