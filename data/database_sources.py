@@ -38,11 +38,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data.datasets import Dataset
-from data.db import fetch_one, fetch_records, quote_ident
+from data.db import check_simple_name, fetch_one, fetch_records, quote_ident
 from data.errors import InvalidInput, UserError
 from data.mapping import ColumnMapping, guess_mapping
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The environment variables a URL's password may name: Centinela's own, and libpq's PGPASSWORD.
 ENV_PREFIX = "CENTINELA_PG_"
@@ -104,11 +103,7 @@ class SourceSettings:
 
 
 def check_name(name: str) -> str:
-    text = (name or "").strip()
-    if not NAME_PATTERN.match(text):
-        raise InvalidInput(f"source name {name!r} is not allowed.", field="name",
-                           hint="Use 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.")
-    return text
+    return check_simple_name(name, "source")
 
 
 def check_url(url: str) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 import duckdb
 
+from data.errors import InvalidInput
+
 DEFAULT_DB_PATH = "centinela.duckdb"
 DB_ENV_VAR = "CENTINELA_DB"
 
@@ -570,6 +572,20 @@ def quote_ident(name: str) -> str:
     if not isinstance(name, str) or not name or "\x00" in name:
         raise ValueError(f"invalid SQL identifier: {name!r}")
     return '"' + name.replace('"', '""') + '"'
+
+
+# The names an admin gives what they create (API keys, webhooks, database sources): one rule for all.
+SIMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def check_simple_name(value: str, what: str) -> str:
+    """`value` stripped, if it is 1-64 letters, digits, dots, dashes or underscores starting with a
+    letter or digit; else InvalidInput on field `name`, naming `what` (a key, a webhook, a source)."""
+    text = (value or "").strip()
+    if not SIMPLE_NAME.match(text):
+        raise InvalidInput(f"{what} name {str(value)[:80]!r} is not allowed.", field="name",
+                           hint="Use 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.")
+    return text
 
 
 def checked_ident(name: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +18,11 @@ from typing import Any
 
 import duckdb
 
-from data.db import fetch_records
+from data.db import check_simple_name, fetch_records
 from data.errors import Conflict, InvalidInput, NotFound
 
 SCOPES = ("score", "label", "read", "operate")  # operate: any command-line action, through the app
 KEY_PREFIX = "cent_"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -53,11 +51,7 @@ class ApiKey:
 
 
 def check_name(name: str) -> str:
-    cleaned = (name or "").strip()
-    if not NAME_PATTERN.match(cleaned):
-        raise InvalidInput(f"key name {name!r} is not allowed.", field="name",
-                           hint="Use 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.")
-    return cleaned
+    return check_simple_name(name, "key")
 
 
 def check_scopes(scopes: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ tried again later, until it gives up after its last attempt. Rows are kept for t
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from data.db import fetch_records
+from data.db import check_simple_name, fetch_records
 from data.errors import Conflict, InvalidInput, NotFound
 
 EVENTS = ("alert.raised", "label.added", "case.changed", "model.promoted")
@@ -31,7 +30,6 @@ EVENT_HELP = {"alert.raised": "a transaction scored live (API or Kafka) raised a
               "label.added": "transactions were labelled (page, command line, API or a file)",
               "case.changed": "cases were taken, assigned, or changed status",
               "model.promoted": "another run or version now ranks the queue (a fit made active, a promotion or a rollback)"}
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 MAX_URL = 2_000
 MAX_IDS = 10_000  # transaction ids named in one label or case event (the count is always exact)
 
@@ -54,12 +52,8 @@ class Webhook:
                 "enabled": self.enabled, "created_at": self.created_at, "created_by": self.created_by}
 
 
-def check_name(value: str) -> str:
-    text = (value or "").strip()
-    if not NAME_PATTERN.match(text):
-        raise InvalidInput(f"{text[:80]!r} is not a webhook name.", field="name",
-                           hint="Use 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.")
-    return text
+def check_name(name: str) -> str:
+    return check_simple_name(name, "webhook")
 
 
 def check_url(value: str) -> str:
