@@ -12,6 +12,7 @@ import pandas as pd
 
 from application.context import Context
 from application.datasets import DatasetRef, ensure_features
+from application.gate_settings import DEFAULT_GATE_DAYS, DEFAULT_GATE_METRIC, GATE_METRICS
 from application.runs import activate, store_fitted
 from data.audit import record
 from data.db import fetch_one
@@ -28,9 +29,6 @@ from detectors.supervised import (
     labelled_sql,
     train_version,
 )
-
-GATE_METRICS = ("average_precision", "roc_auc", "precision_at_k", "card_precision_at_k", "card_precision_at_k_handbook")
-DEFAULT_GATE_METRIC, DEFAULT_GATE_DAYS = "average_precision", 7
 
 
 def retrain(ctx: Context, dataset: DatasetRef, *, model: str = DEFAULT_MODEL, imbalance: str = DEFAULT_IMBALANCE,

@@ -14,8 +14,7 @@ from application.rules import require_role
 from data import webhooks as store
 from data.audit import record
 from data.errors import Conflict, InvalidInput, NotFound
-
-STATES = ("pending", "retrying", "delivered", "failed")
+from data.webhooks import STATES
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,13 @@ import argparse
 import getpass
 import json
 import sys
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from application import users
-from application.context import Context
-from data.audit import audit_log
 from data.errors import InvalidInput
-from data.users import ADMIN_PASSWORD_ENV, ROLES, has_users, list_users
+from data.users import ROLES
+
+if TYPE_CHECKING:
+    from application.context import Context
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -58,6 +57,8 @@ def read_password(from_stdin: bool) -> str:
 
 
 def first_admin(args: argparse.Namespace, ctx: Context) -> int:
+    from application import users
+    from data.users import ADMIN_PASSWORD_ENV, has_users
     if has_users(ctx.conn):
         return 0
     created = users.first_admin_from_environment(ctx)
@@ -73,12 +74,16 @@ def first_admin(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def add_user(args: argparse.Namespace, ctx: Context) -> int:
+    from application import users
     user = users.add(ctx, args.username, read_password(args.password_stdin), args.role)
     print(f"added {user.username!r} as {user.role}")
     return 0
 
 
 def list_(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from data.users import list_users
     found = list_users(ctx.conn)
     if args.json:
         print(found.to_json(orient="records", date_format="iso"))
@@ -90,6 +95,7 @@ def list_(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def change_user(args: argparse.Namespace, ctx: Context) -> int:
+    from application import users
     password = read_password(True) if args.password_stdin else None
     disabled = True if args.disable else False if args.enable else None
     users.change(ctx, args.username, role=args.role, password=password, disabled=disabled)
@@ -98,6 +104,9 @@ def change_user(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def audit(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from data.audit import audit_log
     log = audit_log(ctx.conn, actor=args.actor, actions=tuple(args.action), limit=args.limit)
     for row in log.itertuples():
         if args.json:

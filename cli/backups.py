@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from application import backups
-from application.context import Context
+if TYPE_CHECKING:
+    from application.context import Context
 from cli.output import OPERATOR
 
 IN_USE_HINT = ("While the app runs, take the backup on its Users & audit page (Backups: the button runs it in the "
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def backup(args: argparse.Namespace, ctx: Context) -> int:
+    from application import backups
     done = backups.backup(ctx, args.folder)
     if args.json:
         print(json.dumps({"folder": str(done.folder), "tables": done.manifest.tables, "models": done.manifest.models,
@@ -37,6 +39,7 @@ def backup(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def restore(args: argparse.Namespace, ctx: None) -> int:
+    from application import backups
     done = backups.restore(args.folder, actor=OPERATOR)
     print(f"restored {done.database} from the backup of {done.manifest.created_at} "
           f"({sum(done.manifest.tables.values()):,} rows, {len(done.manifest.models)} model files); "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from application import database_sources as sources
-from application.context import Context
-from data.database_sources import describe_overlap, describe_problem, redact
+if TYPE_CHECKING:
+    from application.context import Context
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -47,6 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def add_source(args: argparse.Namespace, ctx: Context) -> int:
+    from application import database_sources as sources
+    from data.database_sources import describe_overlap, redact
     saved = sources.add_source(ctx, args.name, args.url, watermark=args.watermark, table=args.table, query=args.query,
                                dataset=args.dataset, overlap=args.overlap, maps=args.map, timezone=args.timezone,
                                features=not args.no_features)
@@ -63,6 +65,7 @@ def add_source(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_sources(args: argparse.Namespace, ctx: Context) -> int:
+    from application import database_sources as sources
     found = [s.as_dict() for s in sources.list_sources(ctx)]
     if args.json:
         print(json.dumps(found, default=str))
@@ -78,12 +81,15 @@ def list_sources(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def remove_source(args: argparse.Namespace, ctx: Context) -> int:
+    from application import database_sources as sources
     removed = sources.remove_source(ctx, args.name)
     print(f"removed source {removed.name!r} (dataset {removed.dataset!r} stays)")
     return 0
 
 
 def sync_source(args: argparse.Namespace, ctx: Context) -> int:
+    from application import database_sources as sources
+    from data.database_sources import describe_problem
     report = sources.sync(ctx, args.name)
     if args.json:
         print(json.dumps(report.as_dict(), default=str))

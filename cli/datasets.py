@@ -6,15 +6,17 @@ import argparse
 import json
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from application import datasets as actions
-from application.context import Context
-from data.conventions import DATE_ORDERS, DECIMALS, DEFAULT_TIMEZONE, EPOCH_UNITS, ImportOptions
-from data.datasets import list_datasets
-from data.db import database_path
-from data.features import DEFAULT_LABEL_DELAY_DAYS, FeatureSet, feature_catalogue
-from data.ingest import ENCODINGS, ImportResult, inspect_file
+from data.conventions import DATE_ORDERS, DECIMALS, DEFAULT_TIMEZONE, EPOCH_UNITS
+from data.features import DEFAULT_LABEL_DELAY_DAYS
+from data.ingest import ENCODINGS
 from data.synthetic import SyntheticConfig
+
+if TYPE_CHECKING:
+    from application.context import Context
+    from data.features import FeatureSet
+    from data.ingest import ImportResult
 
 DEFAULTS = SyntheticConfig()
 
@@ -84,6 +86,7 @@ def _print_features(fs: FeatureSet | None) -> None:
 
 
 def generate(args: argparse.Namespace, ctx: Context) -> int:
+    from application import datasets as actions
     config = SyntheticConfig(rows=args.rows, seed=args.seed, fraud_rate=args.fraud_rate, start=args.start, days=args.days)
     created = actions.generate(ctx, args.name, config, features=not args.no_features)
     dataset = created.dataset
@@ -93,6 +96,9 @@ def generate(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def import_(args: argparse.Namespace, ctx: Context) -> int:
+    from application import datasets as actions
+    from data.conventions import ImportOptions
+    from data.ingest import inspect_file
     options = ImportOptions(args.timezone, args.decimal, args.date_order, args.epoch_unit, args.sheet)
     info = inspect_file(ctx.conn, args.path, encoding=args.encoding, sheet=args.sheet)
     mapping = info.guessed_mapping().with_overrides(args.map, info.column_names)
@@ -133,6 +139,8 @@ def print_report(result: ImportResult) -> None:
 
 
 def list_(args: argparse.Namespace, ctx: Context) -> int:
+    from data.datasets import list_datasets
+    from data.db import database_path
     rows = [
         {"name": d.name, "rows": d.row_count, "from": str(d.min_ts), "to": str(d.max_ts),
          "label_column": d.import_report.get("mapping", {}).get("roles", {}).get("label")
@@ -151,6 +159,8 @@ def list_(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def features(args: argparse.Namespace, ctx: Context) -> int:
+    from application import datasets as actions
+    from data.features import feature_catalogue
     dataset = ctx.dataset(args.name)
     if not args.show:
         _print_features(actions.compute_features(ctx, dataset, args.label_delay_days))
@@ -165,12 +175,14 @@ def features(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def export(args: argparse.Namespace, ctx: Context) -> int:
+    from application import datasets as actions
     rows = actions.export(ctx, args.name, args.out)
     print(f"wrote {rows:,} rows to {args.out}")
     return 0
 
 
 def delete(args: argparse.Namespace, ctx: Context) -> int:
+    from application import datasets as actions
     dataset = actions.delete(ctx, args.name)
     print(f"moved {dataset.name!r} to the trash; restore it from the Data page")
     return 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from application import keys
-from application.context import Context
+if TYPE_CHECKING:
+    from application.context import Context
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,6 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def create_key(args: argparse.Namespace, ctx: Context) -> int:
+    from application import keys
     created = keys.create(ctx, args.name, args.scope, args.dataset, args.expires_days)
     if args.json:
         print(json.dumps({"name": created.key.name, "key": created.secret}))
@@ -39,6 +41,7 @@ def create_key(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_keys(args: argparse.Namespace, ctx: Context) -> int:
+    from application import keys
     found = keys.list_keys(ctx)
     now = ctx.clock()
     if args.json:
@@ -52,6 +55,7 @@ def list_keys(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def revoke_key(args: argparse.Namespace, ctx: Context) -> int:
+    from application import keys
     keys.revoke(ctx, args.name)
     print(f"revoked key {args.name!r}")
     return 0

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from application.context import Context
 from cli import (
     admin,
     backups,
@@ -31,6 +31,9 @@ from cli import (
 from cli.output import OPERATOR, Progress
 from data.db import DatabaseInUseError, connect
 from data.errors import UserError
+
+if TYPE_CHECKING:
+    from application.context import Context
 
 EXIT_USER_ERROR, EXIT_DATABASE_IN_USE = 2, 3
 
@@ -68,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"hint: {args.in_use_hint}", file=sys.stderr)
             return EXIT_DATABASE_IN_USE
         return remote.forward(argv, exc, getattr(args, "in_use_hint", None))
+    from application.context import Context  # pandas: only for a command run here, not one forwarded
+
     try:
         return execute(args, Context(conn, OPERATOR, Progress(args.quiet)))
     finally:

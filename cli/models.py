@@ -7,12 +7,14 @@ import getpass
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from application import labels, models, runs
-from application.context import Context
+from application.gate_settings import DEFAULT_GATE_DAYS, DEFAULT_GATE_METRIC, GATE_METRICS
 from cli.output import date_arg, fmt
-from detectors.classifiers import IMBALANCE, MODELS
-from detectors.supervised import DEFAULT_IMBALANCE, DEFAULT_MODEL
+from detectors.choices import DEFAULT_IMBALANCE, DEFAULT_MODEL, IMBALANCE, MODELS
+
+if TYPE_CHECKING:
+    from application.context import Context
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -46,10 +48,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     pro.add_argument("--if-better", action="store_true",
                      help="the evaluation gate: promote only if the version beats the active one on the last "
                           "labelled days (exit 0 either way; see \"promoted\" in --json)")
-    pro.add_argument("--metric", choices=list(models.GATE_METRICS), default=models.DEFAULT_GATE_METRIC,
-                     help=f"what the gate compares (default {models.DEFAULT_GATE_METRIC})")
-    pro.add_argument("--days", type=int, default=models.DEFAULT_GATE_DAYS,
-                     help=f"the last N labelled days the gate judges on (default {models.DEFAULT_GATE_DAYS})")
+    pro.add_argument("--metric", choices=list(GATE_METRICS), default=DEFAULT_GATE_METRIC,
+                     help=f"what the gate compares (default {DEFAULT_GATE_METRIC})")
+    pro.add_argument("--days", type=int, default=DEFAULT_GATE_DAYS,
+                     help=f"the last N labelled days the gate judges on (default {DEFAULT_GATE_DAYS})")
     pro.add_argument("--json", action="store_true", help="print JSON (with --if-better: the gate's comparison)")
     pro.set_defaults(func=promote)
 
@@ -60,12 +62,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def label(args: argparse.Namespace, ctx: Context) -> int:
+    from application import labels
     done = labels.label_file(ctx, args.name, str(args.file), args.analyst)
     print(f"added {done.count:,} labels to {args.name!r} from {args.file.name} (one action; undo it on the queue page)")
     return 0
 
 
 def retrain(args: argparse.Namespace, ctx: Context) -> int:
+    from application import models
     run = models.retrain(ctx, args.name, model=args.model, imbalance=args.imbalance, search=args.search,
                          base_run_id=args.base_run, use_truth=not args.no_truth, train_until=args.train_until,
                          hold_out_days=args.hold_out_days)
@@ -89,6 +93,7 @@ def retrain(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def promote(args: argparse.Namespace, ctx: Context) -> int:
+    from application import runs
     if args.if_better:
         return promote_if_better(args, ctx)
     run = runs.activate(ctx, args.name, args.version)
@@ -100,6 +105,7 @@ def promote(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def promote_if_better(args: argparse.Namespace, ctx: Context) -> int:
+    from application import models
     gate = models.promote_if_better(ctx, args.name, args.version, metric=args.metric, days=args.days)
     if args.json:
         print(json.dumps(gate.as_dict(), indent=2, default=str))
@@ -119,6 +125,7 @@ def promote_if_better(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_(args: argparse.Namespace, ctx: Context) -> int:
+    from application import models, runs
     current = runs.active(ctx, args.name)
     rows = [{"id": r.id, "kind": r.kind, "model": r.detector, "active": current is not None and r.id == current.run.id,
              "base_run": r.base_run_id, "created_at": str(r.created_at), "created_by": r.created_by,

@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import duckdb
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from data.errors import InvalidInput
 
@@ -56,6 +57,7 @@ def _rate(text: str) -> float:
 
 def read_transactions(path: str, limit: int | None = None) -> pd.DataFrame:
     """The file's rows in time order (by timestamp, then file order), columns by request name."""
+    import duckdb
     source = Path(path)
     if not source.is_file():
         raise InvalidInput("no such file.", file=path)
@@ -74,6 +76,7 @@ def read_transactions(path: str, limit: int | None = None) -> pd.DataFrame:
 
 def items(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as request items: times as ISO text, missing values left out."""
+    import pandas as pd
     out = []
     for record in frame.to_dict("records"):
         item = {}

@@ -8,13 +8,13 @@ import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from application import lists, rules
-from application.context import Context
 from cli.output import date_arg, fmt
-from data.rules import ACTIONS, DEFAULT_SEVERITY, Rule
+
+if TYPE_CHECKING:
+    from application.context import Context
+    from data.rules import Rule
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -129,6 +129,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _rule_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    from data.rules import ACTIONS, DEFAULT_SEVERITY
     parser.add_argument("--action", choices=list(ACTIONS), default="alert" if defaults else None,
                         help="alert (raise alerts) or allow (suppress them)" + ("; default alert" if defaults else ""))
     parser.add_argument("--severity", type=int, default=DEFAULT_SEVERITY if defaults else None,
@@ -142,6 +143,7 @@ def _line(rule: Rule) -> str:
 
 
 def add_rule(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     rule = rules.add(ctx, args.dataset, args.name, args.condition, action=args.action, severity=args.severity,
                      description=args.description)
     print(f"drafted rule {rule.name!r} (version {rule.version}); backtest it: centinela rules backtest "
@@ -150,6 +152,7 @@ def add_rule(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def edit_rule(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     rule = rules.edit(ctx, args.dataset, args.name, condition=args.condition, action=args.action,
                       severity=args.severity, description=args.description)
     print(f"rule {rule.name!r} is now version {rule.version} ({rule.status})")
@@ -157,6 +160,7 @@ def edit_rule(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def check_condition(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     problems = rules.check_condition(ctx, args.dataset, args.condition)
     if not problems:
         print("accepted: " + rules.rendered_condition(ctx, args.dataset, args.condition))
@@ -167,6 +171,7 @@ def check_condition(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def backtest(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     result = rules.backtest(ctx, args.dataset, name=args.name, condition=args.condition if not args.name else None,
                             start=args.start, end=args.end)
     if args.json:
@@ -185,6 +190,7 @@ def backtest(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def suggest(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     test_from = args.test_from or args.train_until + timedelta(days=1)
     found = rules.suggest(ctx, args.dataset, train_start=args.train_from, train_end=args.train_until,
                           test_start=test_from, test_end=args.test_until, max_rules=args.max_rules)
@@ -204,6 +210,7 @@ def suggest(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_rules(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     found = rules.list_rules(ctx, args.dataset)
     if args.json:
         print(json.dumps([r.as_dict() for r in found], default=str))
@@ -216,6 +223,9 @@ def list_rules(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def show_rule(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from application import rules
     detail = rules.show(ctx, args.dataset, args.name)
     if args.json:
         print(json.dumps({**detail.rule.as_dict(), "versions": detail.versions.to_dict("records"),
@@ -237,24 +247,30 @@ def show_rule(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def set_status(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     rule = rules.set_status(ctx, args.dataset, args.name, args.status)
     print(f"rule {rule.name!r} (version {rule.version}) is now {rule.status}")
     return 0
 
 
 def restore_rule(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     rule = rules.restore(ctx, args.dataset, args.name, args.version)
     print(f"rule {rule.name!r}: version {args.version} restored as version {rule.version} ({rule.status})")
     return 0
 
 
 def delete_rule(args: argparse.Namespace, ctx: Context) -> int:
+    from application import rules
     rules.delete(ctx, args.dataset, args.name)
     print(f"deleted rule {args.name!r}")
     return 0
 
 
 def list_lists(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from application import lists
     if args.list:
         view = lists.show(ctx, args.dataset, args.list)
         if args.json:
@@ -279,30 +295,37 @@ def list_lists(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def create_list(args: argparse.Namespace, ctx: Context) -> int:
+    from application import lists
     rl = lists.create(ctx, args.dataset, args.list, args.kind, args.key, args.description)
     print(f"created {rl.kind} list {rl.name!r} over {rl.key_column}")
     return 0
 
 
 def add_to_list(args: argparse.Namespace, ctx: Context) -> int:
+    from application import lists
     rl = lists.add_entry(ctx, args.dataset, args.list, args.value, args.reason, args.expires)
     print(f"added {args.value!r} to {rl.name!r} ({rl.entries:,} entries in effect)")
     return 0
 
 
 def import_list(args: argparse.Namespace, ctx: Context) -> int:
+    from application import lists
     count = lists.import_entries(ctx, args.dataset, args.list, str(args.file))
     print(f"imported {count:,} entries into {args.list!r} from {args.file.name}")
     return 0
 
 
 def remove_from_list(args: argparse.Namespace, ctx: Context) -> int:
+    from application import lists
     rl = lists.remove_entry(ctx, args.dataset, args.list, args.value, args.reason)
     print(f"removed {args.value!r} from {rl.name!r} ({rl.entries:,} entries in effect)")
     return 0
 
 
 def list_history(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from application import lists
     view = lists.show(ctx, args.dataset, args.list, value=args.value)
     for e in view.history.itertuples():
         print(f"{e.created_at:%Y-%m-%d %H:%M} {e.actor}: {e.action} {e.value!r}" + (f" — {e.reason}" if pd.notna(e.reason) else ""))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from application import runs as actions
-from application.context import Context
 from cli.output import date_arg, print_metrics
 from data.errors import InvalidInput
-from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR
-from detectors.ensemble import COMBINE
+from detectors.choices import COMBINE, DEFAULT_CONTAMINATION, DEFAULT_DETECTOR
+
+if TYPE_CHECKING:
+    from application.context import Context
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -65,6 +66,7 @@ def detector_params(names: list[str], items: list[str]) -> dict[str, dict[str, s
 
 
 def fit_(args: argparse.Namespace, ctx: Context) -> int:
+    from application import runs as actions
     names = args.detector or [DEFAULT_DETECTOR]
     categorical = [c.strip() for c in args.categorical.split(",") if c.strip()]
     run = actions.fit(ctx, args.name, names, detector_params(names, args.param), contamination=args.contamination,
@@ -80,6 +82,7 @@ def fit_(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def score_(args: argparse.Namespace, ctx: Context) -> int:
+    from application import runs as actions
     done = actions.rescore(ctx, args.name, args.run, args.contamination)
     print(f"run #{done.run.id}: scored {done.rows:,} rows; {done.alerts:,} alerts at contamination "
           f"{done.contamination:g} (threshold {done.threshold:.4f})")
@@ -87,6 +90,7 @@ def score_(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def evaluate(args: argparse.Namespace, ctx: Context) -> int:
+    from application import runs as actions
     run, metrics = actions.evaluate_run(ctx, args.name, args.run, contamination=args.contamination,
                                         start=args.test_from, end=args.test_until, k=args.k)
     if args.json:

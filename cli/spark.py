@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from typing import TYPE_CHECKING
 
-from application import scaleout
-from application.context import Context
+if TYPE_CHECKING:
+    from application.context import Context
 from data.errors import InvalidInput
 
 IN_USE_HINT = ("`centinela spark` runs Spark jobs in their own driver, not inside the app: stop the app "
@@ -64,6 +65,7 @@ def _session(master: str | None):
 
 
 def score_(args: argparse.Namespace, ctx: Context) -> int:
+    from application import scaleout
     done = scaleout.spark_score(ctx, args.dataset, args.input, args.output, _session(args.master), run_id=args.model)
     print(f"scored {done.rows:,} rows with run #{done.run_id} (threshold {done.threshold:.4f}, feature set "
           f"{done.feature_set_version}): {done.alerts:,} alerts in {done.seconds:.1f} s")
@@ -72,12 +74,14 @@ def score_(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def features_(args: argparse.Namespace, ctx: Context) -> int:
+    from application import scaleout
     out = scaleout.write_spark_features(ctx, args.dataset, args.input, args.output, _session(args.master))
     print(f"features of {args.dataset!r} written to {out}")
     return 0
 
 
 def import_alerts(args: argparse.Namespace, ctx: Context) -> int:
+    from application import scaleout
     done = scaleout.import_spark_alerts(ctx, args.dataset, args.path)
     if args.json:
         print(json.dumps(done.__dict__))
@@ -92,6 +96,7 @@ def import_alerts(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def sample_(args: argparse.Namespace, ctx: Context) -> int:
+    from application import scaleout
     done = scaleout.spark_sample(ctx, args.input, args.dataset, args.rows, _session(args.master),
                                  stratify=args.stratify_labels, seed=args.seed)
     whole = f", {done.kept_whole:,} customers kept whole for their fraud" if args.stratify_labels else ""

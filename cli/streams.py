@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from application import streams
-from application.context import Context
+if TYPE_CHECKING:
+    from application.context import Context
 from data.errors import InvalidInput
 
 
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def consume(args: argparse.Namespace, ctx: Context) -> int:
+    from application import streams
     if args.list:
         found = [s.as_dict() for s in streams.list_consumers(ctx)]
         if args.json:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from data.webhooks import EVENTS, STATES
 
-from application import webhooks
-from application.context import Context
-from data.webhooks import EVENTS
+if TYPE_CHECKING:
+    from application import webhooks
+    from application.context import Context
+
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -40,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     remove.set_defaults(func=remove_webhook)
     log = sub.add_parser("log", help="the newest deliveries: event, state, attempts, last status or error")
     log.add_argument("name", nargs="?", help="only this webhook's")
-    log.add_argument("--state", choices=webhooks.STATES)
+    log.add_argument("--state", choices=STATES)
     log.add_argument("--limit", type=int, default=50)
     log.add_argument("--json", action="store_true")
     log.set_defaults(func=delivery_log)
@@ -59,6 +61,7 @@ def _secret(args: argparse.Namespace, registered: webhooks.Registered, what: str
 
 
 def add_webhook(args: argparse.Namespace, ctx: Context) -> int:
+    from application import webhooks
     added = webhooks.add_webhook(ctx, args.name, args.url, args.events, args.dataset)
     hook = added.webhook
     return _secret(args, added, f"webhook {hook.name!r} sends {', '.join(hook.events)} "
@@ -66,6 +69,7 @@ def add_webhook(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_webhooks(args: argparse.Namespace, ctx: Context) -> int:
+    from application import webhooks
     counts = webhooks.counts(ctx)
     found = [{**w.as_dict(), "deliveries": counts.get(w.name, {})} for w in webhooks.list_webhooks(ctx)]
     if args.json:
@@ -81,22 +85,28 @@ def list_webhooks(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def set_enabled(args: argparse.Namespace, ctx: Context) -> int:
+    from application import webhooks
     hook = webhooks.set_enabled(ctx, args.name, args.enabled)
     print(f"webhook {hook.name!r} {'resumed' if hook.enabled else 'paused'}")
     return 0
 
 
 def rotate_secret(args: argparse.Namespace, ctx: Context) -> int:
+    from application import webhooks
     return _secret(args, webhooks.rotate_secret(ctx, args.name), f"webhook {args.name!r} has a new signing secret")
 
 
 def remove_webhook(args: argparse.Namespace, ctx: Context) -> int:
+    from application import webhooks
     dropped = webhooks.remove_webhook(ctx, args.name)
     print(f"removed webhook {args.name!r}" + (f"; {dropped:,} undelivered events given up" if dropped else ""))
     return 0
 
 
 def delivery_log(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from application import webhooks
     log = webhooks.delivery_log(ctx, args.name, args.state, max(1, min(args.limit, 10_000)))
     if args.json:
         print(log.to_json(orient="records", date_format="iso"))
@@ -111,6 +121,7 @@ def delivery_log(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def redeliver(args: argparse.Namespace, ctx: Context) -> int:
+    from application import webhooks
     found = webhooks.redeliver(ctx, args.delivery)
     print(f"event {found['event_id']} ({found['event']}) of delivery #{args.delivery} is sent again as delivery "
           f"#{found['id']}, within seconds while the server runs")

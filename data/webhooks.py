@@ -30,6 +30,7 @@ EVENT_HELP = {"alert.raised": "a transaction scored live (API or Kafka) raised a
               "label.added": "transactions were labelled (page, command line, API or a file)",
               "case.changed": "cases were taken, assigned, or changed status",
               "model.promoted": "another run or version now ranks the queue (a fit made active, a promotion or a rollback)"}
+STATES = ("pending", "retrying", "delivered", "failed")  # of a delivery
 MAX_URL = 2_000
 MAX_IDS = 10_000  # transaction ids named in one label or case event (the count is always exact)
 

@@ -1,6 +1,6 @@
 """Models: the detector interface and backends, runs, evaluation and tuning.
 
-Importing the package registers every backend in `detectors.base.REGISTRY`.
+The backends register themselves in `detectors.base.REGISTRY` when `detectors.backends` is
+imported; `detectors.base.registered()` does that on first use. Importing this package loads
+neither, so the command line parses its arguments without scipy and PyOD (a second at start).
 """
-
-from detectors import backends as _backends  # noqa: F401  (registers the backends)

@@ -29,10 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from data.errors import InvalidInput
-
-MIN_CONTAMINATION, MAX_CONTAMINATION = 0.001, 0.5
-DEFAULT_CONTAMINATION = 0.01
-DEFAULT_DETECTOR = "isolation_forest"
+from detectors.choices import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, MAX_CONTAMINATION, MIN_CONTAMINATION  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -189,10 +186,18 @@ def register(cls: type[Detector]) -> type[Detector]:
     return cls
 
 
+def registered() -> dict[str, type[Detector]]:
+    """Every detector backend by name, loading them on first use."""
+    import detectors.backends  # noqa: F401  (registers the backends)
+
+    return REGISTRY
+
+
 def detector_class(name: str) -> type[Detector]:
-    if name not in REGISTRY:
-        raise InvalidInput(f"unknown detector {name!r}; choose one of: {', '.join(REGISTRY)}.", field="detector")
-    return REGISTRY[name]
+    backends = registered()
+    if name not in backends:
+        raise InvalidInput(f"unknown detector {name!r}; choose one of: {', '.join(backends)}.", field="detector")
+    return backends[name]
 
 
 def make_detector(name: str, params: dict[str, Any] | None = None, random_state: int = 0) -> Detector:

@@ -23,6 +23,7 @@ import numpy as np
 
 from data.errors import InvalidInput
 from detectors.base import ExplanationSupport
+from detectors.choices import DEFAULT_IMBALANCE, DEFAULT_MODEL, IMBALANCE, MODELS  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class ClassifierSpec:
 
 CLASSIFIERS: dict[str, ClassifierSpec] = {
     "lgbm": ClassifierSpec(
-        "lgbm", "LightGBM",
+        "lgbm", MODELS["lgbm"],
         defaults={"n_estimators": 400, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
                   "colsample_bytree": 0.8, "subsample": 0.8, "reg_lambda": 1.0},
         space={"n_estimators": (200, 400, 800), "learning_rate": (0.02, 0.05, 0.1), "num_leaves": (15, 31, 63, 127),
@@ -46,19 +47,17 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
                "subsample": (0.6, 0.8, 1.0), "reg_lambda": (0.0, 1.0, 5.0)},
         extra={"subsample_freq": 1, "verbose": -1}),
     "hgb": ClassifierSpec(
-        "hgb", "HistGradientBoosting",
+        "hgb", MODELS["hgb"],
         defaults={"max_iter": 300, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20,
                   "l2_regularization": 0.0},
         space={"max_iter": (100, 300, 600), "learning_rate": (0.03, 0.1, 0.2), "max_leaf_nodes": (15, 31, 63),
                "min_samples_leaf": (10, 20, 50), "l2_regularization": (0.0, 1.0)}),
     "rf": ClassifierSpec(
-        "rf", "RandomForest",
+        "rf", MODELS["rf"],
         defaults={"n_estimators": 300, "min_samples_leaf": 2, "max_features": "sqrt"},
         space={"n_estimators": (200, 300, 500), "min_samples_leaf": (1, 2, 5), "max_features": ("sqrt", 0.5)},
         fills_missing=True, explanation="permutation"),
 }
-MODELS = {name: spec.title for name, spec in CLASSIFIERS.items()}
-IMBALANCE = {"none": "None", "weights": "Class weights", "undersample": "Under-sampling", "smote": "SMOTE"}
 RESAMPLED_RATIO = 0.1  # under-sampling / SMOTE: one fraud per ten legitimate transactions afterwards
 # Past LEGITIMATE_KEPT legitimate labels a model trains on a uniform sample of them (every fraud
 # kept): LEGITIMATE_PER_FRAUD per fraud, never fewer than LEGITIMATE_KEPT nor more than

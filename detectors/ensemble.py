@@ -19,8 +19,8 @@ from sklearn.base import clone
 
 from data.errors import InvalidInput
 from detectors.base import Detector, Param, make_detector
+from detectors.choices import COMBINE
 
-COMBINE = ("mean", "max", "rank")
 RANK_REFERENCE_ROWS = 20_000
 
 

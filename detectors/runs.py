@@ -32,7 +32,7 @@ from data.datasets import Dataset
 from data.db import PERIOD_SQL, ProgressFn, fetch_one, fetch_records, no_progress
 from data.errors import Conflict, InvalidInput, NotFound
 from data.features import FeatureSet
-from detectors.base import REGISTRY, Detector, check_contamination, make_detector, threshold_for
+from detectors.base import Detector, check_contamination, make_detector, registered, threshold_for
 from detectors.ensemble import Ensemble
 from detectors.evaluation import evaluate, known_compromised_cards, labelled_frame, threshold_metrics
 from detectors.pipeline import DetectorModel, FeatureSpec, load_frame, load_sample, stream_frames
@@ -131,7 +131,7 @@ def build_detector(names: list[str], params: dict[str, dict[str, Any]] | None = 
     params = params or {}
     if not names:
         raise InvalidInput("no detector selected.", field="detector",
-                           hint=f"Choose one or more of: {', '.join(REGISTRY)}.")
+                           hint=f"Choose one or more of: {', '.join(registered())}.")
     if len(names) == 1:
         return make_detector(names[0], params.get(names[0]), random_state)
     return Ensemble.of(names, params, combine=combine, random_state=random_state)

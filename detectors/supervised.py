@@ -29,6 +29,8 @@ from data.errors import InvalidInput, NotFound
 from data.features import FeatureSet
 from detectors.base import ExplanationSupport
 from detectors.classifiers import (
+    DEFAULT_IMBALANCE,
+    DEFAULT_MODEL,
     MODELS,
     check_imbalance,
     check_params,
@@ -47,7 +49,6 @@ MIN_PER_CLASS = 20  # labels of each class needed to train
 MIN_VALIDATION_PER_CLASS = 5  # ... and in the newest period, to validate
 VALIDATION_SHARE = 0.2
 IMPORTANCE_ROWS = 5_000  # validation rows permutation importance is measured on (every fraud among them)
-DEFAULT_MODEL, DEFAULT_IMBALANCE = "lgbm", "smote"  # chosen by `make bench-quality` (see README)
 MAX_SEARCH = 200
 
 

@@ -19,14 +19,15 @@ from dashboard.formatting import fmt_int, fmt_pct
 from dashboard.shell import dataset_page
 from data.datasets import labels_version
 from data.export import safe_csv
-from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, MAX_CONTAMINATION, MIN_CONTAMINATION, REGISTRY
+from detectors.base import DEFAULT_CONTAMINATION, DEFAULT_DETECTOR, MAX_CONTAMINATION, MIN_CONTAMINATION, registered
 from detectors.ensemble import COMBINE
 from detectors.runs import default_split
 from detectors.tuning import METRICS, default_space
 
 ctx, dataset = dataset_page("Detect & tune")
 
-names = list(REGISTRY)
+DETECTORS = registered()
+names = list(DETECTORS)
 # Versions learned from labels are judged on their own validation labels: the Models page shows them.
 runs = [r for r in models.versions(ctx, dataset) if r.kind == "detector"]
 active = run_actions.active(ctx, dataset)
@@ -42,9 +43,9 @@ def _fmt(value: float | None) -> str:
 # ---------------------------------------------------------------------------------------------
 with tab_run:
     chosen = st.multiselect("Detectors (several make an ensemble)", names, default=[DEFAULT_DETECTOR],
-                            format_func=lambda n: REGISTRY[n].title, key="detect-detectors")
+                            format_func=lambda n: DETECTORS[n].title, key="detect-detectors")
     for name in chosen:
-        cls = REGISTRY[name]
+        cls = DETECTORS[name]
         limits = []
         if cls.fit_sample:
             limits.append(f"fits on a sample of {cls.fit_sample:,} rows")
@@ -54,9 +55,9 @@ with tab_run:
     with st.form("fit-form"):
         params = {}
         for name in chosen:
-            if REGISTRY[name].param_specs:
-                with st.expander(f"{REGISTRY[name].title} parameters"):
-                    params[name] = param_controls(REGISTRY[name].param_specs, f"fit-{name}")
+            if DETECTORS[name].param_specs:
+                with st.expander(f"{DETECTORS[name].title} parameters"):
+                    params[name] = param_controls(DETECTORS[name].param_specs, f"fit-{name}")
         left, right = st.columns(2)
         combine = left.selectbox("Combine ensemble scores by", COMBINE, disabled=len(chosen) < 2,
                                  help="mean or max of z-scored scores, or the mean percentile rank")
@@ -162,7 +163,7 @@ with tab_compare:
 with tab_tune:
     st.write("Search a detector's parameters, scored on labelled data from a later period. "
              "Each trial is saved as it finishes: click **Stop** (or any control) to end a search early and keep its trials.")
-    detector = st.selectbox("Detector", names, format_func=lambda n: REGISTRY[n].title, key="tune-detector")
+    detector = st.selectbox("Detector", names, format_func=lambda n: DETECTORS[n].title, key="tune-detector")
     with st.form("tune-form"):
         space = {}
         for name, values in default_space(detector).items():
@@ -179,7 +180,7 @@ with tab_tune:
         start = st.form_submit_button("Start search", type="primary")
     if start:
         st.button("Stop", key="tune-stop")  # any click reruns the page, which ends the search
-        declared = {p.name: p for p in REGISTRY[detector].param_specs}
+        declared = {p.name: p for p in DETECTORS[detector].param_specs}
 
         def search(c):
             parsed = {n: [declared[n].parse(v) for v in vals] for n, vals in space.items() if vals}
@@ -187,7 +188,7 @@ with tab_tune:
                                  strategy=strategy, metric=metric, train_until=datetime.combine(until, time()))
 
         # Trials are kept as they finish; the table below shows them (no rerun, so the table is this run's).
-        act(search, status=f"Tuning {REGISTRY[detector].title}", rerun=False)
+        act(search, status=f"Tuning {DETECTORS[detector].title}", rerun=False)
     trials = tuning.trials(ctx, dataset)
     if trials.empty:
         st.info("No searches yet.")

@@ -11,10 +11,12 @@ from sklearn.metrics import roc_auc_score
 
 from application import datasets as app_datasets
 from data.errors import UserError
-from detectors.base import REGISTRY, Param, make_detector, threshold_for
+from detectors.base import Param, make_detector, registered, threshold_for
 from detectors.ensemble import Ensemble
 from detectors.pipeline import DetectorModel, default_feature_spec, load_frame
 from tests.conftest import as_user
+
+REGISTRY = registered()  # loads the backends
 
 
 @pytest.fixture(scope="module")
