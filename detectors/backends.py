@@ -8,15 +8,13 @@ each signature matches the declared `param_specs`.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from scipy.stats import skew
 
 from detectors.base import Detector, ExplanationSupport, Param, register
-from detectors.compiled_forest import MAX_ROWS, CompiledIsolationForest
+from detectors.compiled_forest import CompiledIsolationForest
 
 FOREST_PARAMS = (
     Param("n_estimators", "int", 200, "Number of trees.", 20, 1000),
@@ -25,25 +23,6 @@ FOREST_PARAMS = (
 )
 PATH_LENGTH = ("the negative mean path length: how few random splits isolate the transaction "
                "(fewer = more anomalous; the anomaly score rises with it)")
-
-
-PARALLEL_ROWS = 50_000  # below this, one thread: starting a second costs more than it saves
-
-
-def score_in_row_blocks(forest: Any, X: np.ndarray) -> np.ndarray:
-    """`forest.score_samples(X)` with the rows split into one contiguous block per core, scored in
-    threads (the trees' `apply` releases the GIL). scikit-learn walks the trees one after the other
-    on one core (IsolationForest leaves score_samples sequential by default); a row's score does not
-    depend on which rows it is scored with, so the blocks give the very same numbers. At 1M rows
-    on 2 cores, 7.9 s on one thread, 4.5 s in two blocks (cProfile of `centinela fit`)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = min(cores, max(1, len(X) // PARALLEL_ROWS))
-    if threads == 1:
-        return forest.score_samples(X)
-    bounds = np.linspace(0, len(X), threads + 1).astype(int)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="forest-score") as pool:
-        parts = list(pool.map(lambda i: forest.score_samples(X[bounds[i]:bounds[i + 1]]), range(threads)))
-    return np.concatenate(parts)
 
 
 class _Forest(Detector):
@@ -82,11 +61,10 @@ class SklearnIsolationForest(_Forest):
         self.model_ = IsolationForest(**self._forest_args(params, len(X))).fit(X)
 
     def _decision_function(self, X: np.ndarray) -> np.ndarray:
-        if len(X) <= MAX_ROWS:  # a live request: the same scores, without a Python step per tree
-            if getattr(self, "_compiled", None) is None:
-                self._compiled = CompiledIsolationForest(self.model_)
-            return -self._compiled.score_samples(X)
-        return -score_in_row_blocks(self.model_, X)  # scikit-learn: lower = more abnormal
+        # scikit-learn's scores bit for bit, without its Python step per tree (lower = more abnormal).
+        if getattr(self, "_compiled", None) is None:
+            self._compiled = CompiledIsolationForest(self.model_)
+        return -self._compiled.score_samples(X)
 
     def __getstate__(self) -> dict[str, Any]:
         # The compiled trees are rebuilt from model_ when first needed; they are not saved twice.

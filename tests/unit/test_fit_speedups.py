@@ -1,5 +1,6 @@
 """The two shortcuts in the default fit give scikit-learn's own numbers: the median imputer
-(np.nanmedian for np.ma.median) and the isolation forest scored in row blocks on threads."""
+(np.nanmedian for np.ma.median) and the isolation forest scored tree by tree without joblib, in
+row blocks on threads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.impute import SimpleImputer
 
-from detectors.backends import PARALLEL_ROWS, score_in_row_blocks
+from detectors.compiled_forest import DESCENT_ROWS, PARALLEL_ROWS, CompiledIsolationForest
 from detectors.impute import MedianImputer
 
 
@@ -41,14 +42,16 @@ def test_median_imputer_is_a_scikit_learn_estimator():
     assert imputer.fit(np.array([[1.0], [np.nan], [3.0]])) is imputer and imputer.statistics_.tolist() == [2.0]
 
 
-def test_forest_scores_in_row_blocks_are_the_sequential_scores():
+@pytest.mark.parametrize("max_features", [1.0, 0.6])
+def test_forest_scores_in_row_blocks_are_the_sequential_scores(max_features):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3 * PARALLEL_ROWS + 17, 5))
-    forest = IsolationForest(n_estimators=50, random_state=0).fit(X[:5_000])
-    blocked = score_in_row_blocks(forest, X)
-    np.testing.assert_array_equal(blocked, forest.score_samples(X))  # bit for bit, in row order
-    few = X[:100]
-    np.testing.assert_array_equal(score_in_row_blocks(forest, few), forest.score_samples(few))
+    X[5_000:][rng.random((len(X) - 5_000, 5)) < 0.01] = np.nan  # missing values where scored, not fitted
+    forest = IsolationForest(n_estimators=50, max_features=max_features, random_state=0).fit(X[:5_000])
+    compiled = CompiledIsolationForest(forest)
+    np.testing.assert_array_equal(compiled.score_samples(X), forest.score_samples(X))  # bit for bit, in row order
+    for rows in (1, DESCENT_ROWS, DESCENT_ROWS + 1, 100):  # each side of the switch between the two ways
+        np.testing.assert_array_equal(compiled.score_samples(X[:rows]), forest.score_samples(X[:rows]))
 
 
 def _handbook_card_precision_reference(frame, k, known_compromised=()):
