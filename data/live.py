@@ -69,7 +69,9 @@ def _text(value: Any, item: int, name: str, limit: int) -> str | None:
     text = str(value).strip()
     if len(text) > limit:
         raise InvalidInput(f"has {len(text):,} characters; at most {limit:,} are allowed.", item=item, field=name)
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+    # isprintable() is False for every control or surrogate character (and for a few allowed
+    # ones): one C call for the usual text, the per-character check only when it says no.
+    if not text.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
         raise InvalidInput("contains control characters.", item=item, field=name)
     return text or None
 
