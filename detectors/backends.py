@@ -62,7 +62,8 @@ class SklearnIsolationForest(_Forest):
 
     def _decision_function(self, X: np.ndarray) -> np.ndarray:
         # scikit-learn's scores bit for bit, without its Python step per tree (lower = more abnormal).
-        if getattr(self, "_compiled", None) is None:
+        compiled = getattr(self, "_compiled", None)
+        if compiled is None or compiled.forest is not self.model_:  # compiled once per fitted model
             self._compiled = CompiledIsolationForest(self.model_)
         return -self._compiled.score_samples(X)
 

@@ -34,7 +34,8 @@ class CompiledIsolationForest:
     """A fitted `sklearn.ensemble.IsolationForest`'s trees as flat arrays."""
 
     def __init__(self, forest: Any):
-        n_features = forest.n_features_in_
+        self.forest = forest  # what these arrays were compiled from
+        n_features = self.n_features = forest.n_features_in_
         subsample = forest._max_features != n_features
         features, thresholds, lefts, rights, values, missing_left, roots = [], [], [], [], [], [], []
         self.trees: list[tuple[Any, np.ndarray | None, np.ndarray]] = []  # (tree, its columns, per-leaf sum)
@@ -70,6 +71,8 @@ class CompiledIsolationForest:
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """What `forest.score_samples(X)` returns (lower = more abnormal), bit for bit."""
         X = np.ascontiguousarray(X, dtype=np.float32)  # scikit-learn compares float32 values
+        if X.ndim != 2 or X.shape[1] != self.n_features:  # the trees' apply reads columns unchecked
+            raise ValueError(f"X has shape {X.shape}; the forest was fitted on {self.n_features} features.")
         if len(X) <= DESCENT_ROWS:
             depths = self._depths(X.astype(np.float64))
         else:

@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.impute import SimpleImputer
 
+from detectors import compiled_forest
 from detectors.compiled_forest import DESCENT_ROWS, PARALLEL_ROWS, CompiledIsolationForest
 from detectors.impute import MedianImputer
 
@@ -43,15 +44,34 @@ def test_median_imputer_is_a_scikit_learn_estimator():
 
 
 @pytest.mark.parametrize("max_features", [1.0, 0.6])
-def test_forest_scores_in_row_blocks_are_the_sequential_scores(max_features):
+def test_forest_scores_in_row_blocks_are_the_sequential_scores(max_features, monkeypatch):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(3 * PARALLEL_ROWS + 17, 5))
     X[5_000:][rng.random((len(X) - 5_000, 5)) < 0.01] = np.nan  # missing values where scored, not fitted
     forest = IsolationForest(n_estimators=50, max_features=max_features, random_state=0).fit(X[:5_000])
     compiled = CompiledIsolationForest(forest)
     np.testing.assert_array_equal(compiled.score_samples(X), forest.score_samples(X))  # bit for bit, in row order
-    for rows in (1, DESCENT_ROWS, DESCENT_ROWS + 1, 100):  # each side of the switch between the two ways
-        np.testing.assert_array_equal(compiled.score_samples(X[:rows]), forest.score_samples(X[:rows]))
+    for rows in (1, DESCENT_ROWS, DESCENT_ROWS + 1, 100):  # each side of the switch, with missing values
+        scored = X[5_000:5_000 + rows]
+        np.testing.assert_array_equal(compiled.score_samples(scored), forest.score_samples(scored))
+    assert np.isnan(X[5_000:5_000 + 100]).any()
+    monkeypatch.setattr(compiled_forest, "os", _Cores(2))  # row blocks on threads on any machine
+    np.testing.assert_array_equal(compiled.score_samples(X), forest.score_samples(X))
+    with pytest.raises(ValueError, match="fitted on 5 features"):
+        compiled.score_samples(X[:100, :4])  # the trees' apply would read past the row unchecked
+
+
+class _Cores:
+    """`os` as compiled_forest sees it, with `n` cores."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def sched_getaffinity(self, _pid: int) -> set[int]:
+        return set(range(self.n))
+
+    def cpu_count(self) -> int:
+        return self.n
 
 
 def _handbook_card_precision_reference(frame, k, known_compromised=()):
