@@ -238,10 +238,10 @@ def insert_columns(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[st
         conn.execute(f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * n_rows)}",
                      [v for r in zip(*values, strict=True) for v in r])
         return
-    # `_live_insert_rows` is read by name (no table is named so): DuckDB's replacement scan finds the caller's local Arrow table
-    # (registering it as a view costs 1-2 ms more a request).
+    # `_live_insert_rows` is read by name (no table is named so): DuckDB's replacement scan finds
+    # this local Arrow table (registering it as a view costs 1-2 ms more a request).
     _live_insert_rows = pa.table({f"c{i}": _arrow_values(v, sql_type)  # noqa: F841
-                         for i, (sql_type, v) in enumerate(columns.values())})
+                                  for i, (sql_type, v) in enumerate(columns.values())})
     casts = ", ".join(f"CAST(c{i} AS {sql_type})" for i, (sql_type, _) in enumerate(columns.values()))
     conn.execute(f"INSERT INTO {table} ({names}) SELECT {casts} FROM _live_insert_rows")
 
