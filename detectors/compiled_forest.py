@@ -30,6 +30,11 @@ PARALLEL_ROWS = 50_000  # below this, one thread: starting a second costs more t
 CHUNK_VALUES = 1 << 20  # rows x trees per descent step, to bound memory
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class CompiledIsolationForest:
     """A fitted `sklearn.ensemble.IsolationForest`'s trees as flat arrays."""
 
@@ -82,8 +87,7 @@ class CompiledIsolationForest:
         return -scores
 
     def _tree_by_tree(self, X: np.ndarray) -> np.ndarray:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = min(cores, max(1, len(X) // PARALLEL_ROWS))
+        threads = min(cores(), max(1, len(X) // PARALLEL_ROWS))
         if threads == 1:
             return self._applied(X)
         bounds = np.linspace(0, len(X), threads + 1).astype(int)

@@ -55,23 +55,11 @@ def test_forest_scores_in_row_blocks_are_the_sequential_scores(max_features, mon
         scored = X[5_000:5_000 + rows]
         np.testing.assert_array_equal(compiled.score_samples(scored), forest.score_samples(scored))
     assert np.isnan(X[5_000:5_000 + 100]).any()
-    monkeypatch.setattr(compiled_forest, "os", _Cores(2))  # row blocks on threads on any machine
+    monkeypatch.setattr(compiled_forest, "cores", lambda: 2)  # row blocks on threads on any machine
     np.testing.assert_array_equal(compiled.score_samples(X), forest.score_samples(X))
     with pytest.raises(ValueError, match="fitted on 5 features"):
         compiled.score_samples(X[:100, :4])  # the trees' apply would read past the row unchecked
 
-
-class _Cores:
-    """`os` as compiled_forest sees it, with `n` cores."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def sched_getaffinity(self, _pid: int) -> set[int]:
-        return set(range(self.n))
-
-    def cpu_count(self) -> int:
-        return self.n
 
 
 def _handbook_card_precision_reference(frame, k, known_compromised=()):
