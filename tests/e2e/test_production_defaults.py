@@ -1,6 +1,7 @@
 """`make run`'s production defaults hold when the app is served by `uvicorn serve:app`: headless,
-no file watcher, no rerun on save (from .streamlit/config.toml beside app.py), whatever the
-working directory; and a served browser session opens no inotify watch."""
+no file watcher, no rerun on save, no full garbage collection after each script run (from
+.streamlit/config.toml beside app.py), whatever the working directory; and a served browser
+session opens no inotify watch."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 from tests.browser import admin_env, chromium_page, live_server
 from tests.conftest import ROOT
 
-OPTIONS = ["server.fileWatcherType", "server.runOnSave", "server.headless", "browser.gatherUsageStats"]
+OPTIONS = ["server.fileWatcherType", "server.runOnSave", "server.headless", "browser.gatherUsageStats",
+           "runner.postScriptGC"]
 
 
 def test_the_config_applies_to_the_app_uvicorn_serves(tmp_path):
@@ -27,7 +29,7 @@ def test_the_config_applies_to_the_app_uvicorn_serves(tmp_path):
         capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(shown.stdout.strip().splitlines()[-1]) == {
         "server.fileWatcherType": "none", "server.runOnSave": False, "server.headless": True,
-        "browser.gatherUsageStats": False}
+        "browser.gatherUsageStats": False, "runner.postScriptGC": False}
 
 
 def _inotify_watches(pid: int) -> int:
