@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route
 from api.app import create_api
 from api.metrics import metrics_endpoint
 from api.sessions import routes as session_routes
+from application import heap
 from integrations import kafka, webhooks
 
 ROOT = Path(__file__).resolve().parent
@@ -24,7 +25,9 @@ ROOT = Path(__file__).resolve().parent
 
 @asynccontextmanager
 async def lifespan(app: st.App) -> AsyncIterator[None]:
-    """The Kafka consumers and the webhook dispatcher run in this process, the one that owns the database."""
+    """The Kafka consumers and the webhook dispatcher run in this process, the one that owns the
+    database; what the imports built stays for the process's life (application/heap.py)."""
+    heap.enable()
     kafka.start()
     webhooks.start()
     try:

@@ -25,6 +25,7 @@ import numpy as np
 from application import rules, stamped
 from application.context import Context, retry_on_conflict
 from application.datasets import DatasetRef
+from application.heap import freeze_long_lived
 from application.runs import ActiveRun, require_active
 from data import cases, webhooks
 from data import live as store
@@ -62,6 +63,7 @@ def loaded_model(ctx: Context, dataset: Dataset, run: Run) -> LoadedModel:
         model = run_store.load_model(ctx.conn, run)
         background = background_rows(ctx.conn, dataset, model.spec, run.train_until, BACKGROUND)
         found = _MODELS[key] = LoadedModel(run, model, Occlusion(model, background))
+        freeze_long_lived()
     return found
 
 
@@ -102,6 +104,7 @@ def _history(ctx: Context, dataset: Dataset, feature_set: FeatureSet) -> online.
         state = _HISTORY[dataset.id] = online.load(ctx.conn, dataset, feature_set, key)
         LOG.info("loaded %s rows of history for dataset %r in %.2f s", f"{state.rows:,}", dataset.name,
                  time.perf_counter() - started)
+        freeze_long_lived()
     return state
 
 
