@@ -35,7 +35,7 @@ from data.db import connect
 from data.synthetic import SyntheticConfig
 from detectors.base import DEFAULT_DETECTOR
 from detectors.runs import default_split
-from tests.browser import ADMIN, ADMIN_PASSWORD, admin_env, chromium_page, live_server
+from tests.browser import ADMIN, ADMIN_PASSWORD, admin_env, chromium_page, fresh, live_server
 
 COLUMNS = ("customer_id", "merchant_id", "device_id", "city", "lat", "lon", "channel", "payment_method",
            "merchant_name", "merchant_category", "mcc", "district", "department", "ip_address", "customer_age",
@@ -66,13 +66,6 @@ def scored_dataset(db: Path, rows: int):
 def percentiles(seconds: list[float]) -> dict[str, float]:
     q = np.percentile(np.asarray(seconds) * 1000, [50, 95, 99])
     return {"p50_ms": round(float(q[0]), 2), "p95_ms": round(float(q[1]), 2), "p99_ms": round(float(q[2]), 2)}
-
-
-def fresh(page, element):
-    """`element` as drawn by the current script run. A page left behind stays in the DOM, marked
-    stale, until the next page's elements replace it: waiting on any metric would return at once
-    with the old page's."""
-    return page.locator('[data-testid="stElementContainer"][data-stale="false"]').filter(has=element).first
 
 
 def open_queue(page) -> float:

@@ -106,6 +106,12 @@ def chromium_page(width: int = 1280, height: int = 800):
             browser.close()
 
 
+def fresh(page, element):
+    """`element` as drawn by the current script run. A page left behind stays in the DOM, marked
+    stale, until the next run's elements replace it: a plain locator may find the old one."""
+    return page.locator('[data-testid="stElementContainer"][data-stale="false"]').filter(has=element).first
+
+
 def metric_value(page, label: str) -> str:
     """The value of the st.metric with this label."""
     metric = page.get_by_test_id("stMetric").filter(has_text=label).first

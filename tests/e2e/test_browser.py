@@ -12,7 +12,16 @@ from data.datasets import get_dataset
 from data.db import connect
 from data.demo import DEFAULT_DEMO_ROWS, DEMO_NAME
 from detectors.supervised import DEFAULT_MODEL
-from tests.browser import SCREENSHOTS, admin_env, chromium_page, download, metric_value, sign_in, streamlit_server
+from tests.browser import (
+    SCREENSHOTS,
+    admin_env,
+    chromium_page,
+    download,
+    fresh,
+    metric_value,
+    sign_in,
+    streamlit_server,
+)
 from tests.conftest import as_user
 from tests.samples import write_shape
 
@@ -203,8 +212,8 @@ def test_label_retrain_promote_then_registry_and_kpis_show_it(tmp_path):
             " return v && v.innerText.trim() !== before; }",
             arg=[analysts_only], timeout=120_000)
         # ... and the form it replaced may still be drawn for a while, marked stale: click the fresh one.
-        train = page.locator('[data-testid="stElementContainer"][data-stale="false"]').filter(
-            has=page.get_by_role("button", name="Train a new version")).get_by_role("button", name="Train a new version")
+        train = fresh(page, page.get_by_role("button", name="Train a new version")).get_by_role(
+            "button", name="Train a new version")
         train.click()
         page.get_by_text("Version #2 trained").wait_for(timeout=120_000)
         page.get_by_role("heading", name=f"Version #2: {DEFAULT_MODEL}").wait_for()
