@@ -26,7 +26,7 @@ from data.db import connect
 from data.synthetic import SyntheticConfig
 from detectors.base import DEFAULT_DETECTOR
 from detectors.runs import default_split
-from tests.browser import ADMIN, ADMIN_PASSWORD, SCREENSHOTS, admin_env, chromium_page, live_server, metric_value
+from tests.browser import ADMIN, ADMIN_PASSWORD, SCREENSHOTS, admin_env, chromium_page, fresh, live_server, metric_value
 
 
 def main() -> int:
@@ -96,8 +96,8 @@ def time_pages(db: Path, name: str) -> tuple[list[tuple[str, Any]], float]:
             started = time.perf_counter()
             page.get_by_role("link", name="Detect & tune").click()
             page.get_by_role("tab", name="Threshold & metrics").click()
-            page.get_by_test_id("stMetric").filter(has_text="Alerts").wait_for(timeout=120_000)
-            page.get_by_test_id("stPlotlyChart").first.wait_for()
+            fresh(page, page.get_by_test_id("stMetric").filter(has_text="Alerts")).wait_for(timeout=120_000)
+            fresh(page, page.get_by_test_id("stPlotlyChart")).wait_for(timeout=120_000)
             timings.append((label, time.perf_counter() - started))
 
         threshold_tab("Detect & tune, threshold tab")
@@ -119,8 +119,8 @@ def time_pages(db: Path, name: str) -> tuple[list[tuple[str, Any]], float]:
             """Click, wait until every `shown` locator is on screen, record the time; then a screenshot."""
             started = time.perf_counter()
             click.click()
-            for locator in shown:
-                locator.wait_for(timeout=120_000)
+            for locator in shown:  # as the new script run draws it, not a stale copy the last page left
+                fresh(page, locator).wait_for(timeout=120_000)
             timings.append((label, time.perf_counter() - started))
             if screenshot:
                 page.wait_for_timeout(settle_ms)
@@ -133,16 +133,16 @@ def time_pages(db: Path, name: str) -> tuple[list[tuple[str, Any]], float]:
             first = visit == 1 and shots
             timed("Alert queue, first page of alerts" + suffix, page.get_by_role("link", name="Alert queue"),
                   page.get_by_test_id("stMetric").filter(has_text="Alerts matching"),
-                  page.get_by_test_id("stDataFrame").first, screenshot="queue-1m.png" if first else None,
+                  page.get_by_test_id("stDataFrame"), screenshot="queue-1m.png" if first else None,
                   settle_ms=2000)
             if visit == 2:
                 page.wait_for_timeout(2000)
             timed("open the top case until its SHAP chart shows" + suffix, page.get_by_role("button", name="Open case"),
-                  page.get_by_text("red pushes toward suspicious").first, screenshot="case-1m.png" if first else None)
+                  page.get_by_text("red pushes toward suspicious"), screenshot="case-1m.png" if first else None)
             timed("Geo & time, map" + suffix, page.get_by_role("link", name="Geo & time"),
                   page.get_by_text("Where alerts happen"), screenshot="geo-1m.png" if first else None)
             timed("KPI overview, figures, trend and table" + suffix, page.get_by_role("link", name="KPI overview"),
-                  page.get_by_text("Alerts and confirmed fraud per day"), page.get_by_test_id("stDataFrame").first,
+                  page.get_by_text("Alerts and confirmed fraud per day"), page.get_by_test_id("stDataFrame"),
                   screenshot="kpi-1m.png" if first else None)
             timed("Models, registry and the active version" + suffix, page.get_by_role("link", name="Models"),
                   page.get_by_role("heading", name="Version #"))
