@@ -40,7 +40,9 @@ class ClassifierSpec:
 CLASSIFIERS: dict[str, ClassifierSpec] = {
     "lgbm": ClassifierSpec(
         "lgbm", MODELS["lgbm"],
-        defaults={"n_estimators": 400, "learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
+        # 300 trees at 0.07, not 400 at 0.05: the same average precision in `make bench-quality`
+        # and a quarter less time to fit and score (a retrain on a 1.6M-label history; README).
+        defaults={"n_estimators": 300, "learning_rate": 0.07, "num_leaves": 31, "min_child_samples": 20,
                   "colsample_bytree": 0.8, "subsample": 0.8, "reg_lambda": 1.0},
         space={"n_estimators": (200, 400, 800), "learning_rate": (0.02, 0.05, 0.1), "num_leaves": (15, 31, 63, 127),
                "min_child_samples": (10, 20, 50, 100), "colsample_bytree": (0.5, 0.8, 1.0),
