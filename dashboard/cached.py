@@ -221,9 +221,15 @@ def rule_suggestions(dataset: Dataset, run_key: tuple, train: tuple, test: tuple
     return _suggestions(_db(), dataset.id, labels_version(get_cursor(), dataset.id), run_key, tuple(train), tuple(test))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _filter_choices(db: str, dataset_id: int, row_count: int, run_id: int, feature_version: str | None,
-                    threshold: float, column: str) -> list[str]:
+# Live scoring adds alerts, and with them values, every second under load: keyed on the row count,
+# the choices were read again on every visit (three scans of the alerts, 50-140 ms on a busy
+# server). Kept a minute instead; a value newer than that can be typed (the pickers accept new ones).
+FILTER_CHOICES_SECONDS = 60
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=FILTER_CHOICES_SECONDS)
+def _filter_choices(db: str, dataset_id: int, run_id: int, feature_version: str | None, threshold: float,
+                    column: str) -> list[str]:
     """The queue's filter pickers: a column's values among the alerts (a join of scores and rows)."""
     from application.queue import filter_choices
 
@@ -231,5 +237,22 @@ def _filter_choices(db: str, dataset_id: int, row_count: int, run_id: int, featu
 
 
 def queue_filter_choices(dataset: Dataset, run: Run, threshold: float, column: str) -> list[str]:
-    """Keyed on the row count too: transactions scored live add alerts, and so values."""
-    return _filter_choices(_db(), dataset.id, dataset.row_count, run.id, run.feature_version, float(threshold), column)
+    """A column's values among the active run's alerts, most frequent first, at most a minute old."""
+    return _filter_choices(_db(), dataset.id, run.id, run.feature_version, float(threshold), column)
+
+
+def labelled_cases_csv(ctx: Context, dataset: Dataset) -> tuple[int, bytes]:
+    """How many transactions carry a label, and all of them as CSV (the queue's download), kept
+    under the audit stamp: every label, case change or undo writes an audit row and so makes them
+    again, while live scoring (which moves the stamp on itself, `stamped.advance`) adds only
+    unlabelled transactions and keeps them."""
+    from application import stamped
+    from application.queue import labelled
+    from data.export import safe_csv
+
+    def read() -> tuple[int, bytes]:
+        done = labelled(ctx, dataset)
+        return len(done), safe_csv(done)
+
+    at = stamped.stamp(ctx.conn, _db())
+    return stamped.kept(at, ("labelled-cases-csv", dataset.id), read)

@@ -66,6 +66,20 @@ def pick_server_file(at: AppTest, path: Path, monkeypatch) -> None:
     at.selectbox(key="import-server-file").set_value(path.name)
 
 
+def open_queue_filters(at: AppTest) -> AppTest:
+    """Open the alert queue's Filters expander, as an analyst's click does (it reruns the page:
+    the form is drawn only while the expander is open)."""
+    def pickers() -> list:
+        return [m for m in at.multiselect if (m.key or "").startswith("qf-")]
+
+    assert not pickers(), "the filters' pickers are drawn while the expander is closed"
+    at.session_state["queue-filters-open"] = True
+    at.run()
+    assert not at.exception, at.exception
+    assert pickers(), "the filters' pickers are not drawn once the expander is open"
+    return at
+
+
 def one(elements, label: str):
     found = [e for e in elements if e.label == label]
     assert len(found) == 1, f"{label!r} among {[e.label for e in elements]}"

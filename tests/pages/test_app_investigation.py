@@ -11,7 +11,7 @@ from application import runs as app_runs
 from data.alerts import QueueFilters, count_alerts
 from data.cases import case_state, current_labels
 from detectors.runs import default_split, run_scores, threshold_for
-from tests.apptest import app, metric, one, page, texts
+from tests.apptest import app, metric, one, open_queue_filters, page, texts
 from tests.conftest import as_user
 
 pytestmark = pytest.mark.usefixtures("server_like_navigation")
@@ -41,6 +41,7 @@ def test_queue_lists_the_runs_alerts_and_filters_them(conn, fitted):
     table = at.dataframe[0].value
     assert list(table["score"]) == sorted(table["score"], reverse=True) and (table["score"] >= threshold).all()
     city = table["city"].iloc[0]
+    open_queue_filters(at)
     at.multiselect(key="qf-city-0").set_value([city])
     one(at.button, "Apply filters").click()
     at.run()
@@ -89,6 +90,7 @@ def test_take_cases_and_filter_my_cases(conn, fitted):
     one(at.button, "Take selected").click()
     at.run()
     assert {case_state(conn, dataset, i)["assignee"] for i in ids} == {"ana"}
+    open_queue_filters(at)
     at.checkbox(key="qf-mine-0").check()
     one(at.button, "Apply filters").click()
     at.run()

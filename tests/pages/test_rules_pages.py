@@ -10,7 +10,7 @@ from application import runs as app_runs
 from data.lists import current_entries, get_list
 from data.rules import get_rule
 from detectors.runs import default_split
-from tests.apptest import metric, one, page, texts
+from tests.apptest import metric, one, open_queue_filters, page, texts
 from tests.conftest import as_user
 
 pytestmark = pytest.mark.usefixtures("server_like_navigation")
@@ -62,6 +62,7 @@ def test_queue_marks_rule_alerts_and_filters_by_rule(conn, fitted):
     app_rules.set_status(ctx, fitted, "night_big", "active")
     at = page("pages/queue.py")
     hits = app_rules.backtest(ctx, fitted, name="night_big").summary["hits"]
+    open_queue_filters(at)
     at.selectbox(key="qf-source-0").set_value("night_big")
     one(at.button, "Apply filters").click()
     at.run()
