@@ -32,56 +32,59 @@ version = queue_filters_version()
 # --- filters ------------------------------------------------------------------------------
 def filter_form() -> None:
     """The filters as a form: applied (and kept in the session) when the analyst presses Apply."""
+    lo, hi = dataset.min_ts.date(), dataset.max_ts.date()
+
+    def value(name: str):
+        return st.session_state[f"qf-{name}-{version}"]
+
+    def apply_filters() -> None:
+        # A callback runs before the page does: the run that follows the click already shows the
+        # filtered alerts (applying in the page's body and rerunning cost a whole run more).
+        dates = value("dates")
+        start, end = (tuple(dates) + (None, None))[:2] if isinstance(dates, (list, tuple)) else (dates, None)
+        set_queue_filters(QueueFilters(
+            start=start if start != lo else None, end=end if end != hi else None, cities=tuple(value("city")),
+            merchants=tuple(value("merchant")), payment_methods=tuple(value("payment")), amount_min=value("amin"),
+            amount_max=value("amax"), label_status=value("label"), case_statuses=tuple(value("status")),
+            assignee=analyst if value("mine") else None, hours=tuple(value("hours")),
+            weekdays=tuple(value("weekdays")), search=value("search"), source=value("source")))
+
     with st.form(f"queue-filters-{version}", border=False):
         c1, c2, c3 = st.columns(3)
-        lo, hi = dataset.min_ts.date(), dataset.max_ts.date()
-        dates = c1.date_input("Dates", value=(filters.start or lo, filters.end or hi), min_value=lo, max_value=hi,
-                              key=f"qf-dates-{version}")
-        cities = c2.multiselect("City", queue_filter_choices(dataset, run, threshold, "city"),
-                                default=list(filters.cities), key=f"qf-city-{version}", accept_new_options=True)
+        c1.date_input("Dates", value=(filters.start or lo, filters.end or hi), min_value=lo, max_value=hi,
+                      key=f"qf-dates-{version}")
+        c2.multiselect("City", queue_filter_choices(dataset, run, threshold, "city"), default=list(filters.cities),
+                       key=f"qf-city-{version}", accept_new_options=True)
         merchant_column = "merchant_name" if dataset.has_column("merchant_name") else "merchant_id"
-        merchants = c3.multiselect("Merchant", queue_filter_choices(dataset, run, threshold, merchant_column),
-                                   default=list(filters.merchants), key=f"qf-merchant-{version}", accept_new_options=True)
+        c3.multiselect("Merchant", queue_filter_choices(dataset, run, threshold, merchant_column),
+                       default=list(filters.merchants), key=f"qf-merchant-{version}", accept_new_options=True)
         c4, c5, c6 = st.columns(3)
-        payments = c4.multiselect("Payment method", queue_filter_choices(dataset, run, threshold, "payment_method"),
-                                  default=list(filters.payment_methods), key=f"qf-payment-{version}",
-                                  disabled=not dataset.has_column("payment_method"))
-        amount_min = c5.number_input("Amount from (PEN)", min_value=0.0, value=filters.amount_min, key=f"qf-amin-{version}")
-        amount_max = c6.number_input("Amount up to (PEN)", min_value=0.0, value=filters.amount_max, key=f"qf-amax-{version}")
+        c4.multiselect("Payment method", queue_filter_choices(dataset, run, threshold, "payment_method"),
+                       default=list(filters.payment_methods), key=f"qf-payment-{version}",
+                       disabled=not dataset.has_column("payment_method"))
+        c5.number_input("Amount from (PEN)", min_value=0.0, value=filters.amount_min, key=f"qf-amin-{version}")
+        c6.number_input("Amount up to (PEN)", min_value=0.0, value=filters.amount_max, key=f"qf-amax-{version}")
         c7, c8, c9 = st.columns(3)
-        label_status = c7.selectbox("Label", LABEL_STATUSES, index=LABEL_STATUSES.index(filters.label_status),
-                                    key=f"qf-label-{version}")
-        statuses = c8.multiselect("Case status", STATUSES, default=list(filters.case_statuses),
-                                  format_func=STATUS_TITLES.get, key=f"qf-status-{version}")
-        mine = c9.checkbox("Only my cases", value=bool(filters.assignee), key=f"qf-mine-{version}",
-                           help="Cases assigned to you.")
+        c7.selectbox("Label", LABEL_STATUSES, index=LABEL_STATUSES.index(filters.label_status), key=f"qf-label-{version}")
+        c8.multiselect("Case status", STATUSES, default=list(filters.case_statuses), format_func=STATUS_TITLES.get,
+                       key=f"qf-status-{version}")
+        c9.checkbox("Only my cases", value=bool(filters.assignee), key=f"qf-mine-{version}", help="Cases assigned to you.")
         c10, c11, c12 = st.columns(3)
-        hours = c10.multiselect("Hours", list(range(24)), default=list(filters.hours), format_func=lambda h: f"{h:02d}:00",
-                                key=f"qf-hours-{version}")
-        weekdays = c11.multiselect("Weekdays", list(range(1, 8)), default=list(filters.weekdays),
-                                   format_func=lambda d: WEEKDAYS[d - 1], key=f"qf-weekdays-{version}")
-        search = c12.text_input("Search ids", value=filters.search, max_chars=100, key=f"qf-search-{version}",
-                                placeholder="transaction, customer or merchant id")
+        c10.multiselect("Hours", list(range(24)), default=list(filters.hours), format_func=lambda h: f"{h:02d}:00",
+                        key=f"qf-hours-{version}")
+        c11.multiselect("Weekdays", list(range(1, 8)), default=list(filters.weekdays),
+                        format_func=lambda d: WEEKDAYS[d - 1], key=f"qf-weekdays-{version}")
+        c12.text_input("Search ids", value=filters.search, max_chars=100, key=f"qf-search-{version}",
+                       placeholder="transaction, customer or merchant id")
         raisers = ["model", *in_force.rule_names, *(f"list:{rl.name}" for rl in in_force.block_lists)]
         if filters.source and filters.source not in raisers:
             raisers.append(filters.source)
-        source = st.selectbox("Raised by", raisers, index=raisers.index(filters.source) if filters.source else None,
-                              key=f"qf-source-{version}", placeholder="the model, any rule or list",
-                              help="Alerts the model raised, or those an active rule or a block list raised.")
+        st.selectbox("Raised by", raisers, index=raisers.index(filters.source) if filters.source else None,
+                     key=f"qf-source-{version}", placeholder="the model, any rule or list",
+                     help="Alerts the model raised, or those an active rule or a block list raised.")
         apply, clear = st.columns([1, 5])
-        applied = apply.form_submit_button("Apply filters", type="primary")
-        cleared = clear.form_submit_button("Clear filters")
-    if applied:
-        start, end = (tuple(dates) + (None, None))[:2] if isinstance(dates, (list, tuple)) else (dates, None)
-        set_queue_filters(QueueFilters(
-            start=start if start != lo else None, end=end if end != hi else None, cities=tuple(cities),
-            merchants=tuple(merchants), payment_methods=tuple(payments), amount_min=amount_min, amount_max=amount_max,
-            label_status=label_status, case_statuses=tuple(statuses), assignee=analyst if mine else None,
-            hours=tuple(hours), weekdays=tuple(weekdays), search=search, source=source))
-        st.rerun()
-    if cleared:
-        set_queue_filters(QueueFilters())
-        st.rerun()
+        apply.form_submit_button("Apply filters", type="primary", on_click=apply_filters)
+        clear.form_submit_button("Clear filters", on_click=set_queue_filters, args=(QueueFilters(),))
 
 
 # Drawn only while open (the expander reruns the page when toggled): a closed one costs neither the
