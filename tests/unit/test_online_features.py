@@ -190,3 +190,13 @@ def test_the_written_out_preprocessing_equals_scikit_learns():
     reference = model.preprocessor_.transform(model._columns(test))
     assert np.array_equal(model.transform(test), reference, equal_nan=True)
     assert np.array_equal(model.decision_function(test[:5]), model.detector.decision_function(reference[:5]))
+    # A batch the size of a scoring chunk, integers among the columns, takes the same path.
+    batch = pd.DataFrame(rng.normal(size=(25_000, 6)) * 50, columns=columns)
+    batch.loc[rng.random(len(batch)) < 0.1, "f4"] = np.nan
+    batch["f5"] = rng.integers(-100, 100, len(batch))
+    assert np.array_equal(model.transform(batch), model.preprocessor_.transform(model._columns(batch)), equal_nan=True)
+    # All float32, scikit-learn computes in float32: the written-out float64 path stands aside.
+    narrow = test.astype(np.float32)
+    assert np.array_equal(model.transform(narrow), model.preprocessor_.transform(model._columns(narrow)),
+                          equal_nan=True)
+    assert model.transform(narrow).dtype == np.float32
