@@ -23,19 +23,22 @@ class Overview:
 
 
 def overview(ctx: Context, dataset: DatasetRef, start: date | None = None, end: date | None = None,
-             step: str = "day") -> Overview:
+             step: str = "day", totals_reader: kpi.TotalsReader | None = None) -> Overview:
+    """The KPIs overall and per day or week. `totals_reader`: what reads the per-group totals
+    (`data.kpi.totals`; the page passes a cached copy)."""
     target = ctx.dataset(dataset)
     active = require_active(ctx, target)
     trend, summary = kpi.kpis_with_total(ctx.conn, target, active.run.id, active.threshold, step, start, end,
-                                         ctx.clock())
+                                         ctx.clock(), totals_reader)
     return Overview(active, summary, trend)
 
 
 def breakdown(ctx: Context, dataset: DatasetRef, by: str, start: date | None = None, end: date | None = None,
-              limit: int | None = None) -> pd.DataFrame:
+              limit: int | None = None, totals_reader: kpi.TotalsReader | None = None) -> pd.DataFrame:
     target = ctx.dataset(dataset)
     active = require_active(ctx, target)
-    return kpi.kpis(ctx.conn, target, active.run.id, active.threshold, by, start, end, ctx.clock(), limit)
+    return kpi.kpis(ctx.conn, target, active.run.id, active.threshold, by, start, end, ctx.clock(), limit,
+                    totals_reader)
 
 
 def confirmed_fraud(ctx: Context, dataset: DatasetRef, start: date | None = None, end: date | None = None,

@@ -6,6 +6,7 @@ import streamlit as st
 
 from application import kpis, rules
 from dashboard import charts
+from dashboard.cached import kpi_totals_reader
 from dashboard.formatting import fmt_hours, fmt_int, fmt_pct, fmt_pen, fmt_pen_short
 from dashboard.investigation import require_run
 from dashboard.live import live_updates
@@ -17,6 +18,7 @@ BREAKDOWN_ROWS = 50
 
 ctx, dataset = dataset_page("KPI overview")
 run = require_run(ctx, dataset).run
+totals_reader = kpi_totals_reader(run)  # the scan of every transaction, kept (dashboard.cached)
 live_updates(dataset, "overview")
 
 first, last = dataset.min_ts.date(), dataset.max_ts.date()
@@ -27,7 +29,7 @@ period = left.date_input("Transactions from / to", (first, last), min_value=firs
 start, end = (period[0], period[-1]) if period else (first, last)
 step = right.radio("Trend per", ["day", "week"], horizontal=True, key="kpi-step")
 
-overview = kpis.overview(ctx, dataset, start, end, step)
+overview = kpis.overview(ctx, dataset, start, end, step, totals_reader)
 summary = overview.summary
 if not summary["transactions"]:
     st.info(f"No transactions from {start} to {end}. Choose a wider period.")
@@ -57,7 +59,8 @@ st.plotly_chart(charts.kpi_trend(trend, step), key="kpi-trend")
 
 groupings = [g for g in available_groupings(dataset) if g not in ("day", "week")]
 view = st.selectbox("Break down by", [step, *groupings], format_func=GROUPINGS.get, key="kpi-by")
-table = trend if view == step else kpis.breakdown(ctx, dataset, view, start, end, limit=BREAKDOWN_ROWS)
+table = trend if view == step else kpis.breakdown(ctx, dataset, view, start, end, limit=BREAKDOWN_ROWS,
+                                                                totals_reader=totals_reader)
 shown = table.rename(columns={"key": GROUPINGS[view].lower()})
 period_key = {GROUPINGS[view].lower(): st.column_config.DateColumn(GROUPINGS[view], format="YYYY-MM-DD")} \
     if view in ("day", "week") else {}

@@ -79,6 +79,26 @@ def test_queue_shows_new_api_alerts_and_the_case_says_how_it_arrived(conn, fitte
     assert "Arrived through the API with key **core-banking**" in texts(at)
 
 
+def test_kpi_overview_counts_transactions_scored_live(conn, fitted):
+    """The page keeps its scan of every transaction between visits: live rows must still count."""
+    at = app("boss", "admin")
+    at.run()
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception, at.exception
+
+    def figure(label: str) -> int:
+        return int(one(at.metric, label).value.replace(",", ""))
+
+    before, alerts_before = figure("Transactions"), figure("Alerts")
+    assert before == fitted.row_count
+    scored = live.score(as_user(conn), fitted.name, _suspicious(conn, fitted), api_key="api:core-banking")
+    at.run()
+    assert not at.exception, at.exception
+    assert figure("Transactions") == before + 5
+    assert figure("Alerts") == alerts_before + scored.alerts
+    assert figure("Backlog: unreviewed alerts") == alerts_before + scored.alerts
+
+
 def test_admin_sets_and_stops_a_kafka_consumer(conn, fitted):
     at = app("boss", "admin")
     at.run()
