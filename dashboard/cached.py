@@ -7,10 +7,10 @@ nothing that writes."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -19,6 +19,7 @@ from application.context import Context
 from dashboard.connection import get_cursor
 from data.datasets import Dataset, get_dataset, label_summary, missing_values, profile
 from data.db import database_path
+from data.kpi import TotalsReader
 from detectors.evaluation import ThresholdCounts, threshold_counts
 from detectors.runs import Run
 
@@ -224,7 +225,7 @@ def rule_suggestions(dataset: Dataset, run_key: tuple, train: tuple, test: tuple
 
 # Live scoring adds alerts, and with them values, every second under load: keyed on the row count,
 # the choices were read again on every visit (three scans of the alerts, 50-140 ms on a busy
-# server). Kept a minute instead; a value newer than that can be typed (the pickers accept new ones).
+# server). Kept a minute instead; meanwhile a newer value can be typed (the pickers accept new ones).
 FILTER_CHOICES_SECONDS = 60
 
 
@@ -242,43 +243,51 @@ def queue_filter_choices(dataset: Dataset, run: Run, threshold: float, column: s
     return _filter_choices(_db(), dataset.id, run.id, run.feature_version, float(threshold), column)
 
 
-def labelled_cases_csv(ctx: Context, dataset: Dataset) -> tuple[int, bytes]:
-    """How many transactions carry a label, and all of them as CSV (the queue's download), kept
-    under the audit stamp: every label, case change or undo writes an audit row and so makes them
-    again, while live scoring (which moves the stamp on itself, `stamped.advance`) adds only
-    unlabelled transactions and keeps them."""
-    from application import stamped
+@st.cache_data(show_spinner=False, max_entries=4)
+def _labelled_csv(db: str, dataset_id: int, run_id: int, feature_version: str | None, labels: tuple,
+                  cases: tuple) -> tuple[int, bytes]:
     from application.queue import labelled
     from data.export import safe_csv
 
-    def read() -> tuple[int, bytes]:
-        done = labelled(ctx, dataset)
-        return len(done), safe_csv(done)
+    done = labelled(_reader(), _dataset(dataset_id))
+    return len(done), safe_csv(done)
 
-    at = stamped.stamp(ctx.conn, _db())
-    return stamped.kept(at, ("labelled-cases-csv", dataset.id), read)
+
+def labelled_cases_csv(dataset: Dataset, run: Run) -> tuple[int, bytes]:
+    """How many transactions carry a label, and all of them as CSV (the queue's download, made
+    on every run of the page before): kept until a label, an undo or a case change (both
+    append-only, so their counts and latest ids say when) or another active run (its scores)."""
+    from data.datasets import labels_version
+    from data.db import fetch_one
+
+    conn = get_cursor()
+    cases = tuple(fetch_one(conn, "SELECT count(*), max(id) FROM case_events WHERE dataset_id = ?", [dataset.id]))
+    return _labelled_csv(_db(), dataset.id, run.id, run.feature_version, labels_version(conn, dataset.id), cases)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _kpi_totals(db: str, dataset_id: int, row_count: int, run_id: int, feature_version: str | None, threshold: float,
+def _kpi_totals(db: str, dataset_id: int, upto: int, run_id: int, feature_version: str | None, threshold: float,
                 by: str | None, start: date | None, end: date | None, with_total: bool,
                 limit: int | None) -> pd.DataFrame:
+    """`data.kpi.totals`, once per key: rows are only ever added (`upto` counts them), a run's
+    scores change only with its feature version, and the rest is the view asked for."""
     from data.kpi import totals
 
-    return totals(get_cursor(), _dataset(dataset_id), run_id, threshold, by, start, end, with_total, limit)
+    return totals(get_cursor(), _dataset(dataset_id), run_id, threshold, by, start, end, with_total, limit, upto)
 
 
-def kpi_totals_reader(run: Run) -> Callable[..., pd.DataFrame]:
+def kpi_totals_reader(run: Run) -> TotalsReader:
     """`data.kpi.totals` for the KPI page, kept per run (its feature version: a rescore changes its
-    scores), threshold, period and grouping, and the row count (live scoring adds rows and alerts):
-    the KPI page's scan of every transaction with its score (0.5 s at 10M rows) is paid once, and
-    only what analysts did (labels, cases, the backlog's age) is read on every visit."""
+    scores), threshold, period, grouping and last row (live scoring adds rows and alerts): the KPI
+    page's scan of every transaction with its score (0.5 s at 10M rows) is paid once, and only
+    what analysts did (labels, cases, the backlog's age) is read on every visit."""
     from data.kpi import totals
 
-    def read(conn, dataset: Dataset, run_id: int, threshold: float, by, start, end, with_total: bool, limit):
+    def read(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float, by: str | None,
+             start: date | None, end: date | None, with_total: bool, limit: int | None, upto: int) -> pd.DataFrame:
         if run_id != run.id:  # another run became active meanwhile: read it directly
-            return totals(conn, dataset, run_id, threshold, by, start, end, with_total, limit)
-        return _kpi_totals(_db(), dataset.id, dataset.row_count, run_id, run.feature_version, float(threshold), by,
-                           start, end, bool(with_total), limit)
+            return totals(conn, dataset, run_id, threshold, by, start, end, with_total, limit, upto)
+        return _kpi_totals(_db(), dataset.id, int(upto), run_id, run.feature_version, float(threshold), by, start, end,
+                           bool(with_total), limit)
 
     return read

@@ -1,7 +1,7 @@
 """What managers see: volumes, alerts, confirmed fraud and how the team keeps up, overall or by
 day, week, city, merchant or payment method: per view, one scan of every transaction with its
-score (`totals`, which only the rows, the scores and the threshold change) and one query over the
-transactions analysts can have touched (the alerts, those labelled or with a case).
+score (`totals`, which only the rows, the scores and the threshold change) and one query that
+counts only the transactions analysts can have touched (the alerts, those labelled or with a case).
 
 Definitions (the KPI page states them too):
 - alert: a transaction scored at or above the active run's threshold;
@@ -84,7 +84,8 @@ def kpis(
     """The KPIs of transactions from `start` to `end` (days, inclusive): one row overall, or one
     per group (`GROUPINGS`), ordered by time or by transactions (largest first, `limit` of them).
     `totals_reader`: what reads `totals` (the page passes a cached one)."""
-    frame = _kpi_frame(conn, dataset, run_id, threshold, by, start, end, as_of, limit, False, totals_reader)
+    frame = _kpi_frame(conn, dataset, run_id, threshold, by, start, end, as_of, limit, with_total=False,
+                       totals_reader=totals_reader)
     return frame.drop(columns="is_total")
 
 
@@ -93,7 +94,8 @@ def kpis_with_total(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: i
                     totals_reader: TotalsReader | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`kpis(by=...)` and `kpi_summary(...)` from the same scans (GROUPING SETS): the KPI page's
     trend and its figures at once, the same numbers as the two queries."""
-    frame = _kpi_frame(conn, dataset, run_id, threshold, by, start, end, as_of, None, True, totals_reader)
+    frame = _kpi_frame(conn, dataset, run_id, threshold, by, start, end, as_of, None, with_total=True,
+                       totals_reader=totals_reader)
     total = frame["is_total"]
     return frame[~total].drop(columns="is_total").reset_index(drop=True), _summary(frame[total])
 
@@ -107,12 +109,18 @@ def _grouping(by: str | None, with_total: bool) -> tuple[str, str, str]:
     return "key", "false AS is_total", order
 
 
+def last_row(conn: duckdb.DuckDBPyConnection, dataset: Dataset) -> int:
+    """The dataset's highest row number: the KPI queries count the rows up to it, so that a batch
+    scored live between them is in neither (rows and their scores are committed together)."""
+    return int(conn.execute(f"SELECT coalesce(max(tx_row), -1) FROM {dataset.table}").fetchone()[0])
+
+
 def totals(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float, by: str | None,
-           start: date | None, end: date | None, with_total: bool, limit: int | None) -> pd.DataFrame:
-    """Per group (and, `with_total`, overall): transactions, amount and alerts, in the KPI order
-    (`limit` groups at most). The scan of every transaction with its score that every KPI view
-    pays (0.5 s at 10M rows); it changes only with the rows, the run's scores and the threshold,
-    never with labels, cases or the clock, so it can be kept."""
+           start: date | None, end: date | None, with_total: bool, limit: int | None, upto: int) -> pd.DataFrame:
+    """Per group (and, `with_total`, overall): transactions, amount and alerts of the rows up to
+    row number `upto`, in the KPI order (`limit` groups at most). The scan of every transaction
+    with its score that every KPI view pays (0.5 s at 10M rows); it changes only with the rows,
+    the run's scores and the threshold, never with labels, cases or the clock, so it can be kept."""
     group, total, order = _grouping(by, with_total)
     since, until = _period(start, end)
     return conn.execute(
@@ -121,11 +129,11 @@ def totals(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, thres
             SELECT {_group_key(dataset, by)} AS key, t.amount, coalesce(s.score >= $threshold, false) AS alert
             FROM {dataset.table} t
             LEFT JOIN scores s ON s.run_id = $run AND s.tx_row = t.tx_row
-            WHERE {PERIOD_SQL})
+            WHERE {PERIOD_SQL} AND t.tx_row <= $upto)
         SELECT key, count(*) AS transactions, coalesce(sum(amount), 0) AS amount, count(*) FILTER (alert) AS alerts,
                {total}
         FROM base GROUP BY {group} HAVING count(*) > 0 ORDER BY {order} {'LIMIT $limit' if limit else ''}""",
-        {"threshold": float(threshold), "run": int(run_id), "start": since, "end": until,
+        {"threshold": float(threshold), "run": int(run_id), "start": since, "end": until, "upto": int(upto),
          **({"limit": int(limit)} if limit else {})},
     ).df()
 
@@ -134,9 +142,10 @@ REVIEW_COUNTS = ("confirmed_fraud", "reviewed_alerts", "reviewed_fraud", "backlo
 
 
 def _reviews(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, threshold: float, by: str | None,
-             start: date | None, end: date | None, as_of: datetime | None, with_total: bool) -> pd.DataFrame:
-    """Per group: what analysts did, over the only transactions it can count (the alerts and those
-    with a label, a case or a decision), not every transaction."""
+             start: date | None, end: date | None, as_of: datetime | None, with_total: bool,
+             upto: int) -> pd.DataFrame:
+    """Per group: what analysts did, counted over the only transactions it can concern (the alerts
+    and those with a label, a case or a decision; rows up to `upto`): no aggregate over every row."""
     group, total, _ = _grouping(by, with_total)
     since, until = _period(start, end)
     backlog = "alert AND label IS NULL AND status IS DISTINCT FROM 'closed'"
@@ -164,7 +173,7 @@ def _reviews(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, thr
             SELECT {_group_key(dataset, by)} AS key, t.amount, c.alert, c.label, c.status,
                    greatest(t.ts, CAST($loaded_at AS TIMESTAMP)) AS waiting_since, c.decided_at
             FROM {dataset.table} t JOIN counted c ON c.tx_row = t.tx_row
-            WHERE {PERIOD_SQL})
+            WHERE {PERIOD_SQL} AND t.tx_row <= $upto)
         SELECT key, count(*) FILTER (label = 'fraud') AS confirmed_fraud,
                coalesce(sum(amount) FILTER (label = 'fraud'), 0) AS confirmed_fraud_amount,
                count(*) FILTER (alert AND label IN ('fraud', 'legitimate')) AS reviewed_alerts,
@@ -177,7 +186,7 @@ def _reviews(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, thr
                {total}
         FROM base GROUP BY {group}""",
         {"dataset": dataset.id, "threshold": float(threshold), "loaded_at": dataset.created_at, "run": int(run_id),
-         "start": since, "end": until, "as_of": as_of or datetime.now()},
+         "start": since, "end": until, "as_of": as_of or datetime.now(), "upto": int(upto)},
     ).df()
 
 
@@ -186,8 +195,9 @@ def _kpi_frame(conn: duckdb.DuckDBPyConnection, dataset: Dataset, run_id: int, t
                with_total: bool, totals_reader: TotalsReader | None = None) -> pd.DataFrame:
     """`totals` and `_reviews` side by side: key, KPI_COLUMNS, is_total."""
     read = totals_reader or totals
-    counts = read(conn, dataset, run_id, threshold, by, start, end, with_total, limit)
-    reviews = _reviews(conn, dataset, run_id, threshold, by, start, end, as_of, with_total)
+    upto = last_row(conn, dataset)
+    counts = read(conn, dataset, run_id, threshold, by, start, end, with_total, limit, upto)
+    reviews = _reviews(conn, dataset, run_id, threshold, by, start, end, as_of, with_total, upto)
     # pandas matches NULL keys with NULL keys (a city that is not known), as GROUP BY groups them.
     frame = counts.merge(reviews, on=["key", "is_total"], how="left", sort=False)
     for column in REVIEW_COUNTS:

@@ -166,11 +166,12 @@ def load_frame(
 
 
 
-def _as_float64(frame: pd.DataFrame) -> bool:
+def _as_float64(dtypes: pd.Series) -> bool:
     """Whether scikit-learn computes on these columns as float64, as the written-out preprocessing
-    does (it keeps float32 or float16 when every column is one, and makes everything else float64)."""
+    does: it takes the columns' common type, keeps it when it is float32 or float16 (float32
+    columns with small integers or booleans, say) and makes everything else float64."""
     try:
-        common = np.result_type(*(np.dtype(d) for d in frame.dtypes)) if len(frame.columns) else np.dtype(np.float64)
+        common = np.result_type(*(np.dtype(d) for d in dtypes)) if len(dtypes) else np.dtype(np.float64)
     except TypeError:  # an extension dtype (nullable integers): left to scikit-learn
         return False
     return common not in (np.float32, np.float16)
@@ -214,7 +215,7 @@ class DetectorModel:
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        if not self.spec.categorical and _as_float64(frame[self.spec.numeric]):
+        if not self.spec.categorical and _as_float64(frame.dtypes[self.spec.numeric]):
             return self._numeric_transform(frame)
         return self.preprocessor_.transform(self._columns(frame))
 

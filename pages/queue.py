@@ -61,7 +61,7 @@ def filter_form() -> None:
         c4, c5, c6 = st.columns(3)
         c4.multiselect("Payment method", queue_filter_choices(dataset, run, threshold, "payment_method"),
                        default=list(filters.payment_methods), key=f"qf-payment-{version}",
-                       disabled=not dataset.has_column("payment_method"))
+                       disabled=not dataset.has_column("payment_method"), accept_new_options=True)
         c5.number_input("Amount from (PEN)", min_value=0.0, value=filters.amount_min, key=f"qf-amin-{version}")
         c6.number_input("Amount up to (PEN)", min_value=0.0, value=filters.amount_max, key=f"qf-amax-{version}")
         c7, c8, c9 = st.columns(3)
@@ -130,7 +130,7 @@ for name, reason in in_force.skipped.items():
 
 
 def labelled_download() -> None:
-    count, csv = labelled_cases_csv(ctx, dataset)
+    count, csv = labelled_cases_csv(dataset, run)
     st.download_button(f"Download all {count:,} labelled cases (CSV)", csv,
                        file_name=f"{dataset.name}-labelled-cases.csv", icon=":material/download:",
                        disabled=not count, key="queue-labelled-download",

@@ -129,3 +129,24 @@ def test_one_scan_gives_the_trend_and_the_summary_of_two_queries(conn, reviewed,
         trend, summary = kpis_with_total(conn, dataset, run.id, threshold, by, start, end, as_of)
         pd.testing.assert_frame_equal(trend, kpis(conn, dataset, run.id, threshold, by, start, end, as_of))
         assert summary == pytest.approx(kpi_summary(conn, dataset, run.id, threshold, start, end, as_of), nan_ok=True)
+
+
+def test_transactions_without_a_city_are_one_group_with_their_reviews(conn, reviewed):
+    """Totals and analysts' figures come from two queries joined on the group: the group of
+    transactions with no city must meet its own reviews (NULL with NULL), not lose them."""
+    dataset, run, threshold = reviewed
+    conn.execute(f"UPDATE {dataset.table} SET city = NULL WHERE tx_row % 3 = 0")
+    frame = conn.execute(
+        f"SELECT t.city, s.score >= ? AS alert, l.label FROM {dataset.table} t JOIN scores s USING (tx_row) "
+        "LEFT JOIN current_labels l ON l.dataset_id = ? AND l.transaction_id = t.transaction_id WHERE s.run_id = ?",
+        [threshold, dataset.id, run.id]).df()
+    frame["fraud"] = frame["label"].eq("fraud")
+    frame["reviewed"] = frame["alert"] & frame["label"].isin(["fraud", "legitimate"])
+    expected = frame.groupby(frame["city"].fillna("(none)")).agg(
+        transactions=("alert", "size"), alerts=("alert", "sum"), confirmed_fraud=("fraud", "sum"),
+        reviewed_alerts=("reviewed", "sum"))
+    got = kpis(conn, dataset, run.id, threshold, by="city")
+    got.index = got["key"].fillna("(none)")
+    assert got["key"].isna().sum() == 1 and expected.loc["(none)", "confirmed_fraud"] > 0
+    for column in ("transactions", "alerts", "confirmed_fraud", "reviewed_alerts"):
+        assert got[column].to_dict() == expected[column].astype(int).to_dict(), column
