@@ -164,8 +164,6 @@ def load_frame(
     return conn.execute(f"{select} WHERE {PERIOD_SQL} ORDER BY t.tx_row", {**params, "start": start, "end": end}).df()
 
 
-
-
 def _as_float64(dtypes: pd.Series) -> bool:
     """Whether scikit-learn computes on these columns as float64, as the written-out preprocessing
     does: it takes the columns' common type, keeps it when it is float32 or float16 (float32
