@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.metrics import auc, precision_recall_curve, roc_curve
+from sklearn.metrics import auc
 
 from data.datasets import Dataset
 from data.db import PERIOD_SQL
@@ -215,13 +215,34 @@ def ranking_metrics_and_curves(frame: pd.DataFrame, k: int = 100, known_compromi
 
 def _curves(y: np.ndarray, scores: np.ndarray, max_points: int) -> tuple[float, float, dict[str, pd.DataFrame]]:
     """Average precision, ROC AUC and the thinned PR and ROC curves of labelled rows with both
-    classes, from one precision-recall and one ROC curve (AP and AUC as scikit-learn computes them)."""
-    precision, recall, _ = precision_recall_curve(y, scores)
-    fpr, tpr, _ = roc_curve(y, scores)
+    classes, from one sort (`_ranked_counts`); the curves are built as `precision_recall_curve`
+    and `roc_curve` (with its dropped collinear points) build them, and AP and AUC are computed
+    from them as `average_precision_score` and `roc_auc_score` do (a test compares all four)."""
+    fps, tps = _ranked_counts(y, scores)
+    ps = tps + fps
+    precision = np.r_[np.divide(tps, ps, out=np.zeros_like(tps), where=ps != 0)[::-1], 1.0]
+    recall = np.r_[(tps / tps[-1])[::-1], 0.0]
+    if len(fps) > 2:
+        corners = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps = fps[corners], tps[corners]
+    fpr, tpr = np.r_[0.0, fps] / fps[-1], np.r_[0.0, tps] / tps[-1]
     average_precision = float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))  # as average_precision_score
     roc_auc = float(auc(fpr, tpr))  # as roc_auc_score
     return average_precision, roc_auc, {"pr": _thin(recall, precision, ("recall", "precision"), max_points),
                                         "roc": _thin(fpr, tpr, ("fpr", "tpr"), max_points)}
+
+
+def _ranked_counts(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positives above each distinct score, highest first: scikit-learn's
+    `confusion_matrix_at_thresholds`, without its validation passes (type_of_target sorts the
+    labels once more) — with the two curves, 1.6 s of a fit's 16 s at 1.8M labelled rows."""
+    # Any sort will do (scikit-learn's is stable): only the last row of each run of tied scores is
+    # read, and the count of positives up to it is the same in any order within the run.
+    order = np.argsort(scores)[::-1]
+    ranked = scores[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    tps = np.cumsum(y[order], dtype=np.float64)[ends]
+    return 1 + ends.astype(np.float64) - tps, tps
 
 
 def _thin(a: np.ndarray, b: np.ndarray, names: tuple[str, str], max_points: int) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """From a dataset's features to a numeric matrix, and a model = preprocessing + detector.
 
-The preprocessing is a scikit-learn ColumnTransformer (impute, scale numerics, one-hot encode
-categoricals), fitted with the detector and saved with it, so a saved run scores new rows the
-same way it scored the old ones.
+The preprocessing (impute, scale numerics, one-hot encode categoricals) is fitted with the
+detector and saved with it, so a saved run scores new rows the same way it scored the old ones:
+for numeric features alone `NumericPreprocessor` (the same numbers, in NumPy), with categorical
+columns a scikit-learn ColumnTransformer.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from data.errors import InvalidInput
 from data.features import FeatureSet, load_feature_set
 from detectors.base import Detector, ExplanationSupport
 from detectors.impute import MedianImputer
+from detectors.numeric_preprocessing import NumericPreprocessor
 
 MAX_CATEGORIES = 30  # categorical columns with more distinct values (ids, IPs) are left out
 # Ground truth and analyst-facing identifiers never become model inputs.
@@ -161,7 +163,12 @@ def load_frame(
 ) -> pd.DataFrame:
     """Feature rows (with tx_row and ts) for transactions with start <= ts < end, in tx_row order."""
     select, params = _select_from(dataset, feature_set, spec)
-    return conn.execute(f"{select} WHERE {PERIOD_SQL} ORDER BY t.tx_row", {**params, "start": start, "end": end}).df()
+    sql, params = f"{select} WHERE {PERIOD_SQL} ORDER BY t.tx_row", {**params, "start": start, "end": end}
+    if spec.categorical:  # text columns: through Arrow, pandas 3 would make them its `str` type, not objects
+        return conn.execute(sql, params).df()
+    # Numbers only: through Arrow, the same frame as `.df()` (a test compares them) in 1.4 s instead
+    # of 2.1-2.4 s at 1.8M rows and 29 features, in one float64 block.
+    return conn.sql(sql, params=params).to_arrow_table().to_pandas()
 
 
 def _as_float64(dtypes: pd.Series) -> bool:
@@ -206,13 +213,20 @@ class DetectorModel:
     def fit(self, frame: pd.DataFrame) -> DetectorModel:
         if frame.empty:
             raise InvalidInput("there are no rows to train on.", hint="Choose a later 'train until' date.")
-        self.preprocessor_ = self._preprocessor()
-        X = self.preprocessor_.fit_transform(self._columns(frame))  # one pass, not fit then transform
+        if self.spec.categorical:
+            self.preprocessor_ = self._preprocessor()
+            X = self.preprocessor_.fit_transform(self._columns(frame))  # one pass, not fit then transform
+        else:
+            self.preprocessor_ = NumericPreprocessor()
+            X = self.preprocessor_.fit_transform(frame[self.spec.numeric])
         self.feature_names_ = list(self.preprocessor_.get_feature_names_out())
         self.detector.fit(X)
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        if isinstance(self.preprocessor_, NumericPreprocessor):
+            return self.preprocessor_.transform(frame[self.spec.numeric])
+        # A model saved before NumericPreprocessor: scikit-learn's pipeline, written out for float64.
         if not self.spec.categorical and _as_float64(frame.dtypes[self.spec.numeric]):
             return self._numeric_transform(frame)
         return self.preprocessor_.transform(self._columns(frame))

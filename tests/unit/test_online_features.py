@@ -1,8 +1,8 @@
 """The in-memory features of new transactions equal the catalogue's SQL on the same rows, on the
 cases where the two could part: refunds, missing ids, transactions at the same instant, late
 arrivals, window boundaries, new customers and merchants, analysts' labels, a label delay of 0.
-Also: the compiled forest and the written-out preprocessing give scikit-learn's numbers bit for
-bit, and the server keeps one history in memory across requests."""
+Also: the compiled forest and the written-out transform of a saved pipeline give scikit-learn's
+numbers bit for bit, NumericPreprocessor gives them to rounding, and the server keeps one history in memory across requests."""
 
 from __future__ import annotations
 
@@ -177,14 +177,23 @@ def test_the_compiled_forest_scores_as_scikit_learn_does(max_features):
     assert np.array_equal(CompiledIsolationForest(forest).score_samples(Y), forest.score_samples(Y))
 
 
-def test_the_written_out_preprocessing_equals_scikit_learns():
+def _saved_with_a_pipeline(train: pd.DataFrame, columns: list[str]) -> DetectorModel:
+    """A model as runs saved before NumericPreprocessor hold it: scikit-learn's pipeline."""
+    model = DetectorModel(make_detector("isolation_forest", {"n_estimators": 30}), FeatureSpec(columns))
+    model.preprocessor_ = model._preprocessor().fit(model._columns(train))
+    model.feature_names_ = list(model.preprocessor_.get_feature_names_out())
+    model.detector.fit(model.preprocessor_.transform(model._columns(train)))
+    return model
+
+
+def test_a_saved_pipeline_takes_the_written_out_transform_with_scikit_learns_numbers():
     rng = np.random.default_rng(4)
     columns = [f"f{i}" for i in range(6)]
     train = pd.DataFrame(rng.normal(size=(2_000, 6)) * 50, columns=columns)
     train["f1"] = 3.0  # constant: dropped
     train["f2"] = np.nan  # never present: the imputer drops it
     train.loc[rng.random(len(train)) < 0.1, "f3"] = np.nan
-    model = DetectorModel(make_detector("isolation_forest", {"n_estimators": 30}), FeatureSpec(columns)).fit(train)
+    model = _saved_with_a_pipeline(train, columns)
     test = pd.DataFrame(rng.normal(size=(300, 6)) * 50, columns=columns)
     test.loc[rng.random(len(test)) < 0.2, "f0"] = np.nan
     reference = model.preprocessor_.transform(model._columns(test))
@@ -200,3 +209,70 @@ def test_the_written_out_preprocessing_equals_scikit_learns():
     assert np.array_equal(model.transform(narrow), model.preprocessor_.transform(model._columns(narrow)),
                           equal_nan=True)
     assert model.transform(narrow).dtype == np.float32
+
+
+def _awkward_features(rng: np.random.Generator, rows: int) -> pd.DataFrame:
+    """Columns where imputation, scaling and the constant test could part from scikit-learn's."""
+    return pd.DataFrame({
+        "normal": rng.normal(size=rows) * 50 + 7,
+        "heavy_tail": rng.lognormal(sigma=3.0, size=rows),
+        "sparse": np.where(rng.random(rows) < 0.9, np.nan, rng.normal(size=rows)),
+        "never": np.nan,
+        "constant": 3.0,
+        "constant_with_gaps": np.where(rng.random(rows) < 0.3, np.nan, -2.5),
+        "one_odd_value": np.r_[np.zeros(rows - 1), 1.0],
+        "near_constant_large": 1e9 + rng.normal(size=rows) * 1e-7,  # StandardScaler's scale of 1
+        "counts": rng.integers(0, 5, rows),
+    })
+
+
+@pytest.mark.parametrize("rows", [2, 7, 5_000])
+def test_the_numeric_preprocessor_gives_scikit_learns_numbers(rows):
+    rng = np.random.default_rng(rows)
+    train = _awkward_features(rng, rows)
+    columns = list(train.columns)
+    model = DetectorModel(make_detector("isolation_forest", {"n_estimators": 20}), FeatureSpec(columns)).fit(train)
+    assert type(model.preprocessor_).__name__ == "NumericPreprocessor"
+    pipeline = model._preprocessor()
+    expected = pipeline.fit_transform(model._columns(train))
+    fitted = type(model.preprocessor_)()
+    got = fitted.fit_transform(train)
+    assert list(model.feature_names_) == list(pipeline.get_feature_names_out())
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(fitted.transform(train), got)  # fit_transform is fit, then transform
+    test = _awkward_features(rng, 400)
+    test.loc[rng.random(len(test)) < 0.2, ["normal", "heavy_tail", "one_odd_value"]] = np.nan
+    np.testing.assert_allclose(model.transform(test), pipeline.transform(model._columns(test)), rtol=1e-12, atol=1e-12)
+    # float32 features are computed in float64, the type the fit used.
+    np.testing.assert_allclose(model.transform(test.astype(np.float32)),
+                               pipeline.transform(model._columns(test.astype(np.float32).astype(np.float64))),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_an_infinite_feature_is_refused_naming_its_column():
+    from data.errors import InvalidInput
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"ok": rng.normal(size=50), "ratio": rng.normal(size=50)})
+    frame.loc[10, "ratio"] = np.inf
+    model = DetectorModel(make_detector("isolation_forest", {"n_estimators": 20}), FeatureSpec(["ok", "ratio"]))
+    with pytest.raises(InvalidInput, match="'ratio'"):
+        model.fit(frame)
+    model.fit(frame.replace(np.inf, 1.0))
+    with pytest.raises(InvalidInput, match="'ratio'"):
+        model.transform(frame)
+
+
+def test_nullable_integer_features_are_read_with_their_missing_values():
+    rng = np.random.default_rng(6)
+    counts = rng.integers(0, 9, 300).astype(float)
+    counts[rng.random(300) < 0.2] = np.nan
+    plain = pd.DataFrame({"count": counts, "amount": rng.normal(size=300)})
+    nullable = plain.astype({"count": "Int64"})
+    assert nullable["count"].isna().sum() == np.isnan(counts).sum() > 0
+    spec = FeatureSpec(["count", "amount"])
+    model = DetectorModel(make_detector("isolation_forest", {"n_estimators": 20}), spec).fit(nullable)
+    reference = DetectorModel(make_detector("isolation_forest", {"n_estimators": 20}), spec).fit(plain)
+    np.testing.assert_array_equal(model.transform(nullable), reference.transform(plain))
+    np.testing.assert_array_equal(model.decision_function(nullable), reference.decision_function(plain))

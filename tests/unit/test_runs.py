@@ -62,6 +62,29 @@ def test_a_run_records_everything_and_stores_a_score_per_transaction(conn, small
     assert run.metrics["roc_auc"] > 0.7
 
 
+def test_load_frame_reads_through_arrow_the_frame_duckdb_gives(conn, small_dataset, run):
+    """load_frame reads numeric features through Arrow for speed; the frame is the one `.df()`
+    gives, for numeric features with a base run's score and with categorical columns (missing
+    values among them), over every row, a period and a period without rows."""
+    from detectors.pipeline import PERIOD_SQL, _select_from, categorical_candidates
+
+    feature_set = load_feature_set(conn, small_dataset)
+    conn.execute(f"UPDATE {small_dataset.table} SET payment_method = NULL WHERE tx_row % 7 = 0")
+    categorical = categorical_candidates(conn, small_dataset)
+    assert "payment_method" in categorical
+    numeric = run.features["numeric"][:5] + ["anomaly_score"]
+    for spec in [FeatureSpec(numeric, base_run_id=run.id), FeatureSpec(numeric[:5], categorical)]:
+        for start, end, rows in [(None, None, small_dataset.row_count), (datetime(2026, 8, 10), datetime(2026, 8, 21), None),
+                                 (datetime(2031, 1, 1), None, 0)]:
+            got = load_frame(conn, small_dataset, feature_set, spec, start=start, end=end)
+            select, params = _select_from(small_dataset, feature_set, spec)
+            expected = conn.execute(f"{select} WHERE {PERIOD_SQL} ORDER BY t.tx_row",
+                                    {**params, "start": start, "end": end}).df()
+            assert list(got.dtypes) == list(expected.dtypes)
+            pd.testing.assert_frame_equal(got, expected)
+            assert rows is None or len(got) == rows
+
+
 def test_saved_run_reloads_and_scores_identically(conn, small_dataset, run):
     model = load_model(conn, run)
     feature_set = app_datasets.ensure_features(as_user(conn), small_dataset)
@@ -227,20 +250,32 @@ def test_rescoring_an_ensemble_is_refused_before_loading_rows_when_a_member_does
     assert digest(conn) == before
 
 
-def test_ranking_metrics_from_one_pair_of_curves_equal_scikit_learns_scores():
-    """AP and ROC AUC taken from the precision-recall and ROC curves the run's figures draw are
-    scikit-learn's own numbers, ties and unlabelled rows included."""
-    from sklearn.metrics import roc_auc_score
+@pytest.mark.parametrize("n, levels", [(20_000, 300), (5_000, 5_000_000), (3, 2), (40, 1)])
+def test_ranking_metrics_from_one_sort_equal_scikit_learns_scores_and_curves(n, levels):
+    """AP, ROC AUC and the two curves the run's figures draw, from one sort of the scores, are
+    scikit-learn's own numbers, ties (few distinct scores, or one) and unlabelled rows included."""
+    from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
-    rng = np.random.default_rng(5)
-    n = 20_000
-    frame = pd.DataFrame({"score": rng.integers(0, 300, n) / 300,  # many ties
-                          "y": np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < 0.03).astype(float)),
-                          "scenario": None, "card": None, "day": "d1"})
+    from detectors.evaluation import _curves
+
+    rng = np.random.default_rng(n)
+    y = (rng.random(n) < 0.3).astype(float)
+    y[:2] = [0.0, 1.0]  # both classes
+    frame = pd.DataFrame({"score": rng.integers(0, levels, n) / levels,  # many ties where levels is small
+                          "y": np.where(rng.random(n) < 0.1, np.nan, y), "scenario": None, "card": None, "day": "d1"})
+    frame.loc[:1, "y"] = [0.0, 1.0]
     labelled = frame[frame["y"].notna()]
+    truth, scores = labelled["y"].astype(int).to_numpy(), labelled["score"].to_numpy()
     got = ranking_metrics(frame)
-    assert got["average_precision"] == average_precision_score(labelled["y"].astype(int), labelled["score"])
-    assert got["roc_auc"] == roc_auc_score(labelled["y"].astype(int), labelled["score"])
+    assert got["average_precision"] == average_precision_score(truth, scores)
+    assert got["roc_auc"] == roc_auc_score(truth, scores)
+    _, _, lines = _curves(truth, scores, max_points=10**9)  # every point
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    fpr, tpr, _ = roc_curve(truth, scores)
+    np.testing.assert_array_equal(lines["pr"]["precision"], precision)
+    np.testing.assert_array_equal(lines["pr"]["recall"], recall)
+    np.testing.assert_array_equal(lines["roc"]["fpr"], fpr)
+    np.testing.assert_array_equal(lines["roc"]["tpr"], tpr)
     assert ranking_metrics(frame.assign(y=0.0))["average_precision"] is None  # one class: undefined
 
 
