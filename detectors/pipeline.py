@@ -225,7 +225,7 @@ class DetectorModel:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         if isinstance(self.preprocessor_, NumericPreprocessor):
-            return self.preprocessor_.transform(frame[self.spec.numeric])
+            return self.preprocessor_.transform(frame)  # it reads its own columns
         # A model saved before NumericPreprocessor: scikit-learn's pipeline, written out for float64.
         if not self.spec.categorical and _as_float64(frame.dtypes[self.spec.numeric]):
             return self._numeric_transform(frame)
